@@ -1,0 +1,1 @@
+"""Pure-PyTorch model optimizations for Slimforge (no Django, Celery or web code)."""

@@ -1,0 +1,124 @@
+"""Measurements shared by every recipe's before/after report.
+
+Numbers are only comparable when taken the same way: same example input, same thread count,
+inference mode, warm-up runs discarded. Parameter counts cover what can be counted without
+running the model; see `count_parameters` for what that means for quantized models.
+"""
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of weight values the model stores, whatever their precision.
+
+    Counted: parameters; int8 buffers (the weight-only int8 rewrite stores weights that way);
+    for TorchScript, tensors frozen into the graph as constants (quantize_dynamic_jit freezes
+    the model, turning parameters into constants) and the weights and biases inside packed
+    quantized Linear parameters, which are not parameters at all. Not counted: buffers that
+    hold statistics or scales (batch-norm running means, per-channel scales).
+    """
+    total = sum(p.numel() for p in module.parameters())
+    total += sum(b.numel() for b in module.buffers() if b.dtype == torch.int8)
+    if isinstance(module, torch.jit.ScriptModule):
+        total += _count_torchscript_extras(module)
+    return total
+
+
+def _count_torchscript_extras(module: torch.jit.ScriptModule) -> int:
+    total = 0
+    for _, submodule in module.named_modules():
+        if not hasattr(submodule, "graph"):
+            continue
+        for node in submodule.graph.nodes():
+            if node.kind() == "prim::Constant" and node.output().type().kind() == "TensorType":
+                total += node.t("value").numel()
+            elif node.kind() == "prim::GetAttr" and "LinearPackedParams" in node.output().type().str():
+                weight, bias = torch.ops.quantized.linear_unpack(submodule._c.getattr(node.s("name")))
+                total += weight.numel() + (bias.numel() if bias is not None else 0)
+    return total
+
+
+def inference_context(module: nn.Module) -> contextlib.AbstractContextManager:
+    """inference_mode, except no_grad for TorchScript.
+
+    TorchScript's executor caches a plan per grad mode; a module first run with grad enabled
+    then fails under inference_mode ("Inference tensors cannot be saved for backward").
+    no_grad avoids that and costs TorchScript nothing measurable.
+    """
+    if isinstance(module, torch.jit.ScriptModule):
+        return torch.no_grad()
+    return torch.inference_mode()
+
+
+def run_model(module: nn.Module, example: torch.Tensor) -> Any:
+    """One forward pass without autograd, the way every measurement here runs the model."""
+    with inference_context(module):
+        return module(example)
+
+
+def latency_ms(module: nn.Module, example: torch.Tensor, repeats: int = 30, warmup: int = 5) -> dict[str, Any]:
+    """Wall-clock latency of one forward pass: p50 and p95 in milliseconds, and the thread count."""
+    timings = []
+    with inference_context(module):
+        for _ in range(warmup):
+            module(example)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            module(example)
+            timings.append((time.perf_counter() - started) * 1000.0)
+    return {
+        "p50": round(percentile(timings, 50), 4),
+        "p95": round(percentile(timings, 95), 4),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def percentile(values: list[float], percent: float) -> float:
+    """Nearest-rank percentile: always one of the measured values, never an interpolation."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percent / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def output_tensors(output: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a model's output, in order, through tuples, lists and dicts."""
+    if isinstance(output, torch.Tensor):
+        yield output
+    elif isinstance(output, list | tuple):
+        for item in output:
+            yield from output_tensors(item)
+    elif isinstance(output, dict):
+        for item in output.values():
+            yield from output_tensors(item)
+
+
+def max_abs_diff(a: Any, b: Any) -> float:
+    """Largest absolute difference between two model outputs (tensors or nested containers)."""
+    left, right = list(output_tensors(a)), list(output_tensors(b))
+    if len(left) != len(right):
+        raise ValueError(f"the outputs hold different numbers of tensors: {len(left)} and {len(right)}")
+    worst = 0.0
+    for x, y in zip(left, right, strict=True):
+        if x.shape != y.shape:
+            raise ValueError(f"output shapes differ: {list(x.shape)} and {list(y.shape)}")
+        if x.numel():
+            worst = max(worst, (x.detach().double() - y.detach().double()).abs().max().item())
+    return worst
+
+
+def max_abs(output: Any) -> float:
+    """Largest absolute output value: the scale a difference should be judged against."""
+    values = [t.detach().double().abs().max().item() for t in output_tensors(output) if t.numel()]
+    return max(values, default=0.0)
+
+
+def file_size(path: str | os.PathLike) -> int:
+    return os.path.getsize(path)

@@ -1,0 +1,3 @@
+"""Importing this package registers every recipe with `optimizers.registry`."""
+
+from optimizers.recipes import quantize  # noqa: F401 - imported for its registration

@@ -1,0 +1,124 @@
+// The experiment page: a WebSocket that resumes from the last seq it has, a Plotly chart that grows,
+// and the before/after report when the job ends.
+(function () {
+  const card = document.getElementById("experiment");
+  if (!card) return;
+  const chart = document.getElementById("chart");
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const SERIES = { "job/cpu_percent": 0, "job/rss_mb": 1, progress: 2 };
+  let lastSeq = 0;
+  let t0 = null;
+  let finished = FINISHED.includes(document.getElementById("exp-status").textContent.trim());
+  let points = 0;
+
+  Plotly.newPlot(chart, [
+    { name: "CPU %", x: [], y: [], mode: "lines+markers", line: { color: "#2563eb" } },
+    { name: "RSS MB", x: [], y: [], mode: "lines+markers", yaxis: "y2", line: { color: "#d97706" } },
+    { name: "progress %", x: [], y: [], mode: "lines+markers", line: { color: "#059669", dash: "dot" } },
+  ], {
+    margin: { t: 20, r: 60, b: 40, l: 50 }, legend: { orientation: "h" },
+    xaxis: { title: { text: "seconds" } }, yaxis: { title: { text: "% (CPU, progress)" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero" },
+  }, { responsive: true, displaylogo: false });
+
+  function plot(events) {
+    const batch = { x: [[], [], []], y: [[], [], []] };
+    for (const e of events) {
+      if (t0 === null) t0 = e.t;
+      let index = null, value = null;
+      if (e.kind === "resource" && e.name in SERIES) { index = SERIES[e.name]; value = e.value; }
+      if (e.kind === "progress" && e.total) { index = SERIES.progress; value = (100 * e.done) / e.total; }
+      if (index === null) continue;
+      batch.x[index].push(e.t - t0);
+      batch.y[index].push(value);
+      points += 1;
+    }
+    if (points === 0) return;
+    Plotly.extendTraces(chart, batch, [0, 1, 2]);
+    chart.dataset.points = String(points);
+  }
+
+  function apply(events) {
+    const fresh = events.filter((e) => e.seq > lastSeq);  // the server sends no duplicate; stay safe anyway
+    if (!fresh.length) return;
+    lastSeq = fresh[fresh.length - 1].seq;
+    chart.dataset.lastSeq = String(lastSeq);
+    plot(fresh);
+    for (const e of fresh) {
+      if (e.kind === "progress" && e.total) {
+        document.getElementById("exp-progress").value = e.done / e.total;
+        if (e.stage) document.getElementById("exp-stage").textContent = e.stage;
+      } else if (e.kind === "stage") {
+        document.getElementById("exp-stage").textContent = e.name;
+      } else if (e.kind === "status") {
+        setStatus(e.status, e.error);
+      }
+    }
+  }
+
+  function setStatus(status, error) {
+    const badge = document.getElementById("exp-status");
+    badge.textContent = status;
+    badge.className = `status ${status}`;
+    if (error) {
+      const box = document.getElementById("exp-error");
+      box.textContent = error;
+      box.hidden = false;
+    }
+    if (FINISHED.includes(status)) { finished = true; loadResults(); }
+  }
+
+  function cell(row, text) { const td = row.insertCell(); td.textContent = text; return td; }
+  function fmt(value, digits) { return value === undefined || value === null ? "—" : Number(value).toFixed(digits); }
+
+  async function loadResults() {
+    const response = await fetch(card.dataset.api, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const exp = await response.json();
+    if (exp.status === "succeeded") document.getElementById("exp-progress").value = 1;
+    const s = exp.summary || {};
+    if (!s.before) return;
+    document.getElementById("backend").textContent = `Backend: ${s.backend || "—"}`;
+    const body = document.querySelector("#report tbody");
+    body.innerHTML = "";
+    const rows = [
+      ["file size (bytes)", "size_bytes", 0], ["parameters", "params", 0],
+      ["latency p50, batch 1 (ms)", "latency_ms_p50", 3], ["latency p95, batch 1 (ms)", "latency_ms_p95", 3],
+    ];
+    for (const [label, key, digits] of rows) {
+      const row = body.insertRow();
+      cell(row, label); cell(row, fmt(s.before[key], digits)); cell(row, fmt(s.after[key], digits));
+      const ratio = s.before[key] ? s.after[key] / s.before[key] : null;
+      cell(row, ratio === null ? "—" : `${ratio.toFixed(2)}×`);
+    }
+    const diff = body.insertRow();
+    cell(diff, "largest output difference"); cell(diff, "—"); cell(diff, fmt(s.max_abs_diff, 6)); cell(diff, "");
+    const list = document.querySelector("#artifacts tbody");
+    list.innerHTML = "";
+    for (const a of exp.artifacts) {
+      const row = list.insertRow();
+      const link = document.createElement("a");
+      link.href = a.url; link.textContent = a.name; link.className = "artifact"; link.setAttribute("download", a.name);
+      row.insertCell().appendChild(link);
+      cell(row, `${a.size_bytes} bytes`);
+      const code = document.createElement("code"); code.textContent = a.sha256; row.insertCell().appendChild(code);
+    }
+    document.getElementById("results").hidden = false;
+  }
+
+  let retry = 500;
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${window.location.host}/ws/experiments/${card.dataset.id}/?after=${lastSeq}`);
+    socket.onopen = () => { retry = 500; };
+    socket.onmessage = (message) => apply(JSON.parse(message.data).events || []);
+    socket.onclose = () => {
+      if (finished && lastSeq > 0) return;
+      setTimeout(connect, retry);  // reconnect and resume from lastSeq: no gap, no duplicate
+      retry = Math.min(retry * 2, 5000);
+    };
+    window.slimforgeSocket = socket;  // tests close it to check the resume
+  }
+  connect();
+  if (finished) loadResults();
+})();

@@ -1,0 +1,1 @@
+"""Celery app, task entry points, the sandbox that runs models in a subprocess, and the event bridge."""

@@ -1,0 +1,14 @@
+"""The Celery app. The web process imports only this object, to enqueue tasks by name."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("slimforge")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+# Only workers import the task code (the web process enqueues by name and never loads it).
+app.conf.include = ["tasks.jobs"]
+
+INSPECT_MODEL = "slimforge.inspect_model"
+RUN_EXPERIMENT = "slimforge.run_experiment"

@@ -1,0 +1,153 @@
+"""The parent side of the sandbox: a throwaway subprocess, with limits, is the only place a model is loaded.
+
+The child (optimizers.sandbox) writes JSON lines on its stdout; this side reads them without blocking,
+samples the child's CPU and memory every interval, and turns its death, time-out or error into SandboxError.
+"""
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SandboxError(Exception):
+    """The model could not be processed; the message is meant for the model's owner."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float
+    memory_mb: int
+    threads: int = 1
+
+
+@dataclass
+class _Child:
+    process: subprocess.Popen
+    buffer: bytes = b""
+    outcome: dict | None = None
+
+
+def _child_env(limits: Limits) -> dict:
+    # A small, explicit environment: no proxies, no credentials, no Django settings.
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", SLIMFORGE_TORCH_THREADS=str(limits.threads),
+               OMP_NUM_THREADS=str(limits.threads))
+    return env
+
+
+def _limit_memory(memory_mb: int) -> Callable[[], None]:
+    def apply():
+        size = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+    return apply
+
+
+def run_sandboxed(spec: dict, *, limits: Limits, on_event: Callable[[dict], None],
+                  on_sample: Callable[[float, float], None] | None = None,
+                  sample_interval: float = 1.0, on_tick: Callable[[], None] | None = None) -> dict:
+    """Run one action in a fresh process and return its result; events and samples arrive through callbacks."""
+    with tempfile.TemporaryDirectory(prefix="slimforge-spec-") as folder:
+        spec_path = Path(folder) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        stderr_path = Path(folder) / "stderr.log"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "optimizers.sandbox", str(spec_path)], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=stderr, cwd=folder, env=_child_env(limits),
+                preexec_fn=_limit_memory(limits.memory_mb), start_new_session=True,
+            )
+            child = _Child(process)
+            try:
+                _pump(child, limits, on_event, on_sample, sample_interval, on_tick)
+            finally:
+                _kill_group(process)
+        return _outcome(child, limits, stderr_path.read_text(errors="replace"))
+
+
+def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
+    deadline = time.monotonic() + limits.wall_seconds
+    probe = psutil.Process(child.process.pid)
+    probe.cpu_percent()  # the first call only starts the measurement
+    next_sample = time.monotonic() + sample_interval
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.process.stdout, selectors.EVENT_READ)
+        open_stream = True
+        while open_stream:
+            now = time.monotonic()
+            if now > deadline:
+                raise SandboxError(f"The job took longer than its limit of {limits.wall_seconds:.0f} s and was stopped.")
+            if selector.select(timeout=max(0.0, min(0.2, next_sample - now))):
+                open_stream = _read_lines(child, on_event)
+            if on_sample and time.monotonic() >= next_sample:
+                next_sample += sample_interval
+                _sample(probe, on_sample)
+            if on_tick:
+                on_tick()
+    child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+
+def _read_lines(child: _Child, on_event) -> bool:
+    chunk = os.read(child.process.stdout.fileno(), 65536)
+    if not chunk:
+        return False
+    child.buffer += chunk
+    *lines, child.buffer = child.buffer.split(b"\n")
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # not ours: the child keeps its own stream clean, so this is noise, never an event
+        if record.get("kind") in ("result", "error"):
+            child.outcome = record
+        else:
+            on_event(record)
+    return True
+
+
+def _sample(probe: psutil.Process, on_sample) -> None:
+    try:
+        with probe.oneshot():
+            on_sample(probe.cpu_percent(), probe.memory_info().rss / (1024 * 1024))
+    except psutil.Error:
+        pass  # the child is exiting
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+    process.stdout.close()
+
+
+def _outcome(child: _Child, limits: Limits, stderr: str) -> dict:
+    code = child.process.returncode
+    if child.outcome and child.outcome.get("kind") == "result" and code == 0:
+        return child.outcome["result"]
+    if child.outcome and child.outcome.get("kind") == "error":
+        raise SandboxError(child.outcome.get("error") or "The job failed.")
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        raise SandboxError(f"The model process was killed by {name}; it may have exceeded the "
+                           f"{limits.memory_mb} MB memory limit.")
+    tail = stderr.strip().splitlines()[-1:] or ["no output"]
+    if "MemoryError" in stderr or "std::bad_alloc" in stderr:
+        raise SandboxError(f"The model process ran out of memory (limit {limits.memory_mb} MB).")
+    raise SandboxError(f"The model process exited with code {code}: {tail[0][:500]}")

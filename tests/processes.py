@@ -1,0 +1,88 @@
+"""Real worker and web processes for the integration and browser tests, on the test database."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django made, for processes started by the tests."""
+    db = settings.DATABASES["default"]
+    host = quote(db["HOST"] or "", safe="") if str(db["HOST"]).startswith("/") else db["HOST"]
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}{port}/{db['NAME']}"
+
+
+def process_env() -> dict:
+    env = dict(os.environ)
+    env.update(DATABASE_URL=test_database_url(), DJANGO_SETTINGS_MODULE="webapp.settings",
+               PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(args: list[str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")
+    return subprocess.Popen(args, cwd=REPO_ROOT, env=process_env(), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen, timeout: float = 15) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+def start_worker(log_path: Path) -> subprocess.Popen:
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    process = start([sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1",
+                     "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--loglevel=INFO"], log_path)
+    _wait_for(lambda: b"ready." in log_path.read_bytes(), process, log_path, "the Celery worker")
+    return process
+
+
+def start_web(log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                     "webapp.asgi:application"], log_path)
+    url = f"http://127.0.0.1:{port}"
+    _wait_for(lambda: _answers(url + "/accounts/login/"), process, log_path, "Daphne")
+    return process, url
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _wait_for(ready, process, log_path: Path, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        if ready():
+            return
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{what} did not start within {timeout} s:\n{log_path.read_text()[-3000:]}")

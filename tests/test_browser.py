@@ -1,0 +1,80 @@
+"""A person's path in Debian's Chromium: log in, upload, quantize, watch the chart grow, download, check."""
+import os
+import shutil
+
+import pytest
+import torch
+from django.contrib.auth import get_user_model
+
+from tests.modelfiles import linear_model, linear_torchscript_bytes
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+HIDDEN = 1024  # big enough that the job runs for a few seconds and the chart has time to move
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1100})
+        yield context.new_page()
+        browser.close()
+
+
+def _points(page) -> int:
+    return int(page.get_attribute("#chart", "data-points") or 0)
+
+
+def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_page, tmp_path):
+    get_user_model().objects.create_user("carol", password="carol-secret-pw")
+    page = browser_page
+    page.goto(f"{web_server}/models/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-secret-pw")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/")
+
+    model_path = tmp_path / "wide-mlp.pt"
+    model_path.write_bytes(linear_torchscript_bytes(hidden=HIDDEN))
+    page.set_input_files("input[name=file]", str(model_path))
+    page.fill("input[name=name]", "wide-mlp")
+    page.fill("input[name=input_shape]", "1,64")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/*/")
+    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+
+    page.click("#experiment-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/experiments/*/")
+    page.wait_for_selector("#exp-status:text('running')", timeout=60_000)
+    seen_while_running = set()
+    while page.text_content("#exp-status").strip() == "running":
+        seen_while_running.add(_points(page))
+        page.wait_for_timeout(100)
+    assert len(seen_while_running - {0}) >= 2, f"the chart did not grow while running: {seen_while_running}"
+    assert page.text_content("#exp-status").strip() == "succeeded", page.text_content("#exp-error")
+
+    link = page.wait_for_selector("a.artifact:text('model.pt')", timeout=30_000)
+    assert len(page.text_content("#artifacts tbody tr:first-child code").strip()) == 64  # sha256 shown
+    os.makedirs("test-artifacts", exist_ok=True)
+    page.screenshot(path="test-artifacts/experiment.png", full_page=True)
+    with page.expect_download() as download:
+        link.click()
+    downloaded = tmp_path / "quantized.pt"
+    download.value.save_as(downloaded)
+
+    assert downloaded.stat().st_size < 0.5 * model_path.stat().st_size
+    quantized = torch.jit.load(str(downloaded))
+    x = torch.randn(16, 64)
+    with torch.inference_mode():
+        expected = linear_model(hidden=HIDDEN)(x)
+        assert torch.allclose(quantized(x), expected, atol=0.05 * expected.abs().max().item())

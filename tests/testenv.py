@@ -1,0 +1,20 @@
+"""Loaded with `-p tests.testenv` before Django's settings are read: the test run's own names.
+
+Each run gets its own Redis key prefix and Celery queue, so a `make run` worker on the same Redis never
+takes a test's task, and its own var folder, so test uploads never land in the real media folder.
+"""
+import atexit
+import os
+import shutil
+import tempfile
+
+RUN_NAME = f"slimforge-test-{os.getpid()}"
+os.environ.setdefault("SLIMFORGE_REDIS_PREFIX", RUN_NAME)
+os.environ.setdefault("SLIMFORGE_DEFAULT_QUEUE", RUN_NAME)
+if "SLIMFORGE_TEST_VAR_DIR" not in os.environ:
+    _folder = tempfile.mkdtemp(prefix="slimforge-test-var-")
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+    os.environ["SLIMFORGE_TEST_VAR_DIR"] = _folder
+os.environ["SLIMFORGE_VAR_DIR"] = os.environ["SLIMFORGE_TEST_VAR_DIR"]
+os.environ.setdefault("SLIMFORGE_DB_CONN_MAX_AGE", "0")  # no connection outlives a test (teardown drops the db)
+os.environ.setdefault("SLIMFORGE_TELEMETRY_MS", "250")  # more points per second for the live-chart tests

@@ -1,0 +1,1 @@
+"""Slimforge's Django project and app: pages, API, WebSocket consumers, services and selectors."""

@@ -1,0 +1,84 @@
+"""The REST API: thin views that validate, call one service or selector, and render JSON."""
+from django.core.exceptions import ValidationError
+from django.http import FileResponse
+from rest_framework import status
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp import selectors, services
+from webapp.serializers import ExperimentOut, ModelOut
+
+
+def _api_errors(exc: ValidationError) -> ApiValidationError:
+    return ApiValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages})
+
+
+class ModelListCreate(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get(self, request):
+        models = selectors.model_list_for(user=request.user)
+        return Response(ModelOut(models, many=True).data)
+
+    def post(self, request):
+        try:
+            model = services.model_create(
+                owner=request.user, upload=request.FILES.get("file"), name=request.data.get("name", ""),
+                input_shape=request.data.get("input_shape", ""),
+                input_dtype=request.data.get("input_dtype") or "float32",
+            )
+        except ValidationError as exc:
+            raise _api_errors(exc) from None
+        return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetail(APIView):
+    def get(self, request, model_id):
+        return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)
+
+
+class ExperimentListCreate(APIView):
+    parser_classes = [JSONParser]
+
+    def get(self, request):
+        experiments = selectors.experiment_list_for(user=request.user).prefetch_related("artifacts")
+        return Response(ExperimentOut(experiments, many=True, context={"request": request}).data)
+
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        model_id = body.get("model")
+        if not isinstance(model_id, int):
+            raise ApiValidationError({"model": "Give the id of one of your models."})
+        model = selectors.model_get_for(user=request.user, model_id=model_id)
+        try:
+            experiment = services.experiment_create(owner=request.user, model=model,
+                                                    recipe=body.get("recipe", ""), config=body.get("config"))
+        except ValidationError as exc:
+            raise _api_errors(exc) from None
+        return Response(ExperimentOut(experiment, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ExperimentDetail(APIView):
+    def get(self, request, experiment_id):
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+
+class ExperimentEvents(APIView):
+    def get(self, request, experiment_id):
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError:
+            raise ApiValidationError({"after": "must be an integer sequence number"}) from None
+        return Response(selectors.events_after(experiment_id=experiment.pk, after=after))
+
+
+class ArtifactDownload(APIView):
+    def get(self, request, experiment_id, artifact_id):
+        artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
+                                              artifact_id=artifact_id)
+        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)

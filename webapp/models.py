@@ -1,0 +1,104 @@
+"""The records: uploaded models, experiments on them, their event streams and artifacts."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+def _model_upload_path(instance, filename):
+    # The user's file name never reaches the file system: the server makes the name.
+    return f"models/{uuid.uuid4().hex}.bin"
+
+
+def _artifact_path(instance, filename):
+    return f"artifacts/{instance.experiment_id}/{uuid.uuid4().hex}-{filename}"
+
+
+class UploadedModel(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to=_model_upload_path, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True)  # shown to the owner, never used as a path
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    input_shape = models.JSONField()
+    input_dtype = models.CharField(max_length=16, default="float32")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    format = models.CharField(max_length=32, blank=True)
+    params = models.BigIntegerField(null=True)
+    info = models.JSONField(default=dict, blank=True)  # the inspection report
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+
+class Experiment(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
+    model = models.ForeignKey(UploadedModel, on_delete=models.CASCADE, related_name="experiments")
+    recipe = models.CharField(max_length=32)
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    last_seq = models.BigIntegerField(default=0)  # the highest event seq handed out
+    worker = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.recipe} #{self.pk}"
+
+    @property
+    def is_finished(self):
+        return self.status in self.FINISHED
+
+
+class Event(models.Model):
+    """One record of an experiment's stream; `record` is exactly what a page receives."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=16)
+    record = models.JSONField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "seq"], name="event_unique_seq")]
+
+
+class Artifact(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=64)  # made by the recipe runner, e.g. model.pt, report.json
+    file = models.FileField(upload_to=_artifact_path)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["experiment", "name"], name="artifact_unique_name")]

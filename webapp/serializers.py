@@ -1,0 +1,34 @@
+"""JSON shapes of the API. Output only: input is validated by the services and the recipe configs."""
+from django.urls import reverse
+from rest_framework import serializers
+
+from webapp.models import Artifact, Experiment, UploadedModel
+
+
+class ModelOut(serializers.ModelSerializer):
+    class Meta:
+        model = UploadedModel
+        fields = ["id", "name", "status", "error", "format", "params", "size_bytes", "sha256",
+                  "input_shape", "input_dtype", "info", "created_at"]
+
+
+class ArtifactOut(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "name", "size_bytes", "sha256", "url"]
+
+    def get_url(self, artifact):
+        path = reverse("api-artifact-download", args=[artifact.experiment_id, artifact.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class ExperimentOut(serializers.ModelSerializer):
+    artifacts = ArtifactOut(many=True, read_only=True)
+
+    class Meta:
+        model = Experiment
+        fields = ["id", "model", "recipe", "config", "status", "progress", "stage", "error", "summary",
+                  "artifacts", "last_seq", "created_at", "started_at", "finished_at"]

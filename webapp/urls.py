@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from webapp import api, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("models/", views.model_list, name="model-list"),
+    path("models/<int:model_id>/", views.model_detail, name="model-detail"),
+    path("models/<int:model_id>/experiments/", views.experiment_create, name="experiment-create"),
+    path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),
+]
+
+
+def _api(view):
+    # DRF authenticates API calls itself (tokens too) and answers 401/403; the page login redirect must not.
+    return login_not_required(view.as_view() if hasattr(view, "as_view") else view)
+
+
+urlpatterns += [
+    path("api/auth/token/", _api(obtain_auth_token), name="api-token"),
+    path("api/models/", _api(api.ModelListCreate), name="api-models"),
+    path("api/models/<int:model_id>/", _api(api.ModelDetail), name="api-model"),
+    path("api/experiments/", _api(api.ExperimentListCreate), name="api-experiments"),
+    path("api/experiments/<int:experiment_id>/", _api(api.ExperimentDetail), name="api-experiment"),
+    path("api/experiments/<int:experiment_id>/events/", _api(api.ExperimentEvents), name="api-events"),
+    path("api/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/", _api(api.ArtifactDownload),
+         name="api-artifact-download"),
+]

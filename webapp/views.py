@@ -1,0 +1,60 @@
+"""HTML pages. Thin: validate, call one service or selector, render."""
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from optimizers.configs import RECIPE_CONFIGS
+from optimizers.shapes import SUPPORTED_DTYPES
+from webapp import selectors, services
+from webapp.forms import recipe_config_form
+
+
+def home(request):
+    return redirect("model-list")
+
+
+def model_list(request):
+    return render(request, "models/list.html", {
+        "models": selectors.model_list_for(user=request.user),
+        "dtypes": SUPPORTED_DTYPES,
+    })
+
+
+def model_detail(request, model_id):
+    model = selectors.model_get_for(user=request.user, model_id=model_id)
+    return _render_model(request, model, recipe_config_form("quantize"))
+
+
+def _render_model(request, model, form, status=200):
+    return render(request, "models/detail.html", {
+        "model": model,
+        "recipes": sorted(RECIPE_CONFIGS),
+        "form": form,
+        "experiments": selectors.experiment_list_for(user=request.user, model=model),
+    }, status=status)
+
+
+@require_http_methods(["POST"])
+def experiment_create(request, model_id):
+    model = selectors.model_get_for(user=request.user, model_id=model_id)
+    recipe = request.POST.get("recipe", "")
+    if recipe not in RECIPE_CONFIGS:
+        form = recipe_config_form("quantize", request.POST)
+        form.add_error(None, f"Unknown recipe {recipe!r}.")
+        return _render_model(request, model, form, status=400)
+    form = recipe_config_form(recipe, request.POST)
+    if form.is_valid():
+        try:
+            experiment = services.experiment_create(owner=request.user, model=model, recipe=recipe,
+                                                    config=form.cleaned_data)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                form.add_error(None, f"{field}: {' '.join(messages)}")
+        else:
+            return redirect("experiment-detail", experiment_id=experiment.pk)
+    return _render_model(request, model, form, status=400)
+
+
+def experiment_detail(request, experiment_id):
+    experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+    return render(request, "experiments/detail.html", {"experiment": experiment})
