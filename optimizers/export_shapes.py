@@ -30,7 +30,9 @@ def export_program(module: nn.Module, example: torch.Tensor) -> tuple[ExportedPr
         return _static_export(module, example, first_line(error))
 
 
-def _static_export(module: nn.Module, example: torch.Tensor, reason: str) -> tuple[ExportedProgram, list[str]]:
+def _static_export(
+    module: nn.Module, example: torch.Tensor, reason: str
+) -> tuple[ExportedProgram, list[str]]:
     note = (f"the optimized model accepts only inputs of shape {list(example.shape)}: "
             f"its dynamic dimensions could not be kept ({reason})")
     return torch.export.export(module, (example,)), [note]

@@ -90,7 +90,9 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, str]:
         raise ModelFileError(f"cannot load the {fmt} model: {first_line(error)}") from error
 
 
-def save_model(module: nn.Module, path: str | os.PathLike, fmt: str, example_input: torch.Tensor) -> list[str]:
+def save_model(
+    module: nn.Module, path: str | os.PathLike, fmt: str, example_input: torch.Tensor
+) -> list[str]:
     """Write `module` in `fmt`; return notes worth showing the user (for example, lost dynamism).
 
     A plain nn.Module saved as TorchScript is traced with `example_input`. Saving as export

@@ -7,6 +7,7 @@ Re-exported, the .pt2 then stores one byte per weight instead of four; compute s
 """
 
 import copy
+import warnings
 from collections import defaultdict
 
 import torch
@@ -39,12 +40,16 @@ def quantize_weights(module: fx.GraphModule, per_channel: bool, on_layer=None) -
     op (an embedding tied to the output layer, say) stays consistent. `on_layer(i, n)` is
     called after each layer, for progress reporting and cancellation.
     """
-    rewritten = copy.deepcopy(module)
+    rewritten = _copy_keeping_ties(module)
     targets = linear_weight_targets(rewritten)
     nodes_by_target = _get_attr_nodes(rewritten)
     quantized = 0
     for index, target in enumerate(targets, start=1):
-        quantized += _replace_weight(rewritten, target, nodes_by_target[target], per_channel)
+        # A tied weight (an embedding shared with the output layer) appears under several names;
+        # all of them must go, or the float copy is still saved next to the int8 one.
+        aliases = _aliases_of(rewritten, target, nodes_by_target)
+        nodes = [node for alias in aliases for node in nodes_by_target[alias]]
+        quantized += _replace_weight(rewritten, aliases, nodes, per_channel)
         if on_layer is not None:
             on_layer(index, len(targets))
     rewritten.graph.lint()
@@ -62,19 +67,24 @@ def symmetric_int8(weight: torch.Tensor, per_channel: bool) -> tuple[torch.Tenso
     return values, scale
 
 
-def _replace_weight(module: fx.GraphModule, target: str, nodes: list[fx.Node], per_channel: bool) -> int:
-    owner_path, _, attr = target.rpartition(".")
+def _replace_weight(
+    module: fx.GraphModule, aliases: list[str], nodes: list[fx.Node], per_channel: bool
+) -> int:
+    owner_path, _, attr = aliases[0].rpartition(".")
     owner = module.get_submodule(owner_path)
     weight = getattr(owner, attr)
     values, scale = symmetric_int8(weight, per_channel)
+    for alias in aliases:
+        alias_owner, _, alias_attr = alias.rpartition(".")
+        delattr(module.get_submodule(alias_owner), alias_attr)
     values_attr, scale_attr = _free_name(owner, f"{attr}_int8"), _free_name(owner, f"{attr}_scale")
     owner.register_buffer(values_attr, values)
     owner.register_buffer(scale_attr, scale)
-    delattr(owner, attr)
 
     prefix = f"{owner_path}." if owner_path else ""
     graph = module.graph
-    with graph.inserting_before(nodes[0]):
+    first = next(node for node in graph.nodes if node in nodes)  # the new nodes must precede every use
+    with graph.inserting_before(first):
         values_node = graph.get_attr(prefix + values_attr)
         scale_node = graph.get_attr(prefix + scale_attr)
         as_float = graph.call_function(aten._to_copy.default, (values_node,), {"dtype": torch.float32})
@@ -85,6 +95,36 @@ def _replace_weight(module: fx.GraphModule, target: str, nodes: list[fx.Node], p
         node.replace_all_uses_with(dequantized)
         graph.erase_node(node)
     return values.numel()
+
+
+def _copy_keeping_ties(module: fx.GraphModule) -> fx.GraphModule:
+    """Deep copy in which tensors that share storage in `module` are still one tensor.
+
+    A loaded .pt2 gives tied weights as distinct tensors over one storage; a plain deepcopy
+    would split them, and the re-exported file would then store the weight twice.
+    """
+    memo: dict[int, object] = {}
+    first_by_storage: dict[tuple, torch.Tensor] = {}
+    named = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    named += [(target, _fetch(module, target)) for target in _get_attr_nodes(module)]
+    for _, tensor in named:
+        if isinstance(tensor, torch.Tensor):
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape,
+                   tensor.stride(), tensor.dtype)
+            first = first_by_storage.setdefault(key, tensor)
+            if first is not tensor:
+                memo[id(tensor)] = memo[id(first)] if id(first) in memo else copy.deepcopy(first, memo)
+    with warnings.catch_warnings():
+        # Deep-copying an exported graph module trips a torch-internal pytree deprecation notice.
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        return copy.deepcopy(module, memo)
+
+
+def _aliases_of(module: fx.GraphModule, target: str, nodes_by_target: dict[str, list[fx.Node]]) -> list[str]:
+    """`target` first, then every other attribute name holding the very same tensor."""
+    tensor = _fetch(module, target)
+    others = [name for name in nodes_by_target if name != target and _fetch(module, name) is tensor]
+    return [target, *others]
 
 
 def _get_attr_nodes(module: fx.GraphModule) -> dict[str, list[fx.Node]]:

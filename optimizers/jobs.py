@@ -6,6 +6,7 @@ same example input, thread count and measurement code, so they can be compared.
 """
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from optimizers.shapes import format_shape
 
 REPORT_NAME = "report.json"
 MODEL_NAME = "model"  # fixed: user-supplied names never reach the file system
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64}
+_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
+}
 
 
 def make_example(shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
@@ -41,7 +44,7 @@ def make_example(shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
 def call_with_example(model: nn.Module, example: torch.Tensor, dtype_name: str) -> Any:
     """Run the model once; a failure is the user's input description not fitting the model."""
     try:
-        return measure.run_model(model, example, )
+        return measure.run_model(model, example)
     except Exception as error:  # noqa: BLE001 - whatever torch raises, the input did not fit
         raise ModelInputError(
             f"the model rejected an input of shape {format_shape(example.shape)} ({dtype_name}): "
@@ -84,7 +87,8 @@ def describe_output(output: Any) -> dict[str, Any]:
     if not isinstance(output, torch.Tensor):
         note = (f"the model returns a {type(output).__name__} of {len(tensors)} tensor(s); "
                 "output_shape describes the first")
-    return {"output_shape": list(tensors[0].shape), "output_dtype": str(tensors[0].dtype).removeprefix("torch."),
+    first = tensors[0]
+    return {"output_shape": list(first.shape), "output_dtype": str(first.dtype).removeprefix("torch."),
             "output_note": note}
 
 
@@ -113,6 +117,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("measure optimized")
     optimized, _ = load_model(out_dir / model_name)  # measure what was saved, not what is in memory
     after = _measurements(optimized, example, out_dir / model_name)
+    optimized_output = measure.run_model(optimized, example)
     result = {
         "recipe": spec.recipe,
         "config": config.to_dict(),
@@ -124,8 +129,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "after": after,
         "ratios": {"size": _ratio(after["size_bytes"], before["size_bytes"]),
                    "latency_p50": _ratio(after["latency_ms_p50"], before["latency_ms_p50"])},
-        "max_abs_diff": measure.max_abs_diff(reference, measure.run_model(optimized, example)),
-        "reference_max_abs": measure.max_abs(reference),
+        "max_abs_diff": _finite_or_none(measure.max_abs_diff(reference, optimized_output)),
+        "reference_max_abs": _finite_or_none(measure.max_abs(reference)),
         "threads": torch.get_num_threads(),
         "notes": outcome.notes + save_notes,
     }
@@ -143,6 +148,11 @@ def _measurements(model: nn.Module, example: torch.Tensor, path: str | os.PathLi
 def _ratio(after: float, before: float) -> float | None:
     """after / before: below 1 means smaller or faster."""
     return round(after / before, 4) if before else None
+
+
+def _finite_or_none(value: float) -> float | None:
+    # A NaN in the outputs must not make the whole report unwritable as JSON.
+    return value if math.isfinite(value) else None
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

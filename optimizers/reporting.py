@@ -28,7 +28,8 @@ def progress_event(done: int, total: int, stage: str) -> dict[str, Any]:
 def metric_event(name: str, step: int, value: float) -> dict[str, Any]:
     value = float(value)
     # NaN and infinity are not JSON; a diverged loss is shown as a gap rather than breaking the stream.
-    return {"kind": "metric", "name": name, "step": int(step), "value": value if math.isfinite(value) else None}
+    finite = value if math.isfinite(value) else None
+    return {"kind": "metric", "name": name, "step": int(step), "value": finite}
 
 
 def stage_event(name: str) -> dict[str, Any]:
@@ -118,8 +119,8 @@ class SubtaskReporter:
     through, so a recipe can report as if it were the whole job.
     """
 
-    def __init__(self, parent: Reporter, start: int, end: int, total: int) -> None:
-        self.parent, self.start, self.end, self.total = parent, start, end, total
+    def __init__(self, parent: Reporter, start: int, end: int, total: int, step: str = "") -> None:
+        self.parent, self.start, self.end, self.total, self.step = parent, start, end, total, step
 
     def progress(self, done: int, total: int, stage: str) -> None:
         fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
@@ -129,7 +130,8 @@ class SubtaskReporter:
         self.parent.metric(name, step, value)
 
     def stage(self, name: str) -> None:
-        self.parent.stage(name)
+        if name != self.step:  # the job already announced its own step
+            self.parent.stage(name)
 
     def log(self, message: str) -> None:
         self.parent.log(message)
@@ -158,7 +160,7 @@ class JobSteps:
         end = self.TOTAL * (index + 1) // len(self.names)
         self.report.stage(name)
         self.report.progress(start, self.TOTAL, name)
-        return SubtaskReporter(self.report, start, end, self.TOTAL)
+        return SubtaskReporter(self.report, start, end, self.TOTAL, step=name)
 
     def finish(self) -> None:
         self.report.progress(self.TOTAL, self.TOTAL, "done")

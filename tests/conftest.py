@@ -66,6 +66,7 @@ def celery_worker(django_db_setup, process_logs):
     worker = processes.start_worker(process_logs / "worker.log")
     yield worker
     processes.stop(worker)
+    processes.wait_for_database_sessions_to_end()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +75,7 @@ def web_server(django_db_setup, process_logs):
     server, url = processes.start_web(process_logs / "daphne.log")
     yield url
     processes.stop(server)
+    processes.wait_for_database_sessions_to_end()
 
 
 @pytest.fixture(autouse=True)

@@ -86,3 +86,22 @@ def _wait_for(ready, process, log_path: Path, what: str, timeout: float = 60) ->
         time.sleep(0.2)
     stop(process)
     raise RuntimeError(f"{what} did not start within {timeout} s:\n{log_path.read_text()[-3000:]}")
+
+
+def wait_for_database_sessions_to_end(timeout: float = 10) -> None:
+    """A stopped process's PostgreSQL backends end a moment later; the test database is dropped only after."""
+    import psycopg2
+
+    db = settings.DATABASES["default"]
+    connection = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"] or None,
+                                  host=db["HOST"] or None, port=db["PORT"] or None)
+    try:
+        with connection.cursor() as cursor:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [db["NAME"]])
+                if cursor.fetchone()[0] == 0:
+                    return
+                time.sleep(0.1)
+    finally:
+        connection.close()

@@ -13,11 +13,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
-HIDDEN = 1024  # big enough that the job runs for a few seconds and the chart has time to move
+HIDDEN = 2048  # big enough that the job runs for a few seconds and the chart has time to move
 
 
 @pytest.fixture
-def browser_page(monkeypatch):
+def carol(transactional_db):
+    return get_user_model().objects.create_user("carol", password="carol-secret-pw")
+
+
+@pytest.fixture
+def browser_page(carol, monkeypatch):
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls stay synchronous.
@@ -36,7 +41,6 @@ def _points(page) -> int:
 
 
 def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_page, tmp_path):
-    get_user_model().objects.create_user("carol", password="carol-secret-pw")
     page = browser_page
     page.goto(f"{web_server}/models/")
     page.fill("input[name=username]", "carol")
@@ -55,9 +59,8 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
 
     page.click("#experiment-form button[type=submit]")
     page.wait_for_url(f"{web_server}/experiments/*/")
-    page.wait_for_selector("#exp-status:text('running')", timeout=60_000)
     seen_while_running = set()
-    while page.text_content("#exp-status").strip() == "running":
+    while page.text_content("#exp-status").strip() in ("queued", "running"):
         seen_while_running.add(_points(page))
         page.wait_for_timeout(100)
     assert len(seen_while_running - {0}) >= 2, f"the chart did not grow while running: {seen_while_running}"

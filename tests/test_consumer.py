@@ -1,7 +1,6 @@
 """/ws/experiments/{id}/ through the real ASGI application and the Redis channel layer."""
-import asyncio
-
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -27,6 +26,8 @@ async def _connect(user, experiment_id, after=None):
         headers.append((b"cookie", await database_sync_to_async(_session_cookie)(user)))
     communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=5)
+    if not connected:
+        await communicator.wait()  # let the refused application finish (and close its database work)
     return communicator, connected
 
 
@@ -63,7 +64,7 @@ def test_backlog_then_live_events_then_resume_without_gap_or_duplicate(alice):
         assert await second.receive_nothing(timeout=0.3)
         await second.disconnect()
 
-    asyncio.run(scenario())
+    async_to_sync(scenario)()
 
 
 def test_resume_message_after_connect(alice):
@@ -77,7 +78,7 @@ def test_resume_message_after_connect(alice):
         assert await _receive_seqs(page, 2) == [3, 4]
         await page.disconnect()
 
-    asyncio.run(scenario())
+    async_to_sync(scenario)()
 
 
 def test_bob_and_anonymous_are_refused(alice, bob):
@@ -90,4 +91,4 @@ def test_bob_and_anonymous_are_refused(alice, bob):
         _, connected = await _connect(alice, experiment.pk + 1000, after=0)
         assert not connected
 
-    asyncio.run(scenario())
+    async_to_sync(scenario)()

@@ -189,10 +189,9 @@ def stop_processes(processes: list[tuple[subprocess.Popen, int]], *, timeout: fl
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            name = Path(process.args[0]).name
-            print(f"{name} (pid {process.pid}) did not stop in {timeout:.0f} s; killing it", file=sys.stderr)
             _signal_quietly(process.pid, signal.SIGKILL, group=True)
             process.wait()
+            _warn(f"{Path(process.args[0]).name} (pid {process.pid}) did not stop in {timeout:.0f} s; killed")
         _kill_stragglers(process.pid)
 
 
@@ -207,6 +206,13 @@ def _die_with_parent(sig: int) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+def _warn(message: str) -> None:
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        pass  # a closed terminal or pipe must not stop the shutdown
 
 
 def _signal_quietly(pid: int, sig: int, *, group: bool = False) -> None:
@@ -247,7 +253,7 @@ def _let_service_user_reach(paths: list[Path], trees: list[Path]) -> None:
         for parent in list(path.parents)[:-1]:
             mode = parent.stat().st_mode
             if not mode & stat.S_IXOTH:
-                print(f"Letting the {SERVICE_USER} user pass through {parent} (chmod o+x)", file=sys.stderr)
+                _warn(f"Letting the {SERVICE_USER} user pass through {parent} (chmod o+x)")
                 parent.chmod(mode | stat.S_IXOTH)
     for tree in trees:
         for root, dirs, files in os.walk(tree):

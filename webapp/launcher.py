@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     _on_stop_signals(_raise_stop)
     try:
         env = child_env(var_dir, servers)
-        return COMMANDS[command](env, args, servers)
+        code = COMMANDS[command](env, args, servers)
+        return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
     except StopRequested:
         return 0
     except EmbeddedServerError as error:
@@ -147,8 +148,7 @@ def _watch(processes: dict[str, subprocess.Popen], ready: Callable[[], bool] = l
         for name, process in processes.items():
             code = process.poll()
             if code is not None:
-                print(f"slimforge: {name} exited unexpectedly (exit code {code}); stopping the rest",
-                      file=sys.stderr)
+                _say(f"slimforge: {name} exited unexpectedly (exit code {code}); stopping the rest")
                 return code if code > 0 else 1
         if not announced and ready():
             announce()
@@ -202,7 +202,10 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def _say(message: str) -> None:
-    print(message, flush=True)
+    try:
+        print(message, flush=True)
+    except OSError:
+        pass  # a closed terminal or pipe must not stop the servers or their shutdown
 
 
 if __name__ == "__main__":

@@ -139,9 +139,12 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
 
 def experiment_claim(*, experiment_id: int, worker: str) -> bool:
     """Atomic: of two deliveries of the same task, only the first one runs it."""
-    claimed = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.QUEUED).update(
-        status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
-    )
+    with transaction.atomic():
+        claimed = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.QUEUED).update(
+            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
+        )
+        if claimed:
+            events_record(experiment_id=experiment_id, records=[{"kind": "status", "status": "running"}])
     return claimed == 1
 
 

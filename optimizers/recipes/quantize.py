@@ -7,6 +7,7 @@ pt2e quantizer: smaller on disk, computed in float.
 """
 
 import io
+import warnings
 
 import torch
 from torch import fx, nn
@@ -31,6 +32,8 @@ def quantize_applies(model: nn.Module) -> tuple[bool, str]:
         linear_count = kinds.count(_JIT_LINEAR)
     elif isinstance(model, fx.GraphModule):
         linear_count = len(linear_weight_targets(model))
+        if linear_count == 0 and any(buffer.dtype == torch.int8 for buffer in model.buffers()):
+            return False, "the model's Linear weights are already stored as int8"
     else:
         return False, f"unsupported model type {type(model).__name__}"
     if linear_count == 0:
@@ -51,12 +54,17 @@ def quantize(model: nn.Module, data: object, config: QuantizeConfig, report: Rep
     return _quantize_exported(model, config, report)
 
 
-def _quantize_torchscript(model: torch.jit.ScriptModule, config: QuantizeConfig, report: Reporter) -> RecipeResult:
+def _quantize_torchscript(
+    model: torch.jit.ScriptModule, config: QuantizeConfig, report: Reporter
+) -> RecipeResult:
     qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
     report.progress(0, 1, "quantize")
     # quantize_dynamic_jit freezes and rewrites graphs; a private copy guarantees the caller's
     # module is untouched whatever it does internally.
-    quantized = quantize_dynamic_jit(_private_copy(model), {"": qconfig})
+    with warnings.catch_warnings():
+        # torch.ao reads .grad of frozen non-leaf tensors internally; the warning is not ours to fix.
+        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf")
+        quantized = quantize_dynamic_jit(_private_copy(model), {"": qconfig})
     report.progress(1, 1, "quantize")
     granularity = "per-channel" if config.per_channel else "per-tensor"
     engine = torch.backends.quantized.engine
@@ -82,8 +90,8 @@ def _quantize_exported(model: fx.GraphModule, config: QuantizeConfig, report: Re
         model=quantized,
         backend=f"weight-only int8 ({granularity}), dequantized at run time",
         notes=[
-            "torch.export model: weights are stored as int8 and turned back into float at each "
-            "call, so the file shrinks but latency does not improve (it may grow slightly)",
+            "torch.export model: weights are stored as int8 and turned back into float at every "
+            "call, so the file shrinks but latency does not improve and can grow",
         ],
     )
 

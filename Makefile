@@ -1,0 +1,26 @@
+# `make run` starts Slimforge on this machine; `make test` runs the tests (ARGS="..." goes to pytest).
+# Both make .venv first, and install requirements.txt again whenever it is newer than the last install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+ARGS ?=
+
+.PHONY: run test venv
+
+run: $(STAMP)
+	$(PY) -m webapp.launcher run
+
+test: $(STAMP)
+	$(PY) -m webapp.launcher test -- $(ARGS)
+
+venv: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Slimforge needs Python 3.11 or newer as $(PYTHON) (make PYTHON=python3.12 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
