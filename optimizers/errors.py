@@ -43,7 +43,9 @@ class Cancelled(SlimforgeError):
 
 def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception's message; torch's messages run to pages."""
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(error).__name__
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1][:300]  # the interpreter puts its traceback first and the real reason last
+    return lines[0][:300]

@@ -41,11 +41,21 @@ def make_example(shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
     return torch.randn(shape, generator=generator).to(dtype)
 
 
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
 def call_with_example(model: nn.Module, example: torch.Tensor, dtype_name: str) -> Any:
     """Run the model once; a failure is the user's input description not fitting the model."""
     try:
         return measure.run_model(model, example)
     except Exception as error:  # noqa: BLE001 - whatever torch raises, the input did not fit
+        if _out_of_memory(error):
+            raise ModelInputError(
+                f"the model ran out of memory on an input of shape {format_shape(example.shape)} "
+                f"({dtype_name}): {first_line(error)}"
+            ) from error
         raise ModelInputError(
             f"the model rejected an input of shape {format_shape(example.shape)} ({dtype_name}): "
             f"{first_line(error)}"

@@ -88,7 +88,8 @@ def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
         while open_stream:
             now = time.monotonic()
             if now > deadline:
-                raise SandboxError(f"The job took longer than its limit of {limits.wall_seconds:.0f} s and was stopped.")
+                raise SandboxError(f"The job took longer than its limit of {limits.wall_seconds:.0f} s "
+                                   "and was stopped.")
             if selector.select(timeout=max(0.0, min(0.2, next_sample - now))):
                 open_stream = _read_lines(child, on_event)
             if on_sample and time.monotonic() >= next_sample:
@@ -96,7 +97,10 @@ def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
                 _sample(probe, on_sample)
             if on_tick:
                 on_tick()
-    child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    try:
+        child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise SandboxError("The model process closed its output but did not exit, and was stopped.") from None
 
 
 def _read_lines(child: _Child, on_event) -> bool:

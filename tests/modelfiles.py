@@ -29,3 +29,23 @@ def linear_torchscript_bytes(seed: int = 0, hidden: int = 256) -> bytes:
 
 
 EXAMPLE_SHAPE = "1,64"
+
+
+class Spin(nn.Module):
+    """Never returns: the sandbox's wall-clock limit must stop it."""
+
+    def forward(self, x):
+        while bool(x.sum() > -1.0):
+            x = x + 1
+        return x
+
+
+class Hungry(nn.Module):
+    """Asks for 8 GB: the sandbox's memory limit must refuse it."""
+
+    def forward(self, x):
+        return torch.ones(2_000_000_000).sum() + x
+
+
+def save_scripted(module: nn.Module, path) -> None:
+    torch.jit.save(torch.jit.script(module), str(path))
