@@ -49,3 +49,10 @@ class Hungry(nn.Module):
 
 def save_scripted(module: nn.Module, path) -> None:
     torch.jit.save(torch.jit.script(module), str(path))
+
+
+def linear_export_bytes(seed: int = 0, hidden: int = 256) -> bytes:
+    buffer = io.BytesIO()
+    program = torch.export.export(linear_model(seed, hidden), (torch.randn(1, 64),))
+    torch.export.save(program, buffer)
+    return buffer.getvalue()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.modelfiles import EXAMPLE_SHAPE, linear_model
+from tests.modelfiles import EXAMPLE_SHAPE, linear_export_bytes, linear_model
 from tests.waiting import wait_until
 from webapp.models import UploadedModel
 
@@ -87,3 +87,25 @@ def test_a_zip_that_is_not_a_model_fails_inspection(celery_worker, alice_api, se
     model = wait_until(lambda: _settled(alice_api, f"/api/models/{created['id']}/", ("pending",)),
                        timeout=90, what="the inspection")
     assert model["status"] == "failed" and "archive" in model["error"].lower(), model["error"]
+
+
+def test_a_pt2_upload_comes_back_as_a_smaller_pt2(celery_worker, alice_api):
+    original = linear_export_bytes()
+    created = _upload(alice_api, original)
+    model = wait_until(lambda: _settled(alice_api, f"/api/models/{created['id']}/", ("pending",)),
+                       timeout=90, what="the inspection")
+    assert model["status"] == "ready" and model["format"] == "export", model["error"]
+    response = alice_api.post("/api/experiments/", {"model": model["id"], "recipe": "quantize", "config": {}},
+                              format="json")
+    url = f"/api/experiments/{response.json()['id']}/"
+    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=180,
+                            what="the quantize job")
+    assert experiment["status"] == "succeeded", experiment["error"]
+    artifact = next(a for a in experiment["artifacts"] if a["name"] == "model.pt2")
+    content = _download(alice_api, artifact["url"])
+    assert len(content) < 0.5 * len(original)
+    quantized = torch.export.load(io.BytesIO(content)).module()
+    x = torch.randn(1, 64)
+    with torch.inference_mode():
+        expected = linear_model()(x)
+        assert torch.allclose(quantized(x), expected, atol=0.05 * expected.abs().max().item())
