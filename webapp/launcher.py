@@ -90,7 +90,7 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
         if code != 0:
             print(f"slimforge: manage.py {step[0]} failed (exit code {code})", file=sys.stderr)
             return code
-    queues = env.get("SLIMFORGE_QUEUES") or "slimforge"
+    queues = env.get("SLIMFORGE_QUEUES") or env.get("SLIMFORGE_DEFAULT_QUEUE") or "slimforge"
     commands = {
         "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
         "celery": ["-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=1",
