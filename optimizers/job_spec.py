@@ -2,7 +2,11 @@
 
 Standard library only, so task code can build and check a spec without importing torch.
 Bad values here are the caller's bug, hence SpecError; bad recipe settings are the user's
-and stay ConfigError, raised by `optimizers.configs.parse_config` when the job runs.
+and stay ConfigError, raised by `optimizers.configs.parse_config` when the job runs (and bad
+architecture settings by `optimizers.zoo` when the model is built).
+
+Actions: "inspect" and "run" work on the model at model_path ("run" writes into out_dir);
+"dataset" reads dataset_source of dataset_kind and writes a normalized dataset.npz into out_dir.
 """
 
 import json
@@ -13,18 +17,25 @@ from typing import Any
 from optimizers.errors import SpecError
 from optimizers.shapes import check_input_shape, parse_dtype
 
-ACTIONS = ("inspect", "run")
+ACTIONS = ("inspect", "run", "dataset")
+DATASET_KINDS = ("npz", "csv", "images", "digits")
 
 
 @dataclass(frozen=True)
 class JobSpec:
     action: str
-    model_path: str
-    input_shape: tuple[int, ...]
+    model_path: str = ""
+    input_shape: tuple[int, ...] = ()
     input_dtype: str = "float32"
     recipe: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     out_dir: str | None = None
+    # {"name": "resnet", "config": {...}}: the architecture a safetensors state dict is loaded into.
+    architecture: dict[str, Any] | None = None
+    dataset_path: str | None = None  # a prepared dataset.npz for accuracy and recipes that train
+    dataset_source: str | None = None
+    dataset_kind: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> "JobSpec":
@@ -36,24 +47,62 @@ class JobSpec:
         action = data.get("action")
         if action not in ACTIONS:
             raise SpecError(f"job spec action must be one of {', '.join(ACTIONS)}; got {action!r}")
-        if not isinstance(data.get("model_path"), str) or not data["model_path"]:
-            raise SpecError("job spec model_path must be a non-empty string")
+        if action in ("run", "dataset"):
+            _require_text(data, "out_dir", f"for action {action}")
+        if action == "dataset":
+            return cls(action, out_dir=data["out_dir"], **_dataset_fields(data))
+        _require_text(data, "model_path")
         try:
             shape = check_input_shape(data.get("input_shape"))
             dtype = parse_dtype(data.get("input_dtype", "float32"))
         except ValueError as error:
             raise SpecError(f"job spec: {error}") from error
-        if action == "run":
-            if not isinstance(data.get("out_dir"), str) or not data["out_dir"]:
-                raise SpecError("job spec out_dir must be a non-empty string for action run")
-            # recipe and config are validated by parse_config so the user sees a ConfigError.
-        return cls(action, data["model_path"], shape, dtype, data.get("recipe"),
-                   data.get("config", {}), data.get("out_dir"))
+        # recipe and config are validated by parse_config so the user sees a ConfigError.
+        return cls(action, data["model_path"], shape, dtype, data.get("recipe"), data.get("config", {}),
+                   data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"))
 
     def to_dict(self) -> dict[str, Any]:
         as_dict = asdict(self)
         as_dict["input_shape"] = list(self.input_shape)
         return as_dict
+
+
+def _require_text(data: dict, key: str, when: str = "") -> None:
+    if not isinstance(data.get(key), str) or not data[key]:
+        raise SpecError(f"job spec {key} must be a non-empty string" + (f" {when}" if when else ""))
+
+
+def _optional_text(data: dict, key: str) -> str | None:
+    if data.get(key) is not None:
+        _require_text(data, key)
+    return data.get(key)
+
+
+def _architecture(value: Any) -> dict[str, Any] | None:
+    """Only the shape is checked here; the name and settings are the zoo's to judge (as ConfigError)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
+        raise SpecError(f"job spec architecture must be an object with a non-empty name; got {value!r}")
+    unknown = sorted(set(value) - {"name", "config"})
+    if unknown:
+        raise SpecError(f"unknown job spec architecture keys: {', '.join(unknown)}")
+    config = value.get("config", {})
+    if not isinstance(config, dict):
+        raise SpecError(f"job spec architecture config must be an object; got {type(config).__name__}")
+    return {"name": value["name"], "config": config}
+
+
+def _dataset_fields(data: dict) -> dict[str, Any]:
+    kind = data.get("dataset_kind")
+    if kind not in DATASET_KINDS:
+        raise SpecError(f"job spec dataset_kind must be one of {', '.join(DATASET_KINDS)}; got {kind!r}")
+    if kind != "digits":  # the digits ship with scikit-learn: no source file
+        _require_text(data, "dataset_source", f"for dataset_kind {kind}")
+    options = data.get("dataset_options", {})
+    if not isinstance(options, dict):
+        raise SpecError(f"job spec dataset_options must be an object; got {type(options).__name__}")
+    return {"dataset_kind": kind, "dataset_source": data.get("dataset_source"), "dataset_options": options}
 
 
 def read_spec(path: str | os.PathLike) -> JobSpec:

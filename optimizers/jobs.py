@@ -1,12 +1,11 @@
 """The two things a worker asks of a model file: inspect it, and run a recipe on it.
 
 Called by the sandbox child with a `JobSpec` and a `Reporter`; returns a JSON-ready dict.
-Every model call goes through `measure.run_model`, and before/after figures come from the
-same example input, thread count and measurement code, so they can be compared.
+Every figure comes from `optimizers.report.measure_model`, with the same example input,
+evaluation data, thread count and reference outputs before and after, so they can be compared.
 """
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,15 @@ import optimizers.recipes  # noqa: F401 - registers the recipes
 from optimizers import measure
 from optimizers.configs import parse_config
 from optimizers.errors import ModelInputError, first_line
-from optimizers.formats import extension, load_model, save_model
+from optimizers.exporters import save_all_formats
+from optimizers.formats import load_model
 from optimizers.job_spec import JobSpec
 from optimizers.registry import applicability, get_recipe
+from optimizers.report import compare_reports, measure_model, reference_outputs
 from optimizers.reporting import JobSteps, Reporter
 from optimizers.shapes import format_shape
 
 REPORT_NAME = "report.json"
-MODEL_NAME = "model"  # fixed: user-supplied names never reach the file system
 _DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
 }
@@ -65,23 +65,25 @@ def call_with_example(model: nn.Module, example: torch.Tensor, dtype_name: str) 
 def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps = JobSteps(report, ["load", "check input", "measure"])
     steps.begin("load")
-    model, fmt = load_model(spec.model_path)
+    model, fmt = load_model(spec.model_path, architecture=spec.architecture)
     steps.begin("check input")
     example = make_example(spec.input_shape, spec.input_dtype)
     output = call_with_example(model, example, spec.input_dtype)
+    splits = _load_splits(spec)
     steps.begin("measure")
-    latency = measure.latency_ms(model, example)
+    figures = measure_model(model, example, spec.model_path, splits=splits)
     result = {
         "format": fmt,
-        "params": measure.count_parameters(model),
-        "size_bytes": measure.file_size(spec.model_path),
+        "params": figures["params"],
+        "size_bytes": figures["size_bytes"],
         "input_shape": list(spec.input_shape),
         "input_dtype": spec.input_dtype,
         **describe_output(output),
-        "latency_ms_p50": latency["p50"],
-        "latency_ms_p95": latency["p95"],
-        "threads": latency["threads"],
+        "latency_ms_p50": figures["latency_ms_p50"],
+        "latency_ms_p95": figures["latency_ms_p95"],
+        "threads": figures["threads"],
         "recipes": applicability(model),
+        "report": figures,
     }
     steps.finish()
     return result
@@ -107,27 +109,29 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     recipe = get_recipe(spec.recipe)
     steps = JobSteps(report, ["load", "measure original", spec.recipe, "save", "measure optimized"])
     steps.begin("load")
-    model, fmt = load_model(spec.model_path)
+    model, fmt = load_model(spec.model_path, architecture=spec.architecture)
     example = make_example(spec.input_shape, spec.input_dtype)
-    reference = call_with_example(model, example, spec.input_dtype)
+    call_with_example(model, example, spec.input_dtype)
+    splits = _load_splits(spec)
 
     steps.begin("measure original")
-    before = _measurements(model, example, spec.model_path)
+    # The original's outputs, once: both measurements judge fidelity against them, on the same inputs.
+    reference = reference_outputs(model, example, splits)
+    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
 
-    outcome = recipe.run(model, None, config, steps.begin(spec.recipe))
+    outcome = recipe.run(model, splits, config, steps.begin(spec.recipe))
 
     steps.begin("save")
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_name = MODEL_NAME + extension(fmt)
-    partial = out_dir / f".partial-{model_name}"  # keeps the extension torch.export.save expects
-    save_notes = save_model(outcome.model, partial, fmt, example)
-    os.replace(partial, out_dir / model_name)  # a reader never sees half a model
+    saved = save_all_formats(outcome.model, out_dir, example, primary=fmt, architecture=spec.architecture)
 
     steps.begin("measure optimized")
-    optimized, _ = load_model(out_dir / model_name)  # measure what was saved, not what is in memory
-    after = _measurements(optimized, example, out_dir / model_name)
-    optimized_output = measure.run_model(optimized, example)
+    primary = out_dir / saved.files[fmt]
+    # Measure what was saved, not what is in memory.
+    optimized, _ = load_model(primary, architecture=spec.architecture)
+    after = measure_model(optimized, example, primary, splits=splits, reference=reference)
+    error = after["output_error"] or {}
     result = {
         "recipe": spec.recipe,
         "config": config.to_dict(),
@@ -137,32 +141,27 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "input_dtype": spec.input_dtype,
         "before": before,
         "after": after,
-        "ratios": {"size": _ratio(after["size_bytes"], before["size_bytes"]),
-                   "latency_p50": _ratio(after["latency_ms_p50"], before["latency_ms_p50"])},
-        "max_abs_diff": _finite_or_none(measure.max_abs_diff(reference, optimized_output)),
-        "reference_max_abs": _finite_or_none(measure.max_abs(reference)),
-        "threads": torch.get_num_threads(),
-        "notes": outcome.notes + save_notes,
+        "ratios": compare_reports(before, after),
+        "formats": {"written": saved.files, "skipped": saved.skipped},
+        # The page's "largest output difference" row reads these two.
+        "max_abs_diff": error.get("max_abs"),
+        "reference_max_abs": error.get("reference_max_abs"),
+        "threads": after["threads"],
+        "device": after["device"],
+        "notes": outcome.notes + saved.notes,
     }
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
-    return {**result, "artifacts": [model_name, REPORT_NAME]}
+    return {**result, "artifacts": [*saved.files.values(), REPORT_NAME]}
 
 
-def _measurements(model: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> dict[str, Any]:
-    latency = measure.latency_ms(model, example)
-    return {"size_bytes": measure.file_size(path), "params": measure.count_parameters(model),
-            "latency_ms_p50": latency["p50"], "latency_ms_p95": latency["p95"]}
+def _load_splits(spec: JobSpec) -> Any:
+    """The prepared dataset's train/val splits, or None when the job has no dataset."""
+    if not spec.dataset_path:
+        return None
+    from optimizers.data.splits import load_splits  # numpy and the dataset code only for jobs with data
 
-
-def _ratio(after: float, before: float) -> float | None:
-    """after / before: below 1 means smaller or faster."""
-    return round(after / before, 4) if before else None
-
-
-def _finite_or_none(value: float) -> float | None:
-    # A NaN in the outputs must not make the whole report unwritable as JSON.
-    return value if math.isfinite(value) else None
+    return load_splits(spec.dataset_path)
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -25,25 +25,38 @@ def count_parameters(module: nn.Module) -> int:
     quantized Linear parameters, which are not parameters at all. Not counted: buffers that
     hold statistics or scales (batch-norm running means, per-channel scales).
     """
-    total = sum(p.numel() for p in module.parameters())
-    total += sum(b.numel() for b in module.buffers() if b.dtype == torch.int8)
-    if isinstance(module, torch.jit.ScriptModule):
-        total += _count_torchscript_extras(module)
+    return sum(tensor.numel() for tensor in weight_tensors(module))
+
+
+def count_nonzero_parameters(module: nn.Module) -> int:
+    """Like `count_parameters`, counting only the values that are not zero (what pruning removes)."""
+    total = 0
+    for tensor in weight_tensors(module):
+        # A quantized value is zero when it equals its zero point, which dequantize maps to exactly 0.
+        total += int(torch.count_nonzero(tensor.dequantize() if tensor.is_quantized else tensor))
     return total
 
 
-def _count_torchscript_extras(module: torch.jit.ScriptModule) -> int:
-    total = 0
+def weight_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
+    """Every tensor `count_parameters` counts, each once."""
+    yield from module.parameters()
+    yield from (b for b in module.buffers() if b.dtype == torch.int8)
+    if isinstance(module, torch.jit.ScriptModule):
+        yield from _torchscript_extras(module)
+
+
+def _torchscript_extras(module: torch.jit.ScriptModule) -> Iterator[torch.Tensor]:
     for _, submodule in module.named_modules():
         if not submodule._c._has_method("forward"):  # containers (ModuleList) have no code
             continue
         for node in submodule.graph.nodes():
             if node.kind() == "prim::Constant" and node.output().type().kind() == "TensorType":
-                total += node.t("value").numel()
+                yield node.t("value")
             elif node.kind() == "prim::GetAttr" and "LinearPackedParams" in node.output().type().str():
                 weight, bias = torch.ops.quantized.linear_unpack(submodule._c.getattr(node.s("name")))
-                total += weight.numel() + (bias.numel() if bias is not None else 0)
-    return total
+                yield weight
+                if bias is not None:
+                    yield bias
 
 
 def inference_context(module: nn.Module) -> contextlib.AbstractContextManager:
@@ -73,16 +86,20 @@ def latency_ms(
     A model that takes seconds per call would blow the job's time limit with 35 calls, so
     timing stops once `budget_s` is spent, after at least 3 timed runs.
     """
+    # CUDA calls return before the GPU is done; without a sync we would time the launch only.
+    finish = (lambda: torch.cuda.synchronize(example.device)) if example.is_cuda else (lambda: None)
     timings: list[float] = []
     deadline = time.perf_counter() + budget_s
     with inference_context(module):
         for _ in range(warmup):
             module(example)
+            finish()
             if time.perf_counter() > deadline:
                 break
         while len(timings) < repeats and (len(timings) < 3 or time.perf_counter() < deadline):
             started = time.perf_counter()
             module(example)
+            finish()
             timings.append((time.perf_counter() - started) * 1000.0)
     return {
         "p50": round(percentile(timings, 50), 4),

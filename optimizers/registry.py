@@ -67,10 +67,17 @@ def recipe_names() -> list[str]:
     return sorted(_RECIPES)
 
 
-def applicability(model: nn.Module) -> dict[str, dict[str, Any]]:
+ONNX_NOT_YET = "ONNX models can be inspected and measured; ONNX recipes come later"
+
+
+def applicability(model: Any) -> dict[str, dict[str, Any]]:
     """{"quantize": {"applicable": bool, "reason": str}, ...} for every registered recipe."""
     report = {}
     for name, recipe in sorted(_RECIPES.items()):
-        applicable, reason = recipe.applies_to(model)
+        # Recipes rewrite PyTorch modules; an OnnxModel (optimizers.onnx_model) is an onnxruntime session.
+        if getattr(model, "onnx_path", None) is not None:
+            applicable, reason = False, ONNX_NOT_YET
+        else:
+            applicable, reason = recipe.applies_to(model)
         report[name] = {"applicable": applicable, "reason": reason}
     return report

@@ -53,13 +53,19 @@ def run(spec_path: str, events: TextIO, cancel: threading.Event) -> dict[str, An
     import torch
 
     from optimizers.job_spec import read_spec
-    from optimizers.jobs import inspect_model, run_recipe
     from optimizers.reporting import JsonLinesReporter
 
     torch.set_num_threads(torch_threads_from_env())
     spec = read_spec(spec_path)
     reporter = JsonLinesReporter(events, cancel)
     reporter.log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    # Imported per action: a dataset job needs none of the recipes, a model job none of the readers.
+    if spec.action == "dataset":
+        from optimizers.data.job import prepare_dataset
+
+        return prepare_dataset(spec, reporter)
+    from optimizers.jobs import inspect_model, run_recipe
+
     return inspect_model(spec, reporter) if spec.action == "inspect" else run_recipe(spec, reporter)
 
 

@@ -12,3 +12,4 @@ app.conf.include = ["tasks.jobs"]
 
 INSPECT_MODEL = "slimforge.inspect_model"
 RUN_EXPERIMENT = "slimforge.run_experiment"
+PREPARE_DATASET = "slimforge.prepare_dataset"

@@ -1,4 +1,4 @@
-"""Celery task entry points. They take ids, run the model only inside the sandbox, and record through services."""
+"""Celery task entry points. They take ids, touch user files only inside the sandbox, and record through services."""
 import logging
 import re
 import shutil
@@ -9,25 +9,40 @@ from pathlib import Path
 from django.conf import settings
 
 from tasks.bridge import EventBridge
-from tasks.celery import INSPECT_MODEL, RUN_EXPERIMENT, app
+from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
 from tasks.sandbox import Limits, SandboxError, run_sandboxed
 from webapp import services
-from webapp.models import Experiment, UploadedModel
+from webapp.models import Dataset, Experiment, UploadedModel
 
 log = logging.getLogger(__name__)
-ARTIFACT_NAME = re.compile(r"[a-z0-9_]{1,40}\.[a-z0-9]{1,8}")
+OUTPUT_NAME = re.compile(r"[a-z0-9_]{1,40}\.[a-z0-9]{1,12}")
 
 
-def _copy_local(field_file, folder: Path) -> Path:
-    """Any storage backend: the sandbox reads a local copy under a fixed name."""
-    target = folder / "model.bin"
+def _copy_local(field_file, target: Path) -> Path:
+    """Any storage backend: the sandbox reads a local copy under a name we chose."""
     with field_file.open("rb") as source, open(target, "wb") as sink:
         shutil.copyfileobj(source, sink, 1 << 20)
     return target
 
 
-def _model_spec(model: UploadedModel, path: Path) -> dict:
-    return {"model_path": str(path), "input_shape": model.input_shape, "input_dtype": model.input_dtype}
+def _model_spec(model: UploadedModel, folder: Path) -> dict:
+    return {"model_path": str(_copy_local(model.file, folder / "model.bin")), "input_shape": model.input_shape,
+            "input_dtype": model.input_dtype, "architecture": model.architecture or None}
+
+
+def _outputs(out_dir: Path, names) -> dict[str, Path]:
+    """The sandbox names its outputs; still, only plain files directly inside out_dir are taken."""
+    files = {}
+    for name in names:
+        path = out_dir / str(name)
+        if not OUTPUT_NAME.fullmatch(str(name)) or path.is_symlink() or not path.is_file():
+            raise SandboxError(f"The job produced an unexpected output name {str(name)[:80]!r}.")
+        files[str(name)] = path
+    return files
+
+
+def _limits(seconds: int) -> Limits:
+    return Limits(wall_seconds=seconds, memory_mb=settings.SANDBOX_MEMORY_MB)
 
 
 @app.task(name=INSPECT_MODEL)
@@ -35,11 +50,10 @@ def inspect_model(model_id: int) -> None:
     model = UploadedModel.objects.filter(pk=model_id, status=UploadedModel.Status.PENDING).first()
     if model is None:
         return  # already inspected, or deleted
-    limits = Limits(wall_seconds=settings.SANDBOX_INSPECT_SECONDS, memory_mb=settings.SANDBOX_MEMORY_MB)
     with tempfile.TemporaryDirectory(prefix="slimforge-inspect-") as folder:
-        spec = {"action": "inspect", **_model_spec(model, _copy_local(model.file, Path(folder)))}
+        spec = {"action": "inspect", **_model_spec(model, Path(folder))}
         try:
-            info = run_sandboxed(spec, limits=limits, on_event=lambda record: None)
+            info = run_sandboxed(spec, limits=_limits(settings.SANDBOX_INSPECT_SECONDS), on_event=lambda e: None)
         except SandboxError as exc:
             services.model_inspection_failed(model_id=model_id, error=str(exc))
             return
@@ -47,46 +61,62 @@ def inspect_model(model_id: int) -> None:
     services.model_inspection_succeeded(model_id=model_id, info=info)
 
 
+@app.task(name=PREPARE_DATASET)
+def prepare_dataset(dataset_id: int) -> None:
+    dataset = Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PENDING).first()
+    if dataset is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="slimforge-dataset-") as folder:
+        out_dir = Path(folder) / "out"
+        out_dir.mkdir()
+        source = _copy_local(dataset.source, Path(folder) / "source.bin") if dataset.source else ""
+        spec = {"action": "dataset", "dataset_source": str(source),
+                "dataset_kind": dataset.kind, "dataset_options": dataset.options, "out_dir": str(out_dir)}
+        try:
+            info = run_sandboxed(spec, limits=_limits(settings.SANDBOX_INSPECT_SECONDS), on_event=lambda e: None)
+            services.dataset_files_store(dataset_id=dataset_id, files=_outputs(out_dir, info.get("files", [])))
+        except SandboxError as exc:
+            services.dataset_import_failed(dataset_id=dataset_id, error=str(exc))
+            return
+    services.dataset_import_succeeded(dataset_id=dataset_id, info=info)
+
+
 @app.task(name=RUN_EXPERIMENT)
 def run_experiment(experiment_id: int) -> None:
     if not services.experiment_claim(experiment_id=experiment_id, worker=socket.gethostname()):
         return  # another delivery of this task already claimed it
-    experiment = Experiment.objects.select_related("model").get(pk=experiment_id)
+    experiment = Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
     bridge = EventBridge(experiment_id)
     bridge.emit({"kind": "stage", "name": "prepare"})
+    status, error, summary = Experiment.Status.SUCCEEDED, "", None
     try:
-        summary, files = _run_recipe(experiment, bridge)
-        bridge.emit({"kind": "stage", "name": "store"})
-        bridge.flush()
-        services.experiment_finish(experiment_id=experiment_id, status=Experiment.Status.SUCCEEDED,
-                                   summary=summary)
+        summary = _run_recipe(experiment, bridge)
     except SandboxError as exc:
-        bridge.flush()
-        services.experiment_finish(experiment_id=experiment_id, status=Experiment.Status.FAILED, error=str(exc))
+        status, error = Experiment.Status.FAILED, str(exc)
     except Exception as exc:
         log.exception("experiment %s failed", experiment_id)
-        bridge.flush()
-        services.experiment_finish(experiment_id=experiment_id, status=Experiment.Status.FAILED,
-                                   error=f"Internal error: {type(exc).__name__}: {exc}"[:2000])
+        status, error = Experiment.Status.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+    bridge.flush()
+    services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
 
 
-def _artifact_file(out_dir: Path, name) -> Path:
-    """The sandbox names its outputs; still, only plain files directly inside out_dir are taken."""
-    path = out_dir / str(name)
-    if not ARTIFACT_NAME.fullmatch(str(name)) or path.is_symlink() or not path.is_file():
-        raise SandboxError(f"The job produced an unexpected artifact name {str(name)[:80]!r}.")
-    return path
+def _dataset_path(experiment: Experiment, folder: Path) -> str | None:
+    if experiment.dataset is None:
+        return None
+    prepared = experiment.dataset.files.get(name="dataset.npz")
+    return str(_copy_local(prepared.file, folder / "dataset.npz"))
 
 
-def _run_recipe(experiment: Experiment, bridge: EventBridge) -> tuple[dict, list]:
-    limits = Limits(wall_seconds=settings.SANDBOX_RUN_SECONDS, memory_mb=settings.SANDBOX_MEMORY_MB)
+def _run_recipe(experiment: Experiment, bridge: EventBridge) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
-        spec = {"action": "run", **_model_spec(experiment.model, _copy_local(experiment.model.file, Path(folder))),
-                "recipe": experiment.recipe, "config": experiment.config, "out_dir": str(out_dir)}
-        summary = run_sandboxed(spec, limits=limits, on_event=bridge.emit, on_sample=bridge.resource,
-                                sample_interval=settings.TELEMETRY_INTERVAL_S, on_tick=bridge.tick)
-        files = {name: _artifact_file(out_dir, name) for name in summary.get("artifacts", [])}
-        artifacts = services.artifacts_store(experiment_id=experiment.pk, files=files)
-    return summary, artifacts
+        spec = {"action": "run", **_model_spec(experiment.model, Path(folder)), "recipe": experiment.recipe,
+                "config": experiment.config, "out_dir": str(out_dir),
+                "dataset_path": _dataset_path(experiment, Path(folder))}
+        summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
+                                on_sample=bridge.resource, sample_interval=settings.TELEMETRY_INTERVAL_S,
+                                on_tick=bridge.tick)
+        bridge.emit({"kind": "stage", "name": "store"})
+        services.artifacts_store(experiment_id=experiment.pk, files=_outputs(out_dir, summary.get("artifacts", [])))
+    return summary

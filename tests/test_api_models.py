@@ -1,5 +1,4 @@
 """POST/GET /api/models/: upload checks that never deserialize, and Bob never sees Alice's models."""
-import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -29,7 +28,9 @@ def test_upload_creates_a_pending_model_under_a_server_made_name(alice_api, torc
 
 @pytest.mark.parametrize("content, message", [
     (b"", "empty"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "not a complete zip archive"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 200, "looks like a PNG image"),
+    (b"\x80\x04\x95" + b"\0" * 50, "looks like a Python pickle"),
+    (b"just some text that is no model", "Not a model file"),
 ])
 def test_a_file_that_is_no_model_archive_is_refused_and_nothing_is_kept(alice_api, content, message, settings):
     upload = SimpleUploadedFile("picture.pt", content)
@@ -56,10 +57,10 @@ def test_a_bad_input_shape_is_a_400_naming_the_field(alice_api, torchscript_uplo
     assert UploadedModel.objects.count() == 0 and _media_files(settings) == []
 
 
-def test_missing_file_and_name_are_named(alice_api):
+def test_missing_file_and_name_are_named(alice_api, torchscript_upload):
     response = alice_api.post("/api/models/", {"input_shape": "1,64"}, format="multipart")
     assert response.status_code == 400 and "file" in response.json()
-    response = alice_api.post("/api/models/", {"file": io.BytesIO(b"PK"), "input_shape": "1,64"},
+    response = alice_api.post("/api/models/", {"file": torchscript_upload, "input_shape": "1,64"},
                               format="multipart")
     assert response.status_code == 400 and "name" in response.json()
 
@@ -88,3 +89,32 @@ def test_token_endpoint_returns_a_token(alice):
     assert response.status_code == 200 and len(response.json()["token"]) == 40
     wrong = APIClient().post("/api/auth/token/", {"username": "alice", "password": "nope"}, format="json")
     assert wrong.status_code == 400
+
+
+def test_a_safetensors_state_dict_needs_an_architecture(alice_api, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2, 2)}, str(tmp_path / "w.safetensors"))
+    upload = SimpleUploadedFile("w.safetensors", (tmp_path / "w.safetensors").read_bytes())
+    response = alice_api.post("/api/models/", {"file": upload, "name": "w"}, format="multipart")
+    assert response.status_code == 400 and "architecture" in response.json()
+
+
+def test_an_architecture_gives_the_default_input_shape_and_bad_settings_are_named(alice_api, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2, 2)}, str(tmp_path / "w.safetensors"))
+    content = (tmp_path / "w.safetensors").read_bytes()
+    response = alice_api.post("/api/models/", {"file": SimpleUploadedFile("w.safetensors", content), "name": "r",
+                                               "architecture": "resnet",
+                                               "architecture_config": '{"layers": "2,2,2", "num_classes": 10}'},
+                              format="multipart")
+    assert response.status_code == 400 and "architecture_config.layers" in response.json(), response.json()
+    response = alice_api.post("/api/models/", {"file": SimpleUploadedFile("w.safetensors", content), "name": "r",
+                                               "architecture": "small_cnn", "architecture_config": "{}"},
+                              format="multipart")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["input_shape"] == [1, 1, 8, 8] and body["architecture"]["name"] == "small_cnn"

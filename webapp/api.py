@@ -1,4 +1,6 @@
 """The REST API: thin views that validate, call one service or selector, and render JSON."""
+import json
+
 from django.core.exceptions import ValidationError
 from django.http import FileResponse
 from rest_framework import status
@@ -8,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
-from webapp.serializers import ExperimentOut, ModelOut
+from webapp.serializers import DatasetOut, ExperimentOut, ModelOut
 
 
 def _api_errors(exc: ValidationError) -> ApiValidationError:
@@ -28,6 +30,8 @@ class ModelListCreate(APIView):
                 owner=request.user, upload=request.FILES.get("file"), name=request.data.get("name", ""),
                 input_shape=request.data.get("input_shape", ""),
                 input_dtype=request.data.get("input_dtype") or "float32",
+                architecture=request.data.get("architecture", ""),
+                architecture_config=request.data.get("architecture_config"),
             )
         except ValidationError as exc:
             raise _api_errors(exc) from None
@@ -52,13 +56,22 @@ class ExperimentListCreate(APIView):
         if not isinstance(model_id, int):
             raise ApiValidationError({"model": "Give the id of one of your models."})
         model = selectors.model_get_for(user=request.user, model_id=model_id)
+        dataset = _dataset_of(request, body.get("dataset"))
         try:
-            experiment = services.experiment_create(owner=request.user, model=model,
+            experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
                                                     recipe=body.get("recipe", ""), config=body.get("config"))
         except ValidationError as exc:
             raise _api_errors(exc) from None
         return Response(ExperimentOut(experiment, context={"request": request}).data,
                         status=status.HTTP_201_CREATED)
+
+
+def _dataset_of(request, dataset_id):
+    if dataset_id is None:
+        return None
+    if not isinstance(dataset_id, int):
+        raise ApiValidationError({"dataset": "Give the id of one of your datasets, or leave it out."})
+    return selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)
 
 
 class ExperimentDetail(APIView):
@@ -82,3 +95,46 @@ class ArtifactDownload(APIView):
         artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
                                               artifact_id=artifact_id)
         return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)
+
+
+class DatasetListCreate(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get(self, request):
+        datasets = selectors.dataset_list_for(user=request.user).prefetch_related("files")
+        return Response(DatasetOut(datasets, many=True).data)
+
+    def post(self, request):
+        try:
+            dataset = services.dataset_create(
+                owner=request.user, name=request.data.get("name", ""), kind=request.data.get("kind", ""),
+                upload=request.FILES.get("file"), options=_options(request.data.get("options")),
+            )
+        except ValidationError as exc:
+            raise _api_errors(exc) from None
+        return Response(DatasetOut(dataset).data, status=status.HTTP_201_CREATED)
+
+
+def _options(raw):
+    """Options come as a JSON object (JSON body) or a JSON string (multipart form)."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ApiValidationError({"options": "must be a JSON object"}) from None
+    if not isinstance(raw, dict):
+        raise ApiValidationError({"options": "must be a JSON object"})
+    return raw
+
+
+class DatasetDetail(APIView):
+    def get(self, request, dataset_id):
+        return Response(DatasetOut(selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)).data)
+
+
+class DatasetPreview(APIView):
+    def get(self, request, dataset_id, name):
+        preview = selectors.dataset_preview_for(user=request.user, dataset_id=dataset_id, name=name)
+        return FileResponse(preview.file.open("rb"), content_type="image/png")

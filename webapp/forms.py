@@ -2,14 +2,25 @@
 from django import forms
 
 from optimizers.configs import RECIPE_CONFIGS
+from optimizers.zoo import ARCHITECTURE_CONFIGS
+
+
+def settings_form(config_type, *, prefix: str, data=None) -> forms.Form:
+    """A form whose fields mirror a config type's fields, defaults and help text."""
+    form = forms.Form(data=data, prefix=prefix)
+    for spec in config_type.describe_fields():
+        form.fields[spec["name"]] = _form_field(spec)
+    return form
 
 
 def recipe_config_form(recipe: str, data=None) -> forms.Form:
-    """A form whose fields mirror the recipe config's fields, defaults and help text."""
-    form = forms.Form(data=data, prefix="config")
-    for spec in RECIPE_CONFIGS[recipe].describe_fields():
-        form.fields[spec["name"]] = _form_field(spec)
-    return form
+    return settings_form(RECIPE_CONFIGS[recipe], prefix="config", data=data)
+
+
+def architecture_forms() -> list[tuple[str, forms.Form]]:
+    """One settings form per built-in architecture, for the state-dict upload."""
+    return [(name, settings_form(config_type, prefix=f"arch-{name}"))
+            for name, config_type in sorted(ARCHITECTURE_CONFIGS.items())]
 
 
 def _form_field(spec: dict) -> forms.Field:
@@ -19,8 +30,11 @@ def _form_field(spec: dict) -> forms.Field:
         return forms.ChoiceField(choices=[(c, c) for c in spec["choices"]], **common)
     if spec["type"] == "boolean":
         return forms.BooleanField(required=False, **common)
+    limits = {"min_value": spec.get("min"), "max_value": spec.get("max")}
     if spec["type"] == "integer":
-        return forms.IntegerField(**common)
+        return forms.IntegerField(**common, **limits)
     if spec["type"] == "number":
-        return forms.FloatField(**common)
+        return forms.FloatField(**common, **limits)
+    if isinstance(spec.get("default"), list | tuple):
+        common["initial"] = ",".join(str(v) for v in spec["default"])
     return forms.CharField(**common)

@@ -10,6 +10,14 @@ def _model_upload_path(instance, filename):
     return f"models/{uuid.uuid4().hex}.bin"
 
 
+def _dataset_upload_path(instance, filename):
+    return f"datasets/sources/{uuid.uuid4().hex}.bin"
+
+
+def _dataset_file_path(instance, filename):
+    return f"datasets/{instance.dataset_id}/{uuid.uuid4().hex}-{filename}"
+
+
 def _artifact_path(instance, filename):
     return f"artifacts/{instance.experiment_id}/{uuid.uuid4().hex}-{filename}"
 
@@ -31,6 +39,8 @@ class UploadedModel(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     format = models.CharField(max_length=32, blank=True)
+    # {"name", "config"} of a built-in architecture, for safetensors state dicts; empty otherwise
+    architecture = models.JSONField(default=dict, blank=True)
     params = models.BigIntegerField(null=True)
     info = models.JSONField(default=dict, blank=True)  # the inspection report
     created_at = models.DateTimeField(auto_now_add=True)
@@ -40,6 +50,50 @@ class UploadedModel(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class Dataset(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        READY = "ready"
+        FAILED = "failed"
+
+    class Kind(models.TextChoices):
+        NPZ = "npz"
+        CSV = "csv"
+        IMAGES = "images", "zip of class folders of images"
+        DIGITS = "digits", "scikit-learn digits (built in)"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source = models.FileField(upload_to=_dataset_upload_path, blank=True)  # the upload; none for built-ins
+    original_filename = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    info = models.JSONField(default=dict, blank=True)  # samples, sample_shape, classes, ...
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+
+class DatasetFile(models.Model):
+    """What the import made: the normalized dataset.npz and preview images."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=64)
+    file = models.FileField(upload_to=_dataset_file_path)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="dataset_file_unique_name")]
 
 
 class Experiment(models.Model):
@@ -54,6 +108,7 @@ class Experiment(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
     model = models.ForeignKey(UploadedModel, on_delete=models.CASCADE, related_name="experiments")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="experiments")
     recipe = models.CharField(max_length=32)
     config = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

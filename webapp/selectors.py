@@ -1,7 +1,7 @@
 """Reads. Every query starts from the user, so nobody reaches another user's things (404 otherwise)."""
 from django.shortcuts import get_object_or_404
 
-from webapp.models import Artifact, Event, Experiment, UploadedModel
+from webapp.models import Artifact, Dataset, DatasetFile, Event, Experiment, UploadedModel
 
 EVENTS_PAGE = 5000
 
@@ -41,3 +41,20 @@ def artifact_get_for(*, user, experiment_id, artifact_id) -> Artifact:
     return get_object_or_404(
         Artifact.objects.filter(experiment__owner=user, experiment_id=experiment_id), pk=artifact_id
     )
+
+
+def dataset_list_for(*, user):
+    return Dataset.objects.filter(owner=user)
+
+
+def dataset_get_for(*, user, dataset_id) -> Dataset:
+    return get_object_or_404(dataset_list_for(user=user), pk=dataset_id)
+
+
+def dataset_ready_for(*, user):
+    return dataset_list_for(user=user).filter(status=Dataset.Status.READY)
+
+
+def dataset_preview_for(*, user, dataset_id, name) -> DatasetFile:
+    return get_object_or_404(DatasetFile.objects.filter(dataset__owner=user, dataset_id=dataset_id,
+                                                        name__startswith="preview_"), name=name)

@@ -2,14 +2,27 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from webapp.models import Artifact, Experiment, UploadedModel
+from webapp.models import Artifact, Dataset, Experiment, UploadedModel
 
 
 class ModelOut(serializers.ModelSerializer):
     class Meta:
         model = UploadedModel
         fields = ["id", "name", "status", "error", "format", "params", "size_bytes", "sha256",
-                  "input_shape", "input_dtype", "info", "created_at"]
+                  "input_shape", "input_dtype", "architecture", "info", "created_at"]
+
+
+class DatasetOut(serializers.ModelSerializer):
+    previews = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "kind", "status", "error", "options", "size_bytes", "sha256", "info", "previews",
+                  "created_at"]
+
+    def get_previews(self, dataset):
+        names = [f.name for f in dataset.files.all() if f.name.startswith("preview_")]
+        return [reverse("dataset-preview", args=[dataset.pk, name]) for name in names]
 
 
 class ArtifactOut(serializers.ModelSerializer):
@@ -30,5 +43,5 @@ class ExperimentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Experiment
-        fields = ["id", "model", "recipe", "config", "status", "progress", "stage", "error", "summary",
+        fields = ["id", "model", "dataset", "recipe", "config", "status", "progress", "stage", "error", "summary",
                   "artifacts", "last_seq", "created_at", "started_at", "finished_at"]

@@ -124,7 +124,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-MAX_MODEL_UPLOAD_BYTES = env_int("SLIMFORGE_MAX_UPLOAD_MB", 512, low=1, high=65536) * 1024 * 1024
+MAX_UPLOAD_BYTES = env_int("SLIMFORGE_MAX_UPLOAD_MB", 512, low=1, high=65536) * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 

@@ -15,6 +15,8 @@ urlpatterns = [
     path("models/<int:model_id>/", views.model_detail, name="model-detail"),
     path("models/<int:model_id>/experiments/", views.experiment_create, name="experiment-create"),
     path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),
+    path("datasets/", views.dataset_list, name="dataset-list"),
+    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset-detail"),
 ]
 
 
@@ -27,6 +29,9 @@ urlpatterns += [
     path("api/auth/token/", _api(obtain_auth_token), name="api-token"),
     path("api/models/", _api(api.ModelListCreate), name="api-models"),
     path("api/models/<int:model_id>/", _api(api.ModelDetail), name="api-model"),
+    path("api/datasets/", _api(api.DatasetListCreate), name="api-datasets"),
+    path("api/datasets/<int:dataset_id>/", _api(api.DatasetDetail), name="api-dataset"),
+    path("api/datasets/<int:dataset_id>/previews/<str:name>", _api(api.DatasetPreview), name="dataset-preview"),
     path("api/experiments/", _api(api.ExperimentListCreate), name="api-experiments"),
     path("api/experiments/<int:experiment_id>/", _api(api.ExperimentDetail), name="api-experiment"),
     path("api/experiments/<int:experiment_id>/events/", _api(api.ExperimentEvents), name="api-events"),

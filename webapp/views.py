@@ -6,7 +6,8 @@ from django.views.decorators.http import require_http_methods
 from optimizers.configs import RECIPE_CONFIGS
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
-from webapp.forms import recipe_config_form
+from webapp.forms import architecture_forms, recipe_config_form
+from webapp.models import Dataset
 
 
 def home(request):
@@ -17,6 +18,7 @@ def model_list(request):
     return render(request, "models/list.html", {
         "models": selectors.model_list_for(user=request.user),
         "dtypes": SUPPORTED_DTYPES,
+        "architectures": architecture_forms(),
     })
 
 
@@ -30,6 +32,7 @@ def _render_model(request, model, form, status=200):
         "model": model,
         "recipes": sorted(RECIPE_CONFIGS),
         "form": form,
+        "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
     }, status=status)
 
@@ -46,7 +49,8 @@ def experiment_create(request, model_id):
     if form.is_valid():
         try:
             experiment = services.experiment_create(owner=request.user, model=model, recipe=recipe,
-                                                    config=form.cleaned_data)
+                                                    config=form.cleaned_data,
+                                                    dataset=_chosen_dataset(request))
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 form.add_error(None, f"{field}: {' '.join(messages)}")
@@ -55,6 +59,26 @@ def experiment_create(request, model_id):
     return _render_model(request, model, form, status=400)
 
 
+def _chosen_dataset(request):
+    dataset_id = request.POST.get("dataset") or ""
+    if not dataset_id.isdigit():
+        return None
+    return selectors.dataset_get_for(user=request.user, dataset_id=int(dataset_id))
+
+
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
     return render(request, "experiments/detail.html", {"experiment": experiment})
+
+
+def dataset_list(request):
+    return render(request, "datasets/list.html", {
+        "datasets": selectors.dataset_list_for(user=request.user),
+        "kinds": Dataset.Kind.choices,
+    })
+
+
+def dataset_detail(request, dataset_id):
+    dataset = selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)
+    previews = [f.name for f in dataset.files.all() if f.name.startswith("preview_")]
+    return render(request, "datasets/detail.html", {"dataset": dataset, "previews": previews})

@@ -3,9 +3,16 @@
 import json
 
 import pytest
+import safetensors.torch
 
 from optimizers.formats import load_model
+from optimizers.job_spec import JobSpec, SpecError
 from optimizers.measure import count_parameters
+from optimizers.registry import ONNX_NOT_YET
+from optimizers.zoo.models import build_model
+from tests.optimizers.onnx_files import linear_onnx
+
+ZOO_MLP = {"name": "mlp", "config": {"in_features": 16, "hidden": [8], "num_classes": 3}}
 
 
 @pytest.fixture
@@ -51,8 +58,11 @@ def test_run_quantizes_and_writes_artifacts(run_sandbox, mlp_pt, tmp_path):
     )
     assert finished.returncode == 0, finished.stderr
     result = final["result"]
+    # A TorchScript-quantized module has no other format: the skips say why.
     assert result["artifacts"] == ["model.pt", "report.json"]
     assert sorted(p.name for p in out_dir.iterdir()) == ["model.pt", "report.json"]
+    assert result["formats"]["written"] == {"torchscript": "model.pt"}
+    assert sorted(result["formats"]["skipped"]) == ["export", "onnx", "safetensors"]
     report = json.loads((out_dir / "report.json").read_text())
     assert report == {key: value for key, value in result.items() if key != "artifacts"}
     assert report["config"] == {"variant": "dynamic_int8", "per_channel": True, "layers": "linear"}
@@ -74,7 +84,10 @@ def test_run_on_export_model_writes_pt2(run_sandbox, mlp_pt2, tmp_path):
         out_dir=str(tmp_path / "out"),
     )
     assert finished.returncode == 0, finished.stderr
-    assert final["result"]["artifacts"] == ["model.pt2", "report.json"]
+    # The upload's format first, then every other format the int8 graph takes.
+    assert final["result"]["artifacts"] == ["model.pt2", "model.pt", "model.onnx", "report.json"]
+    assert final["result"]["formats"]["skipped"] == {
+        "safetensors": "safetensors holds weights only; it is written for models built from a named architecture"}
     assert final["result"]["ratios"]["size"] <= 0.5
 
 
@@ -104,8 +117,9 @@ def test_not_a_model_is_a_model_file_error(run_sandbox, tmp_path):
     finished, _, final = run_sandbox(action="inspect", model_path=str(path), input_shape=[1, 3])
     assert finished.returncode == 1
     assert final == {
-        "kind": "error", "error": "not a TorchScript or torch.export archive: not a zip archive",
-        "error_type": "ModelFileError",
+        "kind": "error", "error_type": "ModelFileError",
+        "error": "not a model file Slimforge reads (TorchScript, torch.export, ONNX or safetensors): "
+                 "it looks like a PNG image",
     }
 
 
@@ -115,3 +129,91 @@ def test_prints_from_model_code_do_not_corrupt_the_event_stream(run_sandbox, cha
     assert final["result"]["output_shape"] == [2, 4]
     assert "hello from inside the model" in finished.stderr
     assert "hello" not in finished.stdout
+
+
+@pytest.fixture
+def zoo_mlp_safetensors(tmp_path):
+    path = tmp_path / "upload-5a1e"  # a server-made name: the format comes from the bytes
+    safetensors.torch.save_file(build_model(ZOO_MLP["name"], ZOO_MLP["config"]).state_dict(), str(path))
+    return path
+
+
+def test_inspect_a_safetensors_upload_with_its_architecture(run_sandbox, zoo_mlp_safetensors):
+    finished, _, final = run_sandbox(action="inspect", model_path=str(zoo_mlp_safetensors), input_shape=[1, 16],
+                                     architecture=ZOO_MLP)
+    assert finished.returncode == 0, finished.stderr
+    info = final["result"]
+    assert info["format"] == "safetensors"
+    assert info["params"] == 16 * 8 + 8 + 8 * 3 + 3
+    assert info["output_shape"] == [1, 3]
+
+
+def test_a_safetensors_upload_without_architecture_is_a_clear_error(run_sandbox, zoo_mlp_safetensors):
+    finished, _, final = run_sandbox(action="inspect", model_path=str(zoo_mlp_safetensors), input_shape=[1, 16])
+    assert finished.returncode == 1
+    assert final == {"kind": "error", "error_type": "ModelFileError",
+                     "error": "a safetensors file holds weights only: choose the model's architecture to load it"}
+
+
+def test_inspect_an_onnx_upload(run_sandbox, tmp_path):
+    path = linear_onnx(tmp_path / "upload-0nnx")
+    finished, _, final = run_sandbox(action="inspect", model_path=str(path), input_shape=[2, 4])
+    assert finished.returncode == 0, finished.stderr
+    info = final["result"]
+    assert (info["format"], info["params"], info["output_shape"]) == ("onnx", 15, [2, 3])
+    assert all(entry == {"applicable": False, "reason": ONNX_NOT_YET} for entry in info["recipes"].values())
+
+
+def test_dataset_jobs_go_to_the_dataset_reader(run_sandbox, tmp_path):
+    out_dir = tmp_path / "dataset"
+    finished, _, final = run_sandbox(action="dataset", dataset_kind="digits", out_dir=str(out_dir))
+    assert finished.returncode == 0, finished.stderr
+    assert final["result"]["samples"] == 1797 and "dataset.npz" in final["result"]["files"]
+    assert (out_dir / "dataset.npz").is_file()
+
+
+def test_spec_with_architecture_and_dataset_round_trips():
+    data = {"action": "run", "model_path": "m", "input_shape": [1, 16], "recipe": "quantize", "out_dir": "o",
+            "architecture": ZOO_MLP, "dataset_path": "d/dataset.npz"}
+    spec = JobSpec.from_dict(data)
+    assert (spec.architecture, spec.dataset_path) == (ZOO_MLP, "d/dataset.npz")
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert JobSpec.from_dict({**data, "architecture": {"name": "mlp"}}).architecture == {"name": "mlp", "config": {}}
+
+
+def test_dataset_spec_needs_no_model():
+    spec = JobSpec.from_dict({"action": "dataset", "dataset_kind": "csv", "dataset_source": "u.csv",
+                              "dataset_options": {"label_column": "label"}, "out_dir": "o"})
+    assert (spec.dataset_kind, spec.dataset_source, spec.dataset_options) == ("csv", "u.csv", {"label_column": "label"})
+    assert (spec.model_path, spec.input_shape) == ("", ())
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"architecture": "resnet"}, "architecture must be an object with a non-empty name"),
+    ({"architecture": {"name": ""}}, "architecture must be an object with a non-empty name"),
+    ({"architecture": {"name": "mlp", "config": [1]}}, "architecture config must be an object"),
+    ({"architecture": {"name": "mlp", "layers": 3}}, "unknown job spec architecture keys: layers"),
+    ({"dataset_path": ""}, "dataset_path must be a non-empty string"),
+    ({"action": "train"}, "action must be one of inspect, run, dataset"),
+])
+def test_malformed_model_specs(changes, problem):
+    with pytest.raises(SpecError, match=problem):
+        JobSpec.from_dict({"action": "inspect", "model_path": "m", "input_shape": [1], **changes})
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"dataset_kind": "parquet"}, "dataset_kind must be one of npz, csv, images, digits"),
+    ({"dataset_source": None}, "dataset_source must be a non-empty string for dataset_kind npz"),
+    ({"dataset_options": []}, "dataset_options must be an object"),
+    ({"out_dir": None}, "out_dir must be a non-empty string for action dataset"),
+])
+def test_malformed_dataset_specs(changes, problem):
+    data = {"action": "dataset", "dataset_kind": "npz", "dataset_source": "x.npz", "out_dir": "o", **changes}
+    with pytest.raises(SpecError, match=problem):
+        JobSpec.from_dict({key: value for key, value in data.items() if value is not None})
+
+
+def test_digits_need_no_source():
+    assert JobSpec.from_dict({"action": "dataset", "dataset_kind": "digits", "out_dir": "o"}).dataset_source is None
+

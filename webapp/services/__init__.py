@@ -1,0 +1,21 @@
+"""Writes. Views, API views, consumers and tasks change state only through these functions."""
+from webapp.services.datasets import (
+    dataset_create,
+    dataset_files_store,
+    dataset_import_failed,
+    dataset_import_succeeded,
+)
+from webapp.services.events import events_record, experiment_group
+from webapp.services.experiments import (
+    artifacts_store,
+    experiment_claim,
+    experiment_create,
+    experiment_finish,
+)
+from webapp.services.uploads import model_create, model_inspection_failed, model_inspection_succeeded
+
+__all__ = [
+    "artifacts_store", "dataset_create", "dataset_files_store", "dataset_import_failed",
+    "dataset_import_succeeded", "events_record", "experiment_claim", "experiment_create", "experiment_finish",
+    "experiment_group", "model_create", "model_inspection_failed", "model_inspection_succeeded",
+]

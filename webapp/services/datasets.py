@@ -1,0 +1,69 @@
+"""Datasets: an upload (or a built-in set) that a worker imports, in the sandbox, into a normalized dataset.npz."""
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from optimizers.configs import ConfigError
+from optimizers.data.options import parse_dataset_options
+from tasks.celery import PREPARE_DATASET
+from webapp.models import Dataset, DatasetFile
+from webapp.services.files import check_upload_size, enqueue_on_commit, save_rows_with_files, sha256_of_upload
+
+
+def _clean(name: str, kind: str, options) -> tuple[str, dict]:
+    errors = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = "Give the dataset a name."
+    elif len(name) > 200:
+        errors["name"] = "The name is longer than 200 characters."
+    if kind not in Dataset.Kind.values:
+        errors["kind"] = f"Choose one of: {', '.join(Dataset.Kind.values)}."
+    else:
+        try:
+            options = parse_dataset_options(kind, options if options is not None else {})
+        except ConfigError as exc:
+            errors["options" if exc.field == "dataset_options" else f"options.{exc.field}"] = exc.message
+    if errors:
+        raise ValidationError(errors)
+    return name, options
+
+
+def dataset_create(*, owner, name: str, kind: str, upload: UploadedFile | None = None,
+                   options: dict | None = None) -> Dataset:
+    name, options = _clean(name, kind, options)
+    dataset = Dataset(owner=owner, name=name, kind=kind, options=options)
+    if kind != Dataset.Kind.DIGITS:
+        check_upload_size(upload)
+        dataset.original_filename = (upload.name or "")[:255]
+        dataset.sha256 = sha256_of_upload(upload)
+        dataset.size_bytes = upload.size
+        dataset.source.save("upload", upload, save=False)
+    try:
+        with transaction.atomic():
+            dataset.save()
+            enqueue_on_commit(PREPARE_DATASET, dataset.pk)
+    except BaseException:
+        if dataset.source:
+            dataset.source.delete(save=False)
+        raise
+    return dataset
+
+
+def dataset_files_store(*, dataset_id: int, files: dict) -> list[DatasetFile]:
+    rows = [(DatasetFile(dataset_id=dataset_id, name=name), "file", path) for name, path in files.items()]
+    return save_rows_with_files(rows)
+
+
+def dataset_import_succeeded(*, dataset_id: int, info: dict) -> None:
+    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.READY, error="", info=info)
+
+
+def dataset_import_failed(*, dataset_id: int, error: str) -> None:
+    """The upload could not be imported: its file goes, the record keeps the reason."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None:
+        return
+    if dataset.source:
+        dataset.source.delete(save=False)
+    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error, source="")

@@ -1,0 +1,56 @@
+"""The event stream of an experiment: the database is the truth, the channel layer the fast path."""
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from webapp.models import Event, Experiment
+
+log = logging.getLogger(__name__)
+
+
+def experiment_group(experiment_id: int) -> str:
+    return f"experiment.{experiment_id}"
+
+
+def _progress_fields(records: list[dict]) -> dict:
+    fields = {}
+    for record in records:
+        if record["kind"] == "progress" and record.get("total"):
+            fields["progress"] = min(1.0, record["done"] / record["total"])
+            if record.get("stage"):
+                fields["stage"] = record["stage"][:64]
+        elif record["kind"] == "stage":
+            fields["stage"] = record["name"][:64]
+    return fields
+
+
+def events_record(*, experiment_id: int, records: list[dict]) -> list[dict]:
+    """Stamp records with the next seqs, store them, then push the same batch to the live pages."""
+    if not records:
+        return []
+    now = timezone.now().timestamp()
+    with transaction.atomic():
+        Experiment.objects.filter(pk=experiment_id).update(last_seq=F("last_seq") + len(records),
+                                                           **_progress_fields(records))
+        last = Experiment.objects.values_list("last_seq", flat=True).get(pk=experiment_id)
+        stamped = [{"seq": last - len(records) + i + 1, "t": record.pop("t", now), **record}
+                   for i, record in enumerate(records)]
+        Event.objects.bulk_create(
+            Event(experiment_id=experiment_id, seq=r["seq"], kind=r["kind"], record=r) for r in stamped
+        )
+        transaction.on_commit(lambda: _push_events(experiment_id, stamped))
+    return stamped
+
+
+def _push_events(experiment_id: int, records: list[dict]) -> None:
+    # A lost push is healed by the page's resume from its last seq.
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            experiment_group(experiment_id), {"type": "events.batch", "events": records}
+        )
+    except Exception:
+        log.warning("could not push events of experiment %s to the channel layer", experiment_id, exc_info=True)

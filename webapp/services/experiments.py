@@ -1,0 +1,83 @@
+"""Experiments: validated before queueing, claimed atomically by one worker, finished with their artifacts."""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from optimizers.configs import ConfigError, parse_config
+from optimizers.data.compat import compatibility
+from tasks.celery import RUN_EXPERIMENT
+from webapp.models import Artifact, Dataset, Experiment, UploadedModel
+from webapp.services.events import events_record
+from webapp.services.files import enqueue_on_commit, save_rows_with_files, sha256_of_path
+
+
+def _parse_recipe_config(recipe: str, config) -> dict:
+    try:
+        return parse_config(recipe, config if config is not None else {}).to_dict()
+    except ConfigError as exc:
+        key = "recipe" if exc.field == "recipe" else f"config.{exc.field}"
+        raise ValidationError({key: exc.message}) from None
+
+
+def _check_model(model: UploadedModel, recipe: str) -> None:
+    if model.status != UploadedModel.Status.READY:
+        raise ValidationError({"model": f"The model is {model.status}; only a ready model can be optimized."})
+    applicability = model.info.get("recipes", {}).get(recipe, {"applicable": True})
+    if not applicability.get("applicable", True):
+        raise ValidationError({"recipe": applicability.get("reason") or "This recipe does not apply."})
+
+
+def _check_dataset(dataset: Dataset | None, model: UploadedModel) -> None:
+    if dataset is None:
+        return
+    if dataset.status != Dataset.Status.READY:
+        raise ValidationError({"dataset": f"The dataset is {dataset.status}; only a ready dataset can be used."})
+    reason = compatibility(dataset.info.get("sample_shape") or [], model.input_shape, model.input_dtype)
+    if reason:
+        raise ValidationError({"dataset": f"The dataset does not fit the model: {reason}"})
+
+
+def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
+                      dataset: Dataset | None = None) -> Experiment:
+    if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
+        raise ValidationError({"model": "No such model or dataset."})
+    clean_config = _parse_recipe_config(recipe, config)
+    _check_model(model, recipe)
+    _check_dataset(dataset, model)
+    with transaction.atomic():
+        experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
+                                               config=clean_config)
+        enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
+    return experiment
+
+
+def experiment_claim(*, experiment_id: int, worker: str) -> bool:
+    """Atomic: of two deliveries of the same task, only the first one runs it."""
+    with transaction.atomic():
+        claimed = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.QUEUED).update(
+            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
+        )
+        if claimed:
+            events_record(experiment_id=experiment_id, records=[{"kind": "status", "status": "running"}])
+    return claimed == 1
+
+
+def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None) -> None:
+    fields = {"status": status, "error": error, "finished_at": timezone.now()}
+    if summary is not None:
+        fields["summary"] = summary
+    if status == Experiment.Status.SUCCEEDED:
+        fields["progress"] = 1.0
+    with transaction.atomic():
+        Experiment.objects.filter(pk=experiment_id).update(**fields)
+        events_record(experiment_id=experiment_id, records=[{"kind": "status", "status": status, "error": error}])
+
+
+def artifacts_store(*, experiment_id: int, files: dict) -> list[Artifact]:
+    """Store finished files ({name: local path}) through the storage API; all of them or none."""
+    rows = []
+    for name, path in files.items():
+        artifact = Artifact(experiment_id=experiment_id, name=name, sha256=sha256_of_path(path),
+                            size_bytes=path.stat().st_size)
+        rows.append((artifact, "file", path))
+    return save_rows_with_files(rows)

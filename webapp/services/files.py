@@ -1,0 +1,60 @@
+"""Files through the storage API: hashes, and saving a batch of files all-or-nothing."""
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import transaction
+
+from tasks.celery import app as celery_app
+
+
+def sha256_of_upload(upload) -> str:
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(0)
+    return digest.hexdigest()
+
+
+def sha256_of_path(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_upload_size(upload, field: str = "file") -> None:
+    if upload is None:
+        raise ValidationError({field: "Choose a file to upload."})
+    if upload.size == 0:
+        raise ValidationError({field: "The file is empty."})
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        limit_mb = settings.MAX_UPLOAD_BYTES // (1024 * 1024)
+        raise ValidationError({field: f"The file is larger than the {limit_mb} MB limit."})
+
+
+def save_rows_with_files(rows_and_paths) -> list:
+    """Save each (row, field name, local path): the files through the storage API, the rows in one transaction.
+
+    If anything fails, the files already written are deleted again: no half-stored result is left behind.
+    """
+    written = []
+    try:
+        with transaction.atomic():
+            for row, field_name, path in rows_and_paths:
+                field = getattr(row, field_name)
+                with open(path, "rb") as handle:
+                    field.save(row.name, File(handle), save=False)
+                written.append(field)
+                row.save()
+    except BaseException:
+        for field in written:
+            field.delete(save=False)
+        raise
+    return [row for row, _, _ in rows_and_paths]
+
+
+def enqueue_on_commit(task_name: str, object_id: int) -> None:
+    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[object_id]))
