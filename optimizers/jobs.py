@@ -124,10 +124,12 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("save")
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved = save_all_formats(outcome.model, out_dir, example, primary=fmt, architecture=spec.architecture)
+    primary_format = outcome.primary_format or fmt
+    saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format,
+                             architecture=spec.architecture)
 
     steps.begin("measure optimized")
-    primary = out_dir / saved.files[fmt]
+    primary = out_dir / saved.files[primary_format]
     # Measure what was saved, not what is in memory.
     optimized, _ = load_model(primary, architecture=spec.architecture)
     after = measure_model(optimized, example, primary, splits=splits, reference=reference)

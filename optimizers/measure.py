@@ -47,16 +47,27 @@ def weight_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
 
 def _torchscript_extras(module: torch.jit.ScriptModule) -> Iterator[torch.Tensor]:
     for _, submodule in module.named_modules():
+        if submodule.original_name == "LinearPackedParams":
+            # An eager-quantized Linear, scripted or traced: its packed weights hang on this wrapper module.
+            yield from _unpacked(submodule._c.getattr("_packed_params"))
+            continue
         if not submodule._c._has_method("forward"):  # containers (ModuleList) have no code
             continue
+        self_value = next(submodule.graph.inputs())
         for node in submodule.graph.nodes():
             if node.kind() == "prim::Constant" and node.output().type().kind() == "TensorType":
                 yield node.t("value")
-            elif node.kind() == "prim::GetAttr" and "LinearPackedParams" in node.output().type().str():
-                weight, bias = torch.ops.quantized.linear_unpack(submodule._c.getattr(node.s("name")))
-                yield weight
-                if bias is not None:
-                    yield bias
+            elif (node.kind() == "prim::GetAttr" and node.inputsAt(0).unique() == self_value.unique()
+                  and node.output().type().str().endswith("LinearPackedParamsBase")):
+                # quantize_dynamic_jit's packed weights: the custom class itself, not a wrapper module
+                yield from _unpacked(submodule._c.getattr(node.s("name")))
+
+
+def _unpacked(packed) -> Iterator[torch.Tensor]:
+    weight, bias = torch.ops.quantized.linear_unpack(packed)
+    yield weight
+    if bias is not None:
+        yield bias
 
 
 def inference_context(module: nn.Module) -> contextlib.AbstractContextManager:

@@ -21,6 +21,9 @@ class RecipeResult:
     model: nn.Module
     backend: str  # what actually did the work, for the report: "torch.ao quantize_dynamic_jit ..."
     notes: list[str] = field(default_factory=list)
+    # The format to save first when the upload's format cannot hold the result (int8 packed weights
+    # do not fit a float state dict); None keeps the upload's format.
+    primary_format: str | None = None
 
 
 RecipeFunction = Callable[[nn.Module, Any, RecipeConfig, Reporter], RecipeResult]

@@ -22,6 +22,9 @@ def model_file_kind(upload) -> str:
     upload.seek(0)
     head = upload.read(9)
     upload.seek(0)
+    # First: a safetensors header length is arbitrary bytes and can look like any magic below.
+    if _looks_like_safetensors(head, upload.size):
+        return SAFETENSORS
     for magic, what in _KNOWN_OTHERS.items():
         if head.startswith(magic):
             raise ValidationError({"file": f"{_NOT_A_MODEL}: this looks like {what}."})
@@ -32,8 +35,6 @@ def model_file_kind(upload) -> str:
             raise ValidationError({"file": f"{_NOT_A_MODEL}: the zip archive is truncated or corrupt "
                                            "(not a complete zip archive)."})
         return ARCHIVE
-    if _looks_like_safetensors(head, upload.size):
-        return SAFETENSORS
     if head[:1] == b"\x08":  # ONNX's ModelProto starts with its ir_version field
         return ONNX
     raise ValidationError({"file": f"{_NOT_A_MODEL}."})

@@ -11,7 +11,12 @@ import warnings
 
 import torch
 from torch import fx, nn
-from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic_jit
+from torch.ao.quantization import (
+    default_dynamic_qconfig,
+    per_channel_dynamic_qconfig,
+    quantize_dynamic,
+    quantize_dynamic_jit,
+)
 
 from optimizers.configs import QuantizeConfig
 from optimizers.errors import Cancelled, RecipeError
@@ -34,8 +39,8 @@ def quantize_applies(model: nn.Module) -> tuple[bool, str]:
         linear_count = len(linear_weight_targets(model))
         if linear_count == 0 and any(buffer.dtype == torch.int8 for buffer in model.buffers()):
             return False, "the model's Linear weights are already stored as int8"
-    else:
-        return False, f"unsupported model type {type(model).__name__}"
+    else:  # an eager module, built from a state dict and a zoo architecture
+        linear_count = sum(isinstance(module, nn.Linear) for module in model.modules())
     if linear_count == 0:
         return False, "the model has no Linear layers to quantize"
     return True, f"{linear_count} Linear layer(s) can store int8 weights"
@@ -51,7 +56,26 @@ def quantize(model: nn.Module, data: object, config: QuantizeConfig, report: Rep
     _stop_if_cancelled(report)
     if isinstance(model, torch.jit.ScriptModule):
         return _quantize_torchscript(model, config, report)
-    return _quantize_exported(model, config, report)
+    if isinstance(model, fx.GraphModule):
+        return _quantize_exported(model, config, report)
+    return _quantize_eager(model, config, report)
+
+
+def _quantize_eager(model: nn.Module, config: QuantizeConfig, report: Reporter) -> RecipeResult:
+    qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
+    report.progress(0, 1, "quantize")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        quantized = quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=False)
+    report.progress(1, 1, "quantize")
+    granularity = "per-channel" if config.per_channel else "per-tensor"
+    return RecipeResult(
+        model=quantized.eval(),
+        backend=f"torch.ao quantize_dynamic ({torch.backends.quantized.engine}), {granularity}, saved as TorchScript",
+        notes=["Linear weights are int8; activations are quantized on the fly at each call",
+               "int8 packed weights do not fit the architecture's float state dict, so the result is TorchScript"],
+        primary_format="torchscript",
+    )
 
 
 def _quantize_torchscript(
