@@ -48,10 +48,14 @@ def _child_env(limits: Limits) -> dict:
     return env
 
 
-def _limit_memory(memory_mb: int) -> Callable[[], None]:
+def _apply_limits(limits: Limits) -> Callable[[], None]:
     def apply():
-        size = memory_mb * 1024 * 1024
+        size = limits.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        # CPU seconds as a second line behind the wall clock: all threads busy for the whole allowed time.
+        cpu_seconds = int(limits.wall_seconds * max(1, limits.threads)) + 5
+        # The soft limit sends SIGXCPU (reported as such); the hard one, a little later, SIGKILL.
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     return apply
 
 
@@ -67,7 +71,7 @@ def run_sandboxed(spec: dict, *, limits: Limits, on_event: Callable[[dict], None
             process = subprocess.Popen(
                 [sys.executable, "-m", "optimizers.sandbox", str(spec_path)], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=stderr, cwd=folder, env=_child_env(limits),
-                preexec_fn=_limit_memory(limits.memory_mb), start_new_session=True,
+                preexec_fn=_apply_limits(limits), start_new_session=True,
             )
             child = _Child(process)
             try:
@@ -147,10 +151,12 @@ def _outcome(child: _Child, limits: Limits, stderr: str) -> dict:
         return child.outcome["result"]
     if child.outcome and child.outcome.get("kind") == "error":
         raise SandboxError(child.outcome.get("error") or "The job failed.")
+    if code == -signal.SIGXCPU:
+        raise SandboxError("The model process used up its CPU-time limit and was stopped.")
     if code is not None and code < 0:
         name = signal.Signals(-code).name
-        raise SandboxError(f"The model process was killed by {name}; it may have exceeded the "
-                           f"{limits.memory_mb} MB memory limit.")
+        raise SandboxError(f"The model process was killed by {name}; it may have run out of memory "
+                           f"(limit {limits.memory_mb} MB) or CPU time.")
     tail = stderr.strip().splitlines()[-1:] or ["no output"]
     if "MemoryError" in stderr or "std::bad_alloc" in stderr:
         raise SandboxError(f"The model process ran out of memory (limit {limits.memory_mb} MB).")

@@ -73,3 +73,25 @@ def test_events_after_a_seq_come_in_order(alice, alice_api):
     assert events[-1]["kind"] == "progress" and events[-1]["done"] == 3 and isinstance(events[-1]["t"], float)
     assert alice_api.get(f"/api/experiments/{experiment.pk}/events/?after=x").status_code == 400
     assert Experiment.objects.get(pk=experiment.pk).progress == 0.75
+
+
+def _ready_dataset(owner, sample_shape):
+    from webapp.models import Dataset
+
+    return Dataset.objects.create(owner=owner, name="d", kind="digits", status="ready",
+                                  info={"samples": 10, "sample_shape": sample_shape, "has_labels": True})
+
+
+def test_a_dataset_that_does_not_fit_the_model_is_refused_before_queueing(alice, alice_api):
+    model = ready_model(alice)  # takes [1, 64]
+    images = _ready_dataset(alice, [3, 32, 32])
+    response = _post(alice_api, {"model": model.pk, "recipe": "quantize", "dataset": images.pk})
+    assert response.status_code == 400 and "does not fit" in " ".join(response.json()["dataset"])
+    digits = _ready_dataset(alice, [1, 8, 8])  # 64 values: flattened to fit
+    assert _post(alice_api, {"model": model.pk, "recipe": "quantize", "dataset": digits.pk}).status_code == 201
+
+
+def test_bob_cannot_use_alices_dataset(alice, bob, bob_api):
+    dataset = _ready_dataset(alice, [1, 8, 8])
+    response = _post(bob_api, {"model": ready_model(bob).pk, "recipe": "quantize", "dataset": dataset.pk})
+    assert response.status_code == 404

@@ -48,6 +48,17 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     page.click("button[type=submit]")
     page.wait_for_url(f"{web_server}/models/")
 
+    page.goto(f"{web_server}/datasets/")
+    page.fill("#dataset-form input[name=name]", "digits")
+    page.select_option("#dataset-kind", "digits")
+    page.click("#dataset-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/datasets/*/")
+    page.wait_for_selector("#record-status:text('ready')", timeout=90_000)
+    assert page.text_content("#samples").strip() == "1797"
+    page.wait_for_function("[...document.querySelectorAll('.previews img')].every(i => i.naturalWidth >= 64)")
+    assert page.locator(".previews img").count() == 8
+
+    page.goto(f"{web_server}/models/")
     model_path = tmp_path / "wide-mlp.pt"
     model_path.write_bytes(linear_torchscript_bytes(hidden=HIDDEN))
     page.set_input_files("input[name=file]", str(model_path))
@@ -57,6 +68,8 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     page.wait_for_url(f"{web_server}/models/*/")
     page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
 
+    assert "applies" in page.text_content("#preflight")
+    page.select_option("#experiment-form select[name=dataset]", label="digits (1797 samples)")
     page.click("#experiment-form button[type=submit]")
     page.wait_for_url(f"{web_server}/experiments/*/")
     seen_while_running = set()
@@ -67,6 +80,8 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     assert page.text_content("#exp-status").strip() == "succeeded", page.text_content("#exp-error")
 
     link = page.wait_for_selector("a.artifact:text('model.pt')", timeout=30_000)
+    report = page.text_content("#report")
+    assert "accuracy" in report and "MACs per sample" in report and "batch 32" in report
     assert len(page.text_content("#artifacts tbody tr:first-child code").strip()) == 64  # sha256 shown
     os.makedirs("test-artifacts", exist_ok=True)
     page.screenshot(path="test-artifacts/experiment.png", full_page=True)
@@ -81,3 +96,26 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     with torch.inference_mode():
         expected = linear_model(hidden=HIDDEN)(x)
         assert torch.allclose(quantized(x), expected, atol=0.05 * expected.abs().max().item())
+
+
+def test_a_state_dict_upload_with_a_chosen_architecture(web_server, celery_worker, browser_page, tmp_path):
+    from optimizers.statedict import save_safetensors
+    from optimizers.zoo.models import build_model
+
+    save_safetensors(build_model("small_cnn", {"channels": [8, 16]}), tmp_path / "cnn.safetensors")
+    page = browser_page
+    page.goto(f"{web_server}/models/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-secret-pw")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/")
+    page.set_input_files("input[name=file]", str(tmp_path / "cnn.safetensors"))
+    page.fill("input[name=name]", "tiny-cnn")
+    page.select_option("#architecture", "small_cnn")
+    assert page.is_visible("fieldset[data-architecture=small_cnn]")
+    page.fill("input[name=arch-small_cnn-channels]", "8,16")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/*/")
+    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+    facts = page.text_content("table.facts")
+    assert "safetensors" in facts and "small_cnn" in facts and "[1, 1, 8, 8]" in facts

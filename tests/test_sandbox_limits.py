@@ -36,3 +36,21 @@ def test_inspection_reports_events_and_samples(tmp_path):
     assert info["format"] == "torchscript" and info["output_shape"] == [1, 10]
     assert {e["kind"] for e in events} >= {"stage", "progress"}
     assert samples and all(rss > 10 for _, rss in samples)  # a real process with torch loaded
+
+
+def test_cpu_time_is_limited_too(tmp_path, monkeypatch):
+    # A wall clock that never runs out, so the CPU-time limit (wall_seconds x threads + 5 s) is what stops it.
+    import tasks.sandbox as sandbox
+
+    save_scripted(Spin(), tmp_path / "spin.pt")
+    monkeypatch.setattr(sandbox, "_apply_limits", lambda limits: _cpu_only(seconds=2))
+    with pytest.raises(SandboxError, match="CPU-time limit"):
+        _inspect(tmp_path / "spin.pt", Limits(wall_seconds=60, memory_mb=4096))
+
+
+def _cpu_only(seconds: int):
+    import resource
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
+    return apply
