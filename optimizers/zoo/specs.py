@@ -9,7 +9,7 @@ digits that scikit-learn ships, the transformer classifies sequences of 32 token
 import dataclasses
 from typing import Any, ClassVar
 
-from optimizers.configs import INTEGERS, Settings, setting
+from optimizers.settings import INTEGERS, Settings, setting
 from optimizers.errors import ConfigError
 
 # A classifier head reading more features than this is a mistake in the settings, not a model.
