@@ -151,6 +151,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "threads": after["threads"],
         "device": after["device"],
         "notes": outcome.notes + saved.notes,
+        "extras": outcome.extras,
     }
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()

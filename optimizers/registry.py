@@ -24,6 +24,8 @@ class RecipeResult:
     # The format to save first when the upload's format cannot hold the result (int8 packed weights
     # do not fit a float state dict); None keeps the upload's format.
     primary_format: str | None = None
+    # Recipe-specific findings for report.json and the page (sensitivity per layer, layers kept float, ...).
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 RecipeFunction = Callable[[nn.Module, Any, RecipeConfig, Reporter], RecipeResult]

@@ -89,6 +89,13 @@ class RecipeConfig(Settings):
 
     recipe: ClassVar[str] = ""
 
+    def needs_dataset(self) -> str | None:
+        """Why these settings need a dataset with labels (calibration, fine-tuning), or None when they do not.
+
+        The web refuses such an experiment without a dataset before anything is queued.
+        """
+        return None
+
 
 def _normalized(spec: dataclasses.Field, value: Any) -> Any:
     """Check a field's value and return its normal form (ints as floats for numbers, tuples for lists)."""

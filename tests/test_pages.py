@@ -35,7 +35,7 @@ def test_model_page_shows_the_inspection_and_the_recipe_form(alice, client):
 def test_a_bad_setting_is_a_form_error_and_nothing_is_queued(alice, client):
     model = ready_model(alice)
     client.force_login(alice)
-    response = client.post(f"/models/{model.pk}/experiments/", {"recipe": "quantize", "config-variant": "int3"})
+    response = client.post(f"/models/{model.pk}/experiments/", {"recipe": "quantize", "quantize-variant": "int3"})
     assert response.status_code == 400 and Experiment.objects.count() == 0
     assert "int3" in response.content.decode()
 
@@ -45,8 +45,8 @@ def test_starting_an_experiment_redirects_to_its_page(alice, client, django_capt
     client.force_login(alice)
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post(f"/models/{model.pk}/experiments/",
-                               {"recipe": "quantize", "config-variant": "dynamic_int8", "config-layers": "linear",
-                                "config-per_channel": "on"})
+                               {"recipe": "quantize", "quantize-variant": "dynamic_int8", "quantize-layers": "linear",
+                                "quantize-per_channel": "on"})
     experiment = Experiment.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/experiments/{experiment.pk}/"
     assert experiment.config["per_channel"] is True

@@ -14,7 +14,12 @@ def settings_form(config_type, *, prefix: str, data=None) -> forms.Form:
 
 
 def recipe_config_form(recipe: str, data=None) -> forms.Form:
-    return settings_form(RECIPE_CONFIGS[recipe], prefix="config", data=data)
+    return settings_form(RECIPE_CONFIGS[recipe], prefix=recipe, data=data)
+
+
+def recipe_forms(chosen: str | None = None, data=None) -> list[tuple[str, forms.Form]]:
+    """One settings form per recipe; only the chosen one is bound to the posted data."""
+    return [(name, recipe_config_form(name, data if name == chosen else None)) for name in sorted(RECIPE_CONFIGS)]
 
 
 def architecture_forms() -> list[tuple[str, forms.Form]]:

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_http_methods
 from optimizers.configs import RECIPE_CONFIGS
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
-from webapp.forms import architecture_forms, recipe_config_form
+from webapp.forms import architecture_forms, recipe_forms
 from webapp.models import Dataset
 
 
@@ -24,14 +24,15 @@ def model_list(request):
 
 def model_detail(request, model_id):
     model = selectors.model_get_for(user=request.user, model_id=model_id)
-    return _render_model(request, model, recipe_config_form("quantize"))
+    return _render_model(request, model, recipe_forms())
 
 
-def _render_model(request, model, form, status=200):
+def _render_model(request, model, forms, chosen="quantize", errors=(), status=200):
     return render(request, "models/detail.html", {
         "model": model,
-        "recipes": sorted(RECIPE_CONFIGS),
-        "form": form,
+        "recipe_forms": forms,
+        "chosen": chosen,
+        "errors": errors,
         "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
     }, status=status)
@@ -42,21 +43,19 @@ def experiment_create(request, model_id):
     model = selectors.model_get_for(user=request.user, model_id=model_id)
     recipe = request.POST.get("recipe", "")
     if recipe not in RECIPE_CONFIGS:
-        form = recipe_config_form("quantize", request.POST)
-        form.add_error(None, f"Unknown recipe {recipe!r}.")
-        return _render_model(request, model, form, status=400)
-    form = recipe_config_form(recipe, request.POST)
+        return _render_model(request, model, recipe_forms(), errors=[f"Unknown recipe {recipe!r}."], status=400)
+    forms = recipe_forms(recipe, request.POST)
+    form = dict(forms)[recipe]
+    errors = []
     if form.is_valid():
         try:
             experiment = services.experiment_create(owner=request.user, model=model, recipe=recipe,
-                                                    config=form.cleaned_data,
-                                                    dataset=_chosen_dataset(request))
+                                                    config=form.cleaned_data, dataset=_chosen_dataset(request))
         except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                form.add_error(None, f"{field}: {' '.join(messages)}")
+            errors = [f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
         else:
             return redirect("experiment-detail", experiment_id=experiment.pk)
-    return _render_model(request, model, form, status=400)
+    return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400)
 
 
 def _chosen_dataset(request):

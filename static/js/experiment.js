@@ -38,12 +38,54 @@
     chart.dataset.points = String(points);
   }
 
+  // Recipe metrics (fine-tune losses and accuracies): one line per name, a trace added on its first point.
+  const metricsChart = document.getElementById("metrics");
+  const metricTraces = {};
+  const sensitivity = { x: [], y: [] };
+
+  function plotMetrics(events) {
+    const batch = {};
+    for (const e of events) {
+      if (e.kind !== "metric") continue;
+      if (e.name.startsWith("sensitivity/")) {
+        sensitivity.x.push(e.name.slice("sensitivity/".length));
+        sensitivity.y.push(e.value);
+        continue;
+      }
+      (batch[e.name] = batch[e.name] || { x: [], y: [] }).x.push(e.step);
+      batch[e.name].y.push(e.value);
+    }
+    for (const [name, points] of Object.entries(batch)) {
+      if (!(name in metricTraces)) {
+        metricsChart.hidden = false;
+        metricTraces[name] = Object.keys(metricTraces).length;
+        const accuracy = name.includes("accuracy");
+        Plotly.addTraces(metricsChart, { name, x: [], y: [], mode: "lines+markers", yaxis: accuracy ? "y2" : "y" });
+      }
+      Plotly.extendTraces(metricsChart, { x: [points.x], y: [points.y] }, [metricTraces[name]]);
+    }
+    if (sensitivity.x.length) {
+      const box = document.getElementById("sensitivity");
+      box.hidden = false;
+      Plotly.react(box, [{ type: "bar", x: sensitivity.x, y: sensitivity.y, marker: { color: "#7c3aed" } }],
+        { margin: { t: 20, r: 20, b: 120, l: 60 }, yaxis: { title: { text: "output error when only this layer is quantized" } } },
+        { responsive: true, displaylogo: false });
+    }
+  }
+
+  Plotly.newPlot(metricsChart, [], {
+    margin: { t: 20, r: 60, b: 40, l: 50 }, legend: { orientation: "h" }, xaxis: { title: { text: "step" } },
+    yaxis: { title: { text: "loss" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right", range: [0, 1] },
+  }, { responsive: true, displaylogo: false });
+
   function apply(events) {
     const fresh = events.filter((e) => e.seq > lastSeq);  // the server sends no duplicate; stay safe anyway
     if (!fresh.length) return;
     lastSeq = fresh[fresh.length - 1].seq;
     chart.dataset.lastSeq = String(lastSeq);
     plot(fresh);
+    plotMetrics(fresh);
     for (const e of fresh) {
       if (e.kind === "progress" && e.total) {
         document.getElementById("exp-progress").value = e.done / e.total;

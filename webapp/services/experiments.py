@@ -11,9 +11,9 @@ from webapp.services.events import events_record
 from webapp.services.files import enqueue_on_commit, save_rows_with_files, sha256_of_path
 
 
-def _parse_recipe_config(recipe: str, config) -> dict:
+def _parse_recipe_config(recipe: str, config):
     try:
-        return parse_config(recipe, config if config is not None else {}).to_dict()
+        return parse_config(recipe, config if config is not None else {})
     except ConfigError as exc:
         key = "recipe" if exc.field == "recipe" else f"config.{exc.field}"
         raise ValidationError({key: exc.message}) from None
@@ -27,11 +27,17 @@ def _check_model(model: UploadedModel, recipe: str) -> None:
         raise ValidationError({"recipe": applicability.get("reason") or "This recipe does not apply."})
 
 
-def _check_dataset(dataset: Dataset | None, model: UploadedModel) -> None:
+def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> None:
     if dataset is None:
+        reason = config.needs_dataset()
+        if reason:
+            raise ValidationError({"dataset": f"Choose a dataset: {reason}."})
         return
     if dataset.status != Dataset.Status.READY:
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; only a ready dataset can be used."})
+    reason = config.needs_dataset()
+    if reason and not dataset.info.get("has_labels"):
+        raise ValidationError({"dataset": f"The dataset has no labels, and {reason}."})
     reason = compatibility(dataset.info.get("sample_shape") or [], model.input_shape, model.input_dtype)
     if reason:
         raise ValidationError({"dataset": f"The dataset does not fit the model: {reason}"})
@@ -41,12 +47,12 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
                       dataset: Dataset | None = None) -> Experiment:
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
-    clean_config = _parse_recipe_config(recipe, config)
+    parsed = _parse_recipe_config(recipe, config)
     _check_model(model, recipe)
-    _check_dataset(dataset, model)
+    _check_dataset(dataset, model, parsed)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
-                                               config=clean_config)
+                                               config=parsed.to_dict())
         enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
     return experiment
 
