@@ -59,12 +59,16 @@ class FineTuneSettings(Settings):
         return FineTuneSettings(**{name: getattr(self, name) for name in names})
 
 
+def _default_changed(name: str, default):
+    """FineTuneSettings' field `name` (same help and limits) with another default."""
+    metadata = FineTuneSettings.__dataclass_fields__[name].metadata
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings(FineTuneSettings):
     """Training from scratch: a larger step, more epochs and no early stopping (the bench's reference models)."""
 
-    learning_rate: float = setting(3e-3, FineTuneSettings.__dataclass_fields__["learning_rate"].metadata["help"],
-                                   min=1e-7, max=1.0)
-    epochs: int = setting(10, FineTuneSettings.__dataclass_fields__["epochs"].metadata["help"], min=1, max=500)
-    early_stopping_patience: int = setting(
-        0, FineTuneSettings.__dataclass_fields__["early_stopping_patience"].metadata["help"], min=0, max=100)
+    learning_rate: float = _default_changed("learning_rate", 3e-3)
+    epochs: int = _default_changed("epochs", 10)
+    early_stopping_patience: int = _default_changed("early_stopping_patience", 0)

@@ -57,7 +57,10 @@
     }
     for (const [name, points] of Object.entries(batch)) {
       if (!(name in metricTraces)) {
-        metricsChart.hidden = false;
+        if (metricsChart.hidden) {
+          metricsChart.hidden = false;
+          Plotly.Plots.resize(metricsChart);  // drawn while hidden, it has no size yet
+        }
         metricTraces[name] = Object.keys(metricTraces).length;
         const accuracy = name.includes("accuracy");
         Plotly.addTraces(metricsChart, { name, x: [], y: [], mode: "lines+markers", yaxis: accuracy ? "y2" : "y" });
