@@ -59,8 +59,8 @@ class FineTuneSettings(Settings):
         return FineTuneSettings(**{name: getattr(self, name) for name in names})
 
 
-def _default_changed(name: str, default):
-    """FineTuneSettings' field `name` (same help and limits) with another default."""
+def finetune_field(name: str, default):
+    """FineTuneSettings' field `name` (same help and limits) with another default, for subclasses."""
     metadata = FineTuneSettings.__dataclass_fields__[name].metadata
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -69,6 +69,6 @@ def _default_changed(name: str, default):
 class TrainSettings(FineTuneSettings):
     """Training from scratch: a larger step, more epochs and no early stopping (the bench's reference models)."""
 
-    learning_rate: float = _default_changed("learning_rate", 3e-3)
-    epochs: int = _default_changed("epochs", 10)
-    early_stopping_patience: int = _default_changed("early_stopping_patience", 0)
+    learning_rate: float = finetune_field("learning_rate", 3e-3)
+    epochs: int = finetune_field("epochs", 10)
+    early_stopping_patience: int = finetune_field("early_stopping_patience", 0)

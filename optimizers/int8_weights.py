@@ -33,15 +33,18 @@ def linear_weight_targets(module: fx.GraphModule) -> list[str]:
     return targets
 
 
-def quantize_weights(module: fx.GraphModule, per_channel: bool, on_layer=None) -> tuple[fx.GraphModule, int]:
+def quantize_weights(module: fx.GraphModule, per_channel: bool, on_layer=None,
+                     keep_float: frozenset[str] = frozenset()) -> tuple[fx.GraphModule, int]:
     """Return a rewritten copy of `module` and the number of weights it now stores as int8.
 
     Every use of a chosen weight reads the dequantized value, so a weight shared with another
     op (an embedding tied to the output layer, say) stays consistent. `on_layer(i, n)` is
-    called after each layer, for progress reporting and cancellation.
+    called after each layer, for progress reporting and cancellation. Weights named in
+    `keep_float` (targets as `linear_weight_targets` gives them) stay as they are: the accuracy
+    budget keeps its most sensitive layers in float that way.
     """
-    rewritten = _copy_keeping_ties(module)
-    targets = linear_weight_targets(rewritten)
+    rewritten = copy_keeping_ties(module)
+    targets = [target for target in linear_weight_targets(rewritten) if target not in keep_float]
     nodes_by_target = _get_attr_nodes(rewritten)
     quantized = 0
     for index, target in enumerate(targets, start=1):
@@ -97,7 +100,7 @@ def _replace_weight(
     return values.numel()
 
 
-def _copy_keeping_ties(module: fx.GraphModule) -> fx.GraphModule:
+def copy_keeping_ties(module: fx.GraphModule) -> fx.GraphModule:
     """Deep copy in which tensors that share storage in `module` are still one tensor.
 
     A loaded .pt2 gives tied weights as distinct tensors over one storage; a plain deepcopy

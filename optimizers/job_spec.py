@@ -36,6 +36,9 @@ class JobSpec:
     dataset_source: str | None = None
     dataset_kind: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    # Where recipes that train keep their per-epoch checkpoints: the same directory for every attempt of one
+    # experiment, so a retried job resumes after the last finished epoch. None: no checkpoints.
+    checkpoint_dir: str | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> "JobSpec":
@@ -59,7 +62,8 @@ class JobSpec:
             raise SpecError(f"job spec: {error}") from error
         # recipe and config are validated by parse_config so the user sees a ConfigError.
         return cls(action, data["model_path"], shape, dtype, data.get("recipe"), data.get("config", {}),
-                   data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"))
+                   data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"),
+                   checkpoint_dir=_optional_text(data, "checkpoint_dir"))
 
     def to_dict(self) -> dict[str, Any]:
         as_dict = asdict(self)

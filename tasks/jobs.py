@@ -81,9 +81,11 @@ def prepare_dataset(dataset_id: int) -> None:
     services.dataset_import_succeeded(dataset_id=dataset_id, info=info)
 
 
-@app.task(name=RUN_EXPERIMENT)
-def run_experiment(experiment_id: int) -> None:
-    if not services.experiment_claim(experiment_id=experiment_id, worker=socket.gethostname()):
+@app.task(name=RUN_EXPERIMENT, bind=True)
+def run_experiment(self, experiment_id: int) -> None:
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if not services.experiment_claim(experiment_id=experiment_id, worker=socket.gethostname(),
+                                     redelivered=redelivered):
         return  # another delivery of this task already claimed it
     experiment = Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
     bridge = EventBridge(experiment_id)
@@ -98,6 +100,12 @@ def run_experiment(experiment_id: int) -> None:
         status, error = Experiment.Status.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
     bridge.flush()
     services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
+    if status == Experiment.Status.SUCCEEDED:
+        shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+def _checkpoint_dir(experiment_id: int) -> Path:
+    return Path(settings.CHECKPOINT_ROOT) / str(experiment_id)
 
 
 def _dataset_path(experiment: Experiment, folder: Path) -> str | None:
@@ -113,7 +121,8 @@ def _run_recipe(experiment: Experiment, bridge: EventBridge) -> dict:
         out_dir.mkdir()
         spec = {"action": "run", **_model_spec(experiment.model, Path(folder)), "recipe": experiment.recipe,
                 "config": experiment.config, "out_dir": str(out_dir),
-                "dataset_path": _dataset_path(experiment, Path(folder))}
+                "dataset_path": _dataset_path(experiment, Path(folder)),
+                "checkpoint_dir": str(_checkpoint_dir(experiment.pk))}
         summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
                                 on_sample=bridge.resource, sample_interval=settings.TELEMETRY_INTERVAL_S,
                                 on_tick=bridge.tick)

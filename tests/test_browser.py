@@ -36,17 +36,21 @@ def browser_page(carol, monkeypatch):
         browser.close()
 
 
+def _log_in(page, web_server: str) -> None:
+    page.goto(f"{web_server}/models/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-secret-pw")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/")
+
+
 def _points(page) -> int:
     return int(page.get_attribute("#chart", "data-points") or 0)
 
 
 def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_page, tmp_path):
     page = browser_page
-    page.goto(f"{web_server}/models/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=password]", "carol-secret-pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{web_server}/models/")
+    _log_in(page, web_server)
 
     page.goto(f"{web_server}/datasets/")
     page.fill("#dataset-form input[name=name]", "digits")
@@ -104,11 +108,7 @@ def test_a_state_dict_upload_with_a_chosen_architecture(web_server, celery_worke
 
     save_safetensors(build_model("small_cnn", {"channels": [8, 16]}), tmp_path / "cnn.safetensors")
     page = browser_page
-    page.goto(f"{web_server}/models/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=password]", "carol-secret-pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{web_server}/models/")
+    _log_in(page, web_server)
     page.set_input_files("input[name=file]", str(tmp_path / "cnn.safetensors"))
     page.fill("input[name=name]", "tiny-cnn")
     page.select_option("#architecture", "small_cnn")

@@ -59,3 +59,15 @@ def test_a_failed_inspection_removes_the_file_and_keeps_the_reason(alice):
     import os
 
     assert not os.path.exists(path)
+
+
+def test_a_redelivered_task_may_take_over_a_running_experiment(alice):
+    experiment = _experiment(alice)
+    assert services.experiment_claim(experiment_id=experiment.pk, worker="w1")
+    assert not services.experiment_claim(experiment_id=experiment.pk, worker="w2")  # a plain duplicate
+    assert services.experiment_claim(experiment_id=experiment.pk, worker="w3", redelivered=True)
+    experiment.refresh_from_db()
+    assert experiment.worker == "w3"
+    assert "resumed" in experiment.events.last().record["note"]
+    services.experiment_finish(experiment_id=experiment.pk, status="succeeded")
+    assert not services.experiment_claim(experiment_id=experiment.pk, worker="w4", redelivered=True)

@@ -7,7 +7,13 @@ from optimizers.configs import ConfigError
 from optimizers.data.options import parse_dataset_options
 from tasks.celery import PREPARE_DATASET
 from webapp.models import Dataset, DatasetFile
-from webapp.services.files import check_upload_size, enqueue_on_commit, save_rows_with_files, sha256_of_upload
+from webapp.services.files import (
+    check_upload_size,
+    enqueue_on_commit,
+    fail_and_drop_file,
+    save_rows_with_files,
+    sha256_of_upload,
+)
 
 
 def _clean(name: str, kind: str, options) -> tuple[str, dict]:
@@ -60,10 +66,4 @@ def dataset_import_succeeded(*, dataset_id: int, info: dict) -> None:
 
 
 def dataset_import_failed(*, dataset_id: int, error: str) -> None:
-    """The upload could not be imported: its file goes, the record keeps the reason."""
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None:
-        return
-    if dataset.source:
-        dataset.source.delete(save=False)
-    Dataset.objects.filter(pk=dataset_id).update(status=Dataset.Status.FAILED, error=error, source="")
+    fail_and_drop_file(Dataset, dataset_id, "source", error)

@@ -57,14 +57,22 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     return experiment
 
 
-def experiment_claim(*, experiment_id: int, worker: str) -> bool:
-    """Atomic: of two deliveries of the same task, only the first one runs it."""
+def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = False) -> bool:
+    """Atomic: of two deliveries of the same task, only the first one runs it.
+
+    A delivery the broker marks as redelivered (its worker died before acknowledging it) may take over an
+    experiment left running; it resumes from the last fine-tuning checkpoint.
+    """
+    claimable = [Experiment.Status.QUEUED] + ([Experiment.Status.RUNNING] if redelivered else [])
     with transaction.atomic():
-        claimed = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.QUEUED).update(
+        claimed = Experiment.objects.filter(pk=experiment_id, status__in=claimable).update(
             status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
         )
         if claimed:
-            events_record(experiment_id=experiment_id, records=[{"kind": "status", "status": "running"}])
+            record = {"kind": "status", "status": "running"}
+            if redelivered:
+                record["note"] = "resumed on another delivery after the previous worker stopped"
+            events_record(experiment_id=experiment_id, records=[record])
     return claimed == 1
 
 

@@ -58,3 +58,13 @@ def save_rows_with_files(rows_and_paths) -> list:
 
 def enqueue_on_commit(task_name: str, object_id: int) -> None:
     transaction.on_commit(lambda: celery_app.send_task(task_name, args=[object_id]))
+
+
+def fail_and_drop_file(model_class, pk: int, file_field: str, error: str) -> None:
+    """A user file that could not be used is deleted; its record stays, failed, with the reason for its owner."""
+    row = model_class.objects.filter(pk=pk).first()
+    if row is None:
+        return
+    if getattr(row, file_field):
+        getattr(row, file_field).delete(save=False)
+    model_class.objects.filter(pk=pk).update(status="failed", error=error, **{file_field: ""})

@@ -10,7 +10,7 @@ from optimizers.shapes import parse_dtype, parse_input_shape
 from optimizers.zoo import parse_architecture
 from tasks.celery import INSPECT_MODEL
 from webapp.models import UploadedModel
-from webapp.services.files import check_upload_size, enqueue_on_commit, sha256_of_upload
+from webapp.services.files import check_upload_size, enqueue_on_commit, fail_and_drop_file, sha256_of_upload
 from webapp.sniff import SAFETENSORS, model_file_kind
 
 
@@ -89,10 +89,4 @@ def model_inspection_succeeded(*, model_id: int, info: dict) -> None:
 
 
 def model_inspection_failed(*, model_id: int, error: str) -> None:
-    """A file that is not a usable model is removed; the record keeps the reason for its owner."""
-    model = UploadedModel.objects.filter(pk=model_id).first()
-    if model is None:
-        return
-    if model.file:
-        model.file.delete(save=False)
-    UploadedModel.objects.filter(pk=model_id).update(status=UploadedModel.Status.FAILED, error=error, file="")
+    fail_and_drop_file(UploadedModel, model_id, "file", error)
