@@ -17,12 +17,14 @@ VARIANTS = (
 # Variants that store integer weights: the accuracy budget and per-layer fallback apply to them.
 INTEGER_VARIANTS = ("dynamic_int8", "static_int8", "weight_only_int8_cuda", "weight_only_int4_cuda",
                     "onnx_dynamic_int8", "onnx_static_int8")
+STATIC_VARIANTS = ("static_int8", "onnx_static_int8")  # calibrated on the dataset: they need one
 BUDGET_METRICS = ("none", "top1_agreement", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantizeConfig(RecipeConfig):
     recipe: ClassVar[str] = "quantize"
+    variant_field: ClassVar[str] = "variant"
 
     variant: str = setting(
         "dynamic_int8",
@@ -73,6 +75,11 @@ class QuantizeConfig(RecipeConfig):
         if self.budget_metric != "none" and self.variant not in INTEGER_VARIANTS:
             raise ConfigError("budget_metric", f"the accuracy budget applies to the integer variants "
                                                f"({', '.join(INTEGER_VARIANTS)}); {self.variant} has none")
+
+    def needs_dataset(self) -> str | None:
+        if self.variant in STATIC_VARIANTS:
+            return f"{self.variant} calibrates activation ranges on the dataset's training samples (labels not needed)"
+        return None
 
     @property
     def has_budget(self) -> bool:

@@ -4,14 +4,15 @@ Each recipe's settings live in its own `optimizers/config_<recipe>.py`, built on
 """
 from typing import Any
 
+from optimizers.config_prune import PruneConfig
 from optimizers.config_quantize import QuantizeConfig
 from optimizers.errors import ConfigError
 from optimizers.settings import INTEGERS, RecipeConfig, Settings, setting
 
-__all__ = ["ConfigError", "INTEGERS", "Settings", "RecipeConfig", "setting", "QuantizeConfig", "RECIPE_CONFIGS",
-           "parse_config"]
+__all__ = ["ConfigError", "INTEGERS", "Settings", "RecipeConfig", "setting", "QuantizeConfig", "PruneConfig",
+           "RECIPE_CONFIGS", "parse_config"]
 
-RECIPE_CONFIGS: dict[str, type[RecipeConfig]] = {"quantize": QuantizeConfig}
+RECIPE_CONFIGS: dict[str, type[RecipeConfig]] = {"quantize": QuantizeConfig, "prune": PruneConfig}
 
 
 def parse_config(recipe: str, data: Any) -> RecipeConfig:

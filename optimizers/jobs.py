@@ -5,6 +5,7 @@ Every figure comes from `optimizers.report.measure_model`, with the same example
 evaluation data, thread count and reference outputs before and after, so they can be compared.
 """
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -119,7 +120,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     reference = reference_outputs(model, example, splits)
     before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
 
-    outcome = recipe.run(model, splits, config, steps.begin(spec.recipe))
+    outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
+                   checkpoint_dir=spec.checkpoint_dir)
 
     steps.begin("save")
     out_dir = Path(spec.out_dir)
@@ -127,6 +129,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     primary_format = outcome.primary_format or fmt
     saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format,
                              architecture=spec.architecture)
+
+    extra = _write_extra_files(out_dir, outcome.extra_files)
 
     steps.begin("measure optimized")
     primary = out_dir / saved.files[primary_format]
@@ -144,7 +148,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "before": before,
         "after": after,
         "ratios": compare_reports(before, after),
-        "formats": {"written": saved.files, "skipped": saved.skipped},
+        "formats": {"written": saved.files, "skipped": saved.skipped, "extra": extra},
         # The page's "largest output difference" row reads these two.
         "max_abs_diff": error.get("max_abs"),
         "reference_max_abs": error.get("reference_max_abs"),
@@ -155,7 +159,24 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     }
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
-    return {**result, "artifacts": [*saved.files.values(), REPORT_NAME]}
+    return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
+
+
+def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
+    """Write a recipe's extra files under their fixed names, each complete or not at all."""
+    for name, content in files.items():
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"a recipe asked for an unsafe file name {name!r}")
+        partial = out_dir / f".partial-{name}"
+        partial.write_bytes(content)
+        os.replace(partial, out_dir / name)
+    return list(files)
+
+
+def _run(recipe, model, splits, config, report, **context) -> Any:
+    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir)."""
+    accepted = inspect.signature(recipe.run).parameters
+    return recipe.run(model, splits, config, report, **{k: v for k, v in context.items() if k in accepted})
 
 
 def _load_splits(spec: JobSpec) -> Any:

@@ -2,12 +2,18 @@
 
 Standard library only: the web lists the variants of a model with their reasons from `variant_options`,
 and refuses an inapplicable one at submit time with `refusal`. The worker looks up the same table
-(`route_for`), so the page and the job cannot disagree.
+(`lookup`), so the page and the job cannot disagree.
 
 Routes are chosen by measurement, and the choice lives here so it is one line to change as torchao
-matures: on a 2-core x86 CPU with VNNI (4-layer MLP 1024 wide, batch 64: fp32 3.5 ms, torch.ao FX static
-int8 0.91 ms, eager dynamic int8 1.23 ms, torchao int8 4.8-6.0 ms eager and 1.59 ms only after a 5-28 s
-torch.compile) the torch.ao routes win on CPU; torchao is used where only it exists (CUDA weight-only and fp8).
+matures. The issue's anchor (2-core x86 with VNNI, 4-layer MLP 1024 wide, batch 64: fp32 3.5 ms, torch.ao
+FX static int8 0.91 ms, eager dynamic int8 1.23 ms, torchao int8 4.8-6.0 ms eager and 1.59 ms only after a
+5-28 s torch.compile) held on this project's own run (digits MLP 64-1024-1024-1024-10, batch 32, 1 thread,
+latency vs the fp32 module: FX static 0.21x, quantize_jit static 0.20x, eager dynamic 0.24x,
+quantize_dynamic_jit 0.23x, onnxruntime dynamic / static 0.15x / 0.16x (fp32 onnxruntime 0.64x), bf16 0.37x,
+fp16 0.94x, torchao int8 weight-only 1.55x, the .pt2 weight-only rewrite 1.85x; every int8 file 0.25-0.26x).
+So the torch.ao routes run on CPU, torchao only where it alone exists (CUDA weight-only int4 / int8, fp8).
+dynamic_int8 on a .pt2 keeps the weight-only rewrite although it is slower: it is the only route that stays
+a .pt2 (tied and decomposed weights included); static_int8 is the fast route for exported programs.
 """
 from dataclasses import dataclass
 
@@ -40,8 +46,10 @@ _ONNX_STATIC = Route("onnx_static", "onnxruntime.quantization quantize_static (Q
 
 
 def _cast(dtype: str) -> dict[str, Route]:
-    route = Route(f"cast_{dtype}", f"{dtype} weights and compute; float32 inputs and outputs at the boundary")
-    return {"eager": route, "torchscript": route, "export": route}
+    backend = f"{dtype} weights and compute; float32 inputs and outputs at the boundary"
+    # An architecture's state dict holds float32: a half-precision eager model is saved as TorchScript.
+    return {"eager": Route(f"cast_{dtype}", backend + ", saved as TorchScript", saves_as="torchscript"),
+            "torchscript": Route(f"cast_{dtype}", backend), "export": Route(f"cast_{dtype}", backend)}
 
 
 def _torchao(variant: str, label: str) -> Route:
@@ -114,7 +122,7 @@ def variant_options(kind: str, *, has_dataset: bool) -> list[dict]:
         route = lookup(variant, kind)
         reason = refusal(variant, kind, has_dataset=has_dataset)
         if isinstance(route, Route):
-            note = NEEDS_CUDA if route.device == "cuda" else f"runs {route.backend}"
+            note = NEEDS_CUDA if route.device == "cuda" else route.backend
             backend, device = route.backend, route.device
         else:
             note, backend, device = route, None, None

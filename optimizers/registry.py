@@ -26,6 +26,8 @@ class RecipeResult:
     primary_format: str | None = None
     # Recipe-specific findings for report.json and the page (sensitivity per layer, layers kept float, ...).
     extras: dict[str, Any] = field(default_factory=dict)
+    # Files beside the model files, by name (e.g. the compressed sparse state dict of a pruned model).
+    extra_files: dict[str, bytes] = field(default_factory=dict)
 
 
 RecipeFunction = Callable[[nn.Module, Any, RecipeConfig, Reporter], RecipeResult]
@@ -39,6 +41,8 @@ class Recipe:
     config_type: type[RecipeConfig]
     run: RecipeFunction
     applies_to: ApplicabilityCheck
+    # {variant: {"applicable", "reason"}} for the config field named by the config type's `variant_field`
+    variants: Callable[[Any], dict[str, dict[str, Any]]] | None = None
 
 
 _RECIPES: dict[str, Recipe] = {}
@@ -48,7 +52,8 @@ def _always_applies(model: nn.Module) -> tuple[bool, str]:
     return True, "applies to any model"
 
 
-def register(name: str, config_type: type[RecipeConfig], applies_to: ApplicabilityCheck | None = None):
+def register(name: str, config_type: type[RecipeConfig], applies_to: ApplicabilityCheck | None = None,
+             variants: Callable[[Any], dict[str, dict[str, Any]]] | None = None):
     """Decorator: `@register("quantize", QuantizeConfig, applies_to=check)` over the recipe function."""
     if RECIPE_CONFIGS.get(name) is not config_type:
         raise TypeError(f"recipe {name!r} must use the config type listed in RECIPE_CONFIGS")
@@ -56,7 +61,7 @@ def register(name: str, config_type: type[RecipeConfig], applies_to: Applicabili
     def decorate(function: RecipeFunction) -> RecipeFunction:
         if name in _RECIPES and _RECIPES[name].run is not function:
             raise ValueError(f"recipe {name!r} is registered twice")
-        _RECIPES[name] = Recipe(name, config_type, function, applies_to or _always_applies)
+        _RECIPES[name] = Recipe(name, config_type, function, applies_to or _always_applies, variants)
         return function
 
     return decorate
@@ -72,17 +77,14 @@ def recipe_names() -> list[str]:
     return sorted(_RECIPES)
 
 
-ONNX_NOT_YET = "ONNX models can be inspected and measured; ONNX recipes come later"
 
 
 def applicability(model: Any) -> dict[str, dict[str, Any]]:
     """{"quantize": {"applicable": bool, "reason": str}, ...} for every registered recipe."""
     report = {}
     for name, recipe in sorted(_RECIPES.items()):
-        # Recipes rewrite PyTorch modules; an OnnxModel (optimizers.onnx_model) is an onnxruntime session.
-        if getattr(model, "onnx_path", None) is not None:
-            applicable, reason = False, ONNX_NOT_YET
-        else:
-            applicable, reason = recipe.applies_to(model)
+        applicable, reason = recipe.applies_to(model)  # each recipe answers for ONNX models too
         report[name] = {"applicable": applicable, "reason": reason}
+        if applicable and recipe.variants is not None:
+            report[name]["variants"] = recipe.variants(model)
     return report

@@ -88,6 +88,9 @@ class RecipeConfig(Settings):
     """Base of every recipe's settings."""
 
     recipe: ClassVar[str] = ""
+    # The field that picks how the recipe works (quantize: variant, prune: method); the model page lists which
+    # of its values apply to a model, and the web refuses one that does not before anything is queued.
+    variant_field: ClassVar[str | None] = None
 
     def needs_dataset(self) -> str | None:
         """Why these settings need a dataset with labels (calibration, fine-tuning), or None when they do not.
@@ -95,6 +98,10 @@ class RecipeConfig(Settings):
         The web refuses such an experiment without a dataset before anything is queued.
         """
         return None
+
+    def needs_labels(self) -> bool:
+        """Whether the dataset must have labels (fine-tuning does; calibration does not)."""
+        return False
 
 
 def _normalized(spec: dataclasses.Field, value: Any) -> Any:

@@ -14,17 +14,16 @@ import torch
 from torch import nn
 
 from optimizers.config_finetune import FineTuneSettings, TrainSettings
-from optimizers.data.splits import DataSplits, fit_to_input
-from optimizers.errors import Cancelled, RecipeError
+from optimizers.data.splits import DataSplits
+from optimizers.errors import RecipeError
 from optimizers.reporting import NullReporter, Reporter
-from optimizers.training_modes import fixed_batch, mode_notes, prepare_parameters, set_training, trainable
+from optimizers.training_epochs import LOSS_EVERY_STEPS, EpochRunner, LossFn, evaluate
+from optimizers.training_modes import mode_notes, prepare_parameters, set_training, trainable
 from optimizers.training_setup import build_optimizer, build_schedule, fingerprint
 from optimizers.training_state import RunState, resume
 
-__all__ = ["FineTuneSettings", "TrainSettings", "TrainOutcome", "LossFn", "fit", "evaluate", "trainable"]
-
-LOSS_EVERY_STEPS = 10  # how often the step-level train loss reaches the chart (the mean since the last point)
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+__all__ = ["FineTuneSettings", "TrainSettings", "TrainOutcome", "LossFn", "LOSS_EVERY_STEPS", "fit", "evaluate",
+           "trainable"]
 
 
 @dataclass
@@ -40,8 +39,8 @@ class TrainOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def fit(model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...],
-        settings: FineTuneSettings = TrainSettings(), report: Reporter | None = None, *,
+def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...],
+        settings: FineTuneSettings | None = None, report: Reporter | None = None, *,
         checkpoint_dir: str | None = None, stage: str = "fine-tune", metric_prefix: str | None = None,
         loss_fn: LossFn | None = None, after_step: Callable[[int], None] | None = None,
         step_offset: int = 0) -> TrainOutcome:
@@ -50,16 +49,17 @@ def fit(model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...],
     loss_fn(model, inputs, labels) -> scalar loss replaces cross-entropy (distillation); after_step(step)
     runs after each optimizer step (pruning re-applies its masks there). Metrics are named
     `<metric_prefix or stage>/<measure>` at step `step_offset + steps taken`. A checkpoint_dir holds one
-    run: callers that fit several times per job give each fit its own directory.
+    run: callers that fit several times per job give each fit its own directory. settings default to TrainSettings().
     """
     usable, reason = trainable(model)
     if not usable:
         raise RecipeError(reason)
-    if splits.train_y is None or splits.val_y is None:
+    if splits is None or splits.train_y is None or splits.val_y is None:
         raise RecipeError("fine-tuning needs a dataset with labels")
+    settings = settings or TrainSettings()
     report = report or NullReporter()
-    loop = _Loop(model, splits, input_shape, settings, report, metric_prefix or stage, stage, loss_fn, after_step,
-                 step_offset)
+    loop = EpochRunner(model, splits, input_shape, settings, report, metric_prefix or stage, stage, loss_fn,
+                       after_step, step_offset)
     notes = loop.plan_batches() + mode_notes(model)
     prepare_parameters(model)
     optimizer = build_optimizer(model, settings)
@@ -98,130 +98,3 @@ def fit(model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...],
 
 def _patience_ran_out(state: RunState, settings: FineTuneSettings) -> bool:
     return settings.early_stopping_patience > 0 and state.stale_epochs >= settings.early_stopping_patience
-
-
-@dataclass
-class _Loop:
-    model: nn.Module
-    splits: DataSplits
-    input_shape: tuple[int, ...]
-    settings: FineTuneSettings
-    report: Reporter
-    prefix: str
-    stage: str
-    loss_fn: LossFn | None
-    after_step: Callable[[int], None] | None
-    step_offset: int
-    batch_size: int = 0
-    usable_samples: int = 0  # the train samples an epoch uses (a fixed batch leaves out the rest)
-    total_steps: int = 0
-
-    def plan_batches(self) -> list[str]:
-        """Batch size and steps per epoch; returns notes for the user."""
-        samples, wanted, fixed = len(self.splits.train_x), self.settings.batch_size, fixed_batch(self.model)
-        if fixed is not None and fixed > samples:
-            raise RecipeError(f"the exported model takes only batches of {fixed}, more than the {samples} "
-                              f"training samples")
-        self.batch_size = fixed or min(wanted, samples)
-        left_out = samples % self.batch_size if fixed or samples % self.batch_size == 1 else 0
-        # A last batch of one sample is dropped too: batch norm cannot train on a single value per channel.
-        self.usable_samples = samples - left_out
-        self.total_steps = self.settings.epochs * -(-self.usable_samples // self.batch_size)
-        if fixed is not None and (fixed != wanted or left_out):
-            return [f"the exported model takes only batches of {fixed}: it trains with batches of {fixed} "
-                    f"(not {wanted}) and each epoch leaves out {left_out} randomly chosen samples"]
-        return []
-
-    def train_epoch(self, state: RunState, optimizer, schedule, shuffle: torch.Generator) -> dict[str, float]:
-        model, device = self.model, _device(self.model)
-        set_training(model, True)
-        order = torch.randperm(len(self.splits.train_x), generator=shuffle)[:self.usable_samples]
-        step, losses, window, correct, judged = state.step, torch.zeros((), device=device), [], 0, 0
-        learning_rate = optimizer.param_groups[0]["lr"]
-        for start in range(0, len(order), self.batch_size):
-            if self.report.cancelled():
-                raise Cancelled()
-            index = order[start:start + self.batch_size]
-            inputs = fit_to_input(self.splits.train_x[index], self.input_shape).to(device)
-            labels = self.splits.train_y[index].to(device)
-            loss, outputs = self._loss(inputs, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            step += 1
-            if self.after_step is not None:
-                self.after_step(self.step_offset + step)
-            losses = losses + loss.detach() * len(index)  # on the device: no sync per step
-            window.append(loss.detach())
-            if outputs is not None and outputs.dim() == 2 and len(outputs) == len(labels):
-                correct, judged = correct + (outputs.detach().argmax(dim=1) == labels).sum(), judged + len(labels)
-            if step % LOSS_EVERY_STEPS == 0 or start + self.batch_size >= len(order):
-                self._report_train_loss(step, torch.stack(window).mean().item())
-                window = []
-        val_loss, val_accuracy = evaluate(model, self.splits.val_x, self.splits.val_y, self.input_shape)
-        return {"epoch": state.epoch + 1, "step": step, "train_loss": losses.item() / len(order),
-                "train_accuracy": float(correct) / judged if judged else math.nan, "val_loss": val_loss,
-                "val_accuracy": val_accuracy, "learning_rate": learning_rate}
-
-    def _loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.loss_fn is None:
-            outputs = self.model(inputs)
-            return nn.functional.cross_entropy(outputs, labels), outputs
-        # The model's own output, caught on the way, gives the train accuracy whatever the loss does with it.
-        caught: list = []
-        handle = self.model.register_forward_hook(lambda module, args, output: caught.append(output))
-        try:
-            loss = self.loss_fn(self.model, inputs, labels)
-        finally:
-            handle.remove()
-        return loss, caught[-1] if caught and isinstance(caught[-1], torch.Tensor) else None
-
-    def _report_train_loss(self, step: int, loss: float) -> None:
-        if not math.isfinite(loss):
-            raise RecipeError(f"{self.stage}: the training loss became {loss} at step {step}; "
-                              f"try a lower learning_rate")
-        self.report.metric(f"{self.prefix}/train_loss", self.step_offset + step, loss)
-        self.report.progress(step, self.total_steps, self.stage)
-
-    def report_epoch(self, entry: dict[str, float]) -> None:
-        step = self.step_offset + int(entry["step"])
-        for measure in ("epoch_train_loss", "train_accuracy", "val_loss", "val_accuracy"):
-            value = entry["train_loss" if measure == "epoch_train_loss" else measure]
-            if not math.isnan(value):
-                self.report.metric(f"{self.prefix}/{measure}", step, value)
-        self.report.progress(int(entry["step"]), self.total_steps, self.stage)
-        self.report.log(f"{self.stage}: epoch {int(entry['epoch'])} of {self.settings.epochs}: train loss "
-                        f"{entry['train_loss']:.4f}, validation loss {entry['val_loss']:.4f}, validation accuracy "
-                        f"{entry['val_accuracy']:.4f}")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, input_shape: tuple[int, ...],
-             batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of `model` on x, y, in inference mode.
-
-    A graph exported with a fixed batch gets batches of exactly that size: the last one padded with
-    copies of a sample whose outputs are thrown away.
-    """
-    set_training(model, False)
-    fixed, device = fixed_batch(model), _device(model)
-    size = fixed or batch_size
-    loss, correct = 0.0, 0
-    for start in range(0, len(x), size):
-        inputs = fit_to_input(x[start:start + size], input_shape).to(device)
-        count = len(inputs)
-        if fixed is not None and count < fixed:
-            inputs = torch.cat([inputs, inputs[:1].expand(fixed - count, *inputs.shape[1:])])
-        logits = model(inputs)[:count].float()
-        labels = y[start:start + size].to(device)
-        loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == labels).sum())
-    return loss / len(x), correct / len(x)
-
-
-def _device(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")

@@ -35,7 +35,8 @@ def trainable(model: Any) -> tuple[bool, str]:
                        "batch-norm mode it was traced in, and its copies do not receive gradients; upload the weights "
                        "as safetensors (with the architecture) or a torch.export .pt2")
     if not isinstance(model, nn.Module):
-        return False, f"a {type(model).__name__} cannot be trained here (ONNX models run in onnxruntime, inference only)"
+        return False, (f"a {type(model).__name__} cannot be trained here "
+                       "(ONNX models run in onnxruntime, inference only)")
     if not any(parameter.is_floating_point() for parameter in model.parameters()):
         return False, "the model has no floating-point parameters to train (quantized or parameter-free)"
     return True, ""

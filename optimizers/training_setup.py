@@ -65,5 +65,6 @@ def fingerprint_difference(saved: dict, current: dict) -> str | None:
     """None when they match, else what differs, in words."""
     if saved.get("tensors") != current["tensors"]:
         return "the model's layers or shapes differ"
-    changed = sorted(key for key in current["settings"] if saved.get("settings", {}).get(key) != current["settings"][key])
+    before = saved.get("settings", {})
+    changed = sorted(key for key, value in current["settings"].items() if before.get(key) != value)
     return f"settings changed: {', '.join(changed)}" if changed else None

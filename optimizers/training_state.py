@@ -69,7 +69,8 @@ def resume(directory: str | os.PathLike, model: nn.Module, optimizer: torch.opti
         return RunState(), problem
     difference = fingerprint_difference(saved.get("fingerprint", {}), run_fingerprint)
     if difference:
-        return RunState(), f"the checkpoint in {os.fspath(directory)} belongs to another run ({difference}); starting over"
+        return RunState(), (f"the checkpoint in {os.fspath(directory)} belongs to another run ({difference}); "
+                            "starting over")
     device = next((value.device for value in model.state_dict().values()), torch.device("cpu"))
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])  # moves its state to the parameters' device

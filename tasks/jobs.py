@@ -15,7 +15,7 @@ from webapp import services
 from webapp.models import Dataset, Experiment, UploadedModel
 
 log = logging.getLogger(__name__)
-OUTPUT_NAME = re.compile(r"[a-z0-9_]{1,40}\.[a-z0-9]{1,12}")
+OUTPUT_NAME = re.compile(r"[a-z0-9_]{1,40}(\.[a-z0-9]{1,12}){1,3}")
 
 
 def _copy_local(field_file, target: Path) -> Path:

@@ -95,3 +95,27 @@ def test_bob_cannot_use_alices_dataset(alice, bob, bob_api):
     dataset = _ready_dataset(alice, [1, 8, 8])
     response = _post(bob_api, {"model": ready_model(bob).pk, "recipe": "quantize", "dataset": dataset.pk})
     assert response.status_code == 404
+
+
+def test_a_variant_that_does_not_apply_is_refused_with_its_reason(alice, alice_api):
+    model = ready_model(alice)
+    model.info["recipes"]["prune"] = {"applicable": True, "reason": "", "variants": {
+        "unstructured": {"applicable": True, "reason": ""},
+        "structured": {"applicable": False, "reason": "structured pruning needs a built-in architecture"}}}
+    model.save()
+    dataset = _ready_dataset(alice, [1, 8, 8])
+    response = _post(alice_api, {"model": model.pk, "recipe": "prune", "dataset": dataset.pk,
+                                 "config": {"method": "structured"}})
+    assert response.status_code == 400
+    assert "built-in architecture" in " ".join(response.json()["config.method"])
+    without_dataset = _post(alice_api, {"model": model.pk, "recipe": "prune", "config": {"method": "unstructured"}})
+    assert without_dataset.status_code == 400 and "dataset" in without_dataset.json()
+    unlabelled = _ready_dataset(alice, [1, 8, 8])
+    unlabelled.info["has_labels"] = False
+    unlabelled.save()
+    response = _post(alice_api, {"model": model.pk, "recipe": "prune", "dataset": unlabelled.pk,
+                                 "config": {"method": "unstructured"}})
+    assert response.status_code == 400 and "no labels" in " ".join(response.json()["dataset"])
+    fine = _post(alice_api, {"model": model.pk, "recipe": "prune", "dataset": dataset.pk,
+                             "config": {"method": "unstructured"}})
+    assert fine.status_code == 201, fine.json()

@@ -44,9 +44,7 @@ def test_starting_an_experiment_redirects_to_its_page(alice, client, django_capt
     model = ready_model(alice)
     client.force_login(alice)
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(f"/models/{model.pk}/experiments/",
-                               {"recipe": "quantize", "quantize-variant": "dynamic_int8", "quantize-layers": "linear",
-                                "quantize-per_channel": "on"})
+        response = client.post(f"/models/{model.pk}/experiments/", _defaults_posted("quantize"))
     experiment = Experiment.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/experiments/{experiment.pk}/"
     assert experiment.config["per_channel"] is True
@@ -57,3 +55,17 @@ def test_plotly_is_served_from_the_installed_package(client, alice):
     from django.contrib.staticfiles import finders
 
     assert finders.find("vendor/plotly.min.js").endswith("plotly.min.js")
+
+
+def _defaults_posted(recipe: str) -> dict:
+    """What the browser posts for a recipe form left at its defaults."""
+    from optimizers.configs import RECIPE_CONFIGS
+
+    data = {"recipe": recipe}
+    for spec in RECIPE_CONFIGS[recipe].describe_fields():
+        if spec["type"] == "boolean":
+            if spec["default"]:
+                data[f"{recipe}-{spec['name']}"] = "on"
+        else:
+            data[f"{recipe}-{spec['name']}"] = spec["default"]
+    return data

@@ -1,3 +1,6 @@
 """Importing this package registers every recipe with `optimizers.registry`."""
 
-from optimizers.recipes import quantize  # noqa: F401 - imported for its registration
+from optimizers.recipes import (
+    prune,  # noqa: F401
+    quantize,  # noqa: F401 - imported for its registration
+)

@@ -50,13 +50,18 @@ def method_applicability(model: nn.Module) -> dict[str, dict[str, Any]]:
             for method, (check, _) in _METHODS.items()}
 
 
+ONNX_NOT_PRUNABLE = "ONNX models cannot be pruned here: pruning fine-tunes a PyTorch model"
+
+
 def prune_applies(model: nn.Module) -> tuple[bool, str]:
+    if getattr(model, "onnx_path", None) is not None:  # an OnnxModel: an onnxruntime session, no modules
+        return False, ONNX_NOT_PRUNABLE
     methods = method_applicability(model)
     reasons = "; ".join(f"{method}: {answer['reason']}" for method, answer in methods.items())
     return any(answer["applicable"] for answer in methods.values()), f"{reasons} ({NEEDS_DATASET})"
 
 
-@register("prune", PruneConfig, applies_to=prune_applies)
+@register("prune", PruneConfig, applies_to=prune_applies, variants=method_applicability)
 def prune(model: nn.Module, data: DataSplits | None, config: PruneConfig, report: Reporter, *,
           example: torch.Tensor | None = None, checkpoint_dir: str | None = None) -> RecipeResult:
     """Return a pruned, fine-tuned copy of `model`; the input model is never modified.

@@ -6,7 +6,6 @@ the previous one stopped (fit's `step_offset`), so the loss charts run on instea
 """
 import dataclasses
 import os
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -82,10 +81,8 @@ def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: 
     if epochs <= 0:
         return
     settings = dataclasses.replace(config.to_train_settings(), epochs=epochs)
-    after_step: Callable[[int], None] | None = None
-    if masks:
-        def after_step(step: int) -> None:  # noqa: ARG001 - the hook's signature
-            apply_masks(weights, masks)
+    # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights.
+    after_step = (lambda step: apply_masks(weights, masks)) if masks else None
     outcome = fit(model, data, tuple(example.shape), settings, report, checkpoint_dir=checkpoint_dir, stage=stage,
                   after_step=after_step, step_offset=report.steps)
     report.steps = outcome.steps

@@ -5,6 +5,8 @@ torch.nn.utils.prune (weight_orig * weight_mask) nothing in the module changes: 
 state dict, checkpoints and torch.export graphs stay as they were, and the zeros are permanent as soon
 as the last mask is applied.
 """
+import copy
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,14 @@ class WeightLayer:
     name: str  # the weight's parameter name, as in named_parameters()
     weight: nn.Parameter
     kind: str  # "Linear" or "Conv"
+
+
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy to prune, so the caller's model is never changed."""
+    with warnings.catch_warnings():
+        # Copying a torch.export graph module trips a deprecation inside torch's pytree code, not ours to fix.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        return copy.deepcopy(model)
 
 
 def weight_layers(model: nn.Module) -> list[WeightLayer]:

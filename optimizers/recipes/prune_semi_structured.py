@@ -6,7 +6,6 @@ dense speed on an H200), so each candidate layer is timed, dense against 2:4, at
 first: only layers that measured at least `min_speedup` faster are pruned, and the job is refused with
 the timings when none is. On a machine without CUDA the method is refused outright.
 """
-import copy
 import statistics
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from optimizers.config_prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.recipes.prune_finetune import ScheduleReporter, finetune, step_checkpoints
+from optimizers.recipes.prune_layers import private_copy
 from optimizers.registry import RecipeResult
 from optimizers.reporting import Reporter
 
@@ -60,7 +60,8 @@ def eligible_linears(model: nn.Module, ignore_classifier: bool) -> dict[str, nn.
 
 def semi_structured_applies(model: nn.Module) -> tuple[bool, str]:
     if isinstance(model, torch.jit.ScriptModule | fx.GraphModule):
-        return False, "2:4 sparsity is applied to Linear modules: upload a state dict (safetensors) with its architecture"
+        return False, ("2:4 sparsity is applied to Linear modules: upload a state dict (safetensors) with its "
+                       "architecture")
     if not eligible_linears(model, ignore_classifier=False):
         return False, (f"no Linear layer has a shape the 2:4 kernels take (outputs a multiple of {ROW_MULTIPLE}, "
                        f"inputs a multiple of {COLUMN_MULTIPLE})")
@@ -92,7 +93,7 @@ def prune_semi_structured(model: nn.Module, data: DataSplits, config: PruneConfi
     applicable, reason = semi_structured_applies(model)
     if not applicable:
         raise RecipeError(f"2:4 semi-structured pruning does not apply: {reason}")
-    pruned = copy.deepcopy(model).cpu().eval()
+    pruned = private_copy(model).cpu().eval()
     candidates = eligible_linears(pruned, config.ignore_classifier)
     report.stage("time 2:4 against dense")
     from optimizers.recipes.prune_2_4_timing import time_layers  # CUDA-only code, loaded only on GPU workers

@@ -6,7 +6,6 @@ ordinary model that runs faster on dense kernels. Targets are approached on the 
 prunes in small increments until that step's goal is met, then fine-tunes.
 """
 import contextlib
-import copy
 
 import torch
 import torch_pruning as tp
@@ -17,7 +16,7 @@ from optimizers.config_prune import PruneConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
 from optimizers.recipes.prune_finetune import ScheduleReporter, finetune, step_checkpoints, stop_if_cancelled
-from optimizers.recipes.prune_layers import agp_sparsity
+from optimizers.recipes.prune_layers import agp_sparsity, private_copy
 from optimizers.registry import RecipeResult
 from optimizers.reporting import Reporter
 
@@ -42,7 +41,7 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
     applicable, reason = structured_applies(model)
     if not applicable:
         raise RecipeError(f"structured pruning does not apply: {reason}")
-    pruned = copy.deepcopy(model).cpu().eval()
+    pruned = private_copy(model).cpu().eval()
     before = _macs_and_params(pruned, example)
     channels_before = _out_channels(pruned)
     pruner = tp.pruner.BasePruner(
@@ -139,14 +138,14 @@ def _result(pruned: nn.Module, example: torch.Tensor, config: PruneConfig, befor
     notes = [f"{macs_ratio:.1%} of the MACs and {params_ratio:.1%} of the parameters are left; the layers really "
              "are narrower, so the dense formats shrink and run faster",
              "the pruned layers no longer fit the uploaded architecture's settings, so there is no safetensors "
-             "download: model.pt2 (torch.export) is the primary file"]
+             "download: model.pt (TorchScript) is the primary file"]
     if macs_ratio > config.target_macs_ratio + 0.01 or params_ratio > config.target_params_ratio + 0.01:
         notes.append(f"the target was not reached: no layer loses more than {MAX_CHANNEL_SHARE:.0%} of its channels")
     return RecipeResult(
         model=pruned,
         backend=f"Torch-Pruning {tp.__version__} DepGraph, {config.importance} importance, AGP schedule in "
                 f"{config.agp_steps} step(s), fine-tuned ({config.optimizer}, {config.lr_schedule} schedule)",
-        notes=notes, primary_format="export",
+        notes=notes, primary_format="torchscript",
         extras={"macs_before": before[0], "macs_after": after[0], "params_before": before[1],
                 "params_after": after[1], "out_channels": channels},
     )

@@ -5,8 +5,6 @@ more than sensitive ones. The zeros are written into the weights themselves (see
 result is an ordinary dense model of the same architecture; it compresses well (`optimizers.sparse_format`)
 but runs no faster on dense kernels.
 """
-import copy
-
 import torch
 from torch import nn
 
@@ -14,14 +12,21 @@ from optimizers.config_prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.recipes.prune_finetune import ScheduleReporter, finetune, step_checkpoints, stop_if_cancelled
-from optimizers.recipes.prune_layers import agp_sparsity, apply_masks, global_magnitude_masks, prunable, sparsity
+from optimizers.recipes.prune_layers import (
+    agp_sparsity,
+    apply_masks,
+    global_magnitude_masks,
+    private_copy,
+    prunable,
+    sparsity,
+)
 from optimizers.registry import RecipeResult
 from optimizers.reporting import Reporter
 
 
 def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, report: Reporter, *,
                        example: torch.Tensor, checkpoint_dir: str | None = None) -> RecipeResult:
-    pruned = copy.deepcopy(model)
+    pruned = private_copy(model)
     weights = prunable(pruned, config.ignore_classifier)
     if not weights:
         raise RecipeError("nothing to prune: the model has no Linear or convolution weights"
@@ -38,7 +43,7 @@ def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, 
         apply_masks(weights, masks)
         reached = sparsity(weights)
         report.metric("prune/sparsity", schedule.steps, reached)
-        report.log(f"step {step}/{steps}: {reached:.1%} of {len(weights)} weight tensors' values are zero")
+        report.log(f"step {step}/{steps}: {reached:.1%} of the weights in {len(weights)} layers are zero")
         finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune", masks=masks,
                  weights=weights, checkpoint_dir=step_checkpoints(checkpoint_dir, step))
         schedule.next_slice()

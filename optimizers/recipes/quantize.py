@@ -1,130 +1,97 @@
-"""Quantize: store Linear weights as int8.
+"""The quantize recipe: pick the route for the variant and the model's kind, run it, keep the accuracy budget.
 
-TorchScript models go through torch.ao's `quantize_dynamic_jit` (int8 weights, activations
-quantized on the fly: smaller and usually faster on CPU). torch.export models get the
-weight-only int8 rewrite in `optimizers.int8_weights`, because torch 2.13 no longer ships the
-pt2e quantizer: smaller on disk, computed in float.
+Which implementation runs which variant is the table in `optimizers.quant_routes` (shared with the web);
+each implementation lives in its own `optimizers.recipes.quantize_*` module behind the `Quantizer` shape,
+so the accuracy budget (`optimizers.sensitivity`) can drive any of them layer by layer.
 """
-
-import io
-import warnings
+from typing import Any
 
 import torch
-from torch import fx, nn
-from torch.ao.quantization import (
-    default_dynamic_qconfig,
-    per_channel_dynamic_qconfig,
-    quantize_dynamic,
-    quantize_dynamic_jit,
-)
 
 from optimizers.configs import QuantizeConfig
 from optimizers.errors import Cancelled, RecipeError
-from optimizers.int8_weights import linear_weight_targets, quantize_weights
+from optimizers.quant_routes import Route, lookup, refusal, variant_options
+from optimizers.recipes.quantize_applies import nothing_to_quantize, quantize_applies
+from optimizers.recipes.quantize_budget import run_with_budget
+from optimizers.recipes.quantize_cast import CastQuantizer
+from optimizers.recipes.quantize_dynamic import EagerDynamic, ExportWeightOnly, JitDynamic
+from optimizers.recipes.quantize_export_fx import ExportFxStatic
+from optimizers.recipes.quantize_inputs import calibration_batches, example_or_guess, model_kind
+from optimizers.recipes.quantize_onnx import OnnxDynamic, OnnxFloat16, OnnxStatic
+from optimizers.recipes.quantize_route import Quantizer
+from optimizers.recipes.quantize_static import FxStatic, JitStatic
+from optimizers.recipes.quantize_torchao import TorchaoQuantizer
 from optimizers.registry import RecipeResult, register
 from optimizers.reporting import Reporter
 
-_JIT_LINEAR = "aten::linear"
-_JIT_QUANTIZED_LINEAR = "quantized::linear_dynamic"
+__all__ = ["quantize", "quantize_applies"]
+
+# Route name (optimizers.quant_routes) -> implementation.
+QUANTIZERS: dict[str, type[Quantizer]] = {
+    "eager_dynamic": EagerDynamic,
+    "jit_dynamic": JitDynamic,
+    "export_weight_only": ExportWeightOnly,
+    "fx_static": FxStatic,
+    "jit_static": JitStatic,
+    "export_fx_static": ExportFxStatic,
+    "cast_fp16": CastQuantizer,
+    "cast_bf16": CastQuantizer,
+    "onnx_dynamic": OnnxDynamic,
+    "onnx_static": OnnxStatic,
+    "onnx_fp16": OnnxFloat16,
+    "weight_only_int8_cuda": TorchaoQuantizer,
+    "weight_only_int4_cuda": TorchaoQuantizer,
+    "fp8_cuda": TorchaoQuantizer,
+}
+_WHOLE_MODEL = ("cast_fp16", "cast_bf16", "onnx_fp16")  # routes that convert the model as one piece
 
 
-def quantize_applies(model: nn.Module) -> tuple[bool, str]:
-    """Can `quantize` shrink this model? Answers for the model page, before anything runs."""
-    if isinstance(model, torch.jit.ScriptModule):
-        kinds = [node.kind() for node in model.inlined_graph.nodes()]
-        if _JIT_QUANTIZED_LINEAR in kinds:
-            return False, "the model's Linear layers are already quantized"
-        linear_count = kinds.count(_JIT_LINEAR)
-    elif isinstance(model, fx.GraphModule):
-        linear_count = len(linear_weight_targets(model))
-        if linear_count == 0 and any(buffer.dtype == torch.int8 for buffer in model.buffers()):
-            return False, "the model's Linear weights are already stored as int8"
-    else:  # an eager module, built from a state dict and a zoo architecture
-        linear_count = sum(isinstance(module, nn.Linear) for module in model.modules())
-    if linear_count == 0:
-        return False, "the model has no Linear layers to quantize"
-    return True, f"{linear_count} Linear layer(s) can store int8 weights"
+def variant_applicability(model: Any) -> dict[str, dict[str, Any]]:
+    """Which variants apply to this kind of model (a dataset, when a variant needs one, is checked at submit)."""
+    return {option["variant"]: {"applicable": option["applicable"], "reason": option["reason"]}
+            for option in variant_options(model_kind(model), has_dataset=True)}
 
 
-@register("quantize", QuantizeConfig, applies_to=quantize_applies)
-def quantize(model: nn.Module, data: object, config: QuantizeConfig, report: Reporter) -> RecipeResult:
-    """Return an int8 copy of `model`; the input model is never modified. `data` is unused."""
+@register("quantize", QuantizeConfig, applies_to=quantize_applies, variants=variant_applicability)
+def quantize(model: Any, data: Any, config: QuantizeConfig, report: Reporter, *,
+             example: torch.Tensor | None = None) -> RecipeResult:
+    """A quantized copy of `model` (never modified). `data`: the dataset's splits, for calibration and the
+    budget; `example`: the job's example input (exported and ONNX models declare one when it is missing)."""
     report.stage("quantize")
     applicable, reason = quantize_applies(model)
     if not applicable:
         raise RecipeError(f"nothing to quantize: {reason}")
+    route = _route(config.variant, model, data)
     _stop_if_cancelled(report)
-    if isinstance(model, torch.jit.ScriptModule):
-        return _quantize_torchscript(model, config, report)
-    if isinstance(model, fx.GraphModule):
-        return _quantize_exported(model, config, report)
-    return _quantize_eager(model, config, report)
+    quantizer = build_quantizer(route, model, config, data, report, example)
+    if route.name not in _WHOLE_MODEL and not quantizer.layers():
+        raise RecipeError(nothing_to_quantize(config.variant, model))
+    _stop_if_cancelled(report)
+    if config.has_budget:
+        quantized, notes, extras = run_with_budget(quantizer, model, data, config, report)  # already finished
+    else:
+        report.progress(0, 1, "quantize")
+        quantized, notes, extras = quantizer.finish(quantizer.quantize()), [], {}
+        report.progress(1, 1, "quantize")
+    extras = {"variant": config.variant, "route": route.name, "device": route.device, **extras}
+    return RecipeResult(model=quantized, backend=quantizer.backend,
+                        notes=quantizer.notes + notes, primary_format=quantizer.primary_format, extras=extras)
 
 
-def _quantize_eager(model: nn.Module, config: QuantizeConfig, report: Reporter) -> RecipeResult:
-    qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
-    report.progress(0, 1, "quantize")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        quantized = quantize_dynamic(model, {nn.Linear: qconfig}, dtype=torch.qint8, inplace=False)
-    report.progress(1, 1, "quantize")
-    granularity = "per-channel" if config.per_channel else "per-tensor"
-    return RecipeResult(
-        model=quantized.eval(),
-        backend=f"torch.ao quantize_dynamic ({torch.backends.quantized.engine}), {granularity}, saved as TorchScript",
-        notes=["Linear weights are int8; activations are quantized on the fly at each call",
-               "int8 packed weights do not fit the architecture's float state dict, so the result is TorchScript"],
-        primary_format="torchscript",
-    )
+def _route(variant: str, model: Any, data: Any) -> Route:
+    kind = model_kind(model)
+    reason = refusal(variant, kind, has_dataset=data is not None)
+    if reason:
+        raise RecipeError(f"{variant} does not apply to this {kind} model: {reason}")
+    return lookup(variant, kind)
 
 
-def _quantize_torchscript(
-    model: torch.jit.ScriptModule, config: QuantizeConfig, report: Reporter
-) -> RecipeResult:
-    qconfig = per_channel_dynamic_qconfig if config.per_channel else default_dynamic_qconfig
-    report.progress(0, 1, "quantize")
-    # quantize_dynamic_jit freezes and rewrites graphs; a private copy guarantees the caller's
-    # module is untouched whatever it does internally.
-    with warnings.catch_warnings():
-        # torch.ao reads .grad of frozen non-leaf tensors internally; the warning is not ours to fix.
-        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not a leaf")
-        quantized = quantize_dynamic_jit(_private_copy(model), {"": qconfig})
-    report.progress(1, 1, "quantize")
-    granularity = "per-channel" if config.per_channel else "per-tensor"
-    engine = torch.backends.quantized.engine
-    return RecipeResult(
-        model=quantized,
-        backend=f"torch.ao quantize_dynamic_jit ({engine}), {granularity}",
-        notes=[
-            "Linear weights are int8; activations are quantized on the fly at each call",
-            "the model was frozen: parameters became constants, so it can no longer be trained",
-        ],
-    )
-
-
-def _quantize_exported(model: fx.GraphModule, config: QuantizeConfig, report: Reporter) -> RecipeResult:
-    def on_layer(done: int, total: int) -> None:
-        report.progress(done, total, "quantize")
-        _stop_if_cancelled(report)
-
-    quantized, weight_count = quantize_weights(model, per_channel=config.per_channel, on_layer=on_layer)
-    granularity = "per-channel" if config.per_channel else "per-tensor"
-    report.log(f"stored {weight_count:,} Linear weights as int8")
-    return RecipeResult(
-        model=quantized,
-        backend=f"weight-only int8 ({granularity}), dequantized at run time",
-        notes=[
-            "torch.export model: weights are stored as int8 and turned back into float at every "
-            "call, so the file shrinks but latency does not improve and can grow",
-        ],
-    )
-
-
-def _private_copy(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    buffer = io.BytesIO()
-    torch.jit.save(model, buffer)
-    buffer.seek(0)
-    return torch.jit.load(buffer, map_location="cpu").eval()
+def build_quantizer(route: Route, model: Any, config: QuantizeConfig, data: Any, report: Reporter,
+                    example: torch.Tensor | None) -> Quantizer:
+    """The route's implementation for this model, with calibration batches when the route needs them."""
+    example = example_or_guess(model, example, required=route.needs_dataset or config.has_budget)
+    calibration = calibration_batches(data, example, config.calibration_samples) if route.needs_dataset else None
+    return QUANTIZERS[route.name](model, config, route, report, example=example, calibration=calibration)
 
 
 def _stop_if_cancelled(report: Reporter) -> None:

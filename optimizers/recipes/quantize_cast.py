@@ -7,11 +7,11 @@ inputs (token ids) pass through untouched. On an x86 CPU with AMX, bf16 matmuls 
 as float32; fp16 mostly saves space.
 """
 import copy
-import warnings
 
 import torch
 from torch import fx, nn
 
+from optimizers.int8_weights import copy_keeping_ties
 from optimizers.recipes.quantize_dynamic import private_copy
 from optimizers.recipes.quantize_route import Quantizer
 
@@ -37,8 +37,7 @@ class CastQuantizer(Quantizer):
         self.variant = self.route.name.removeprefix("cast_")
         self.dtype = DTYPES[self.variant]
         self.notes = [f"weights are {self.variant}; float inputs are cast to {self.variant} on the way in and "
-                      "outputs back to float32, so callers still pass float32",
-                      "safetensors is not written: the architecture's state dict is float32"]
+                      "outputs back to float32, so callers still pass float32"]
 
     def layers(self) -> list[str]:
         return []  # the cast is all or nothing; the accuracy budget is for the integer variants
@@ -48,10 +47,6 @@ class CastQuantizer(Quantizer):
         if isinstance(self.model, torch.jit.ScriptModule):
             inner = private_copy(self.model).to(self.dtype)
             return torch.jit.script(CastAtBoundary(inner, self.dtype))
-        if isinstance(self.model, fx.GraphModule):
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-                inner = copy.deepcopy(self.model)
-        else:
-            inner = copy.deepcopy(self.model)
+        # A loaded .pt2 holds tied weights as separate tensors over one storage; a plain deepcopy would untie them.
+        inner = copy_keeping_ties(self.model) if isinstance(self.model, fx.GraphModule) else copy.deepcopy(self.model)
         return CastAtBoundary(inner.to(self.dtype), self.dtype).eval()

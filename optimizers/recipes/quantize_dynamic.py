@@ -6,7 +6,6 @@ since packed int8 weights fit no float state dict. TorchScript uploads go throug
 rewrite of `optimizers.int8_weights`: torch 2.13 ships no pt2e quantizer, so the file shrinks but compute
 stays float.
 """
-import copy
 import io
 import warnings
 
@@ -20,7 +19,7 @@ from torch.ao.quantization import (
 )
 
 from optimizers.int8_weights import linear_weight_targets, quantize_weights
-from optimizers.recipes.quantize_route import Quantizer, kept
+from optimizers.recipes.quantize_route import Quantizer, kept, layer_parameters
 
 # Exact types: subclasses such as attention's NonDynamicallyQuantizableLinear must stay float.
 _DYNAMIC_TYPES = (nn.Linear, nn.LSTM, nn.GRU)
@@ -28,8 +27,8 @@ _ON_THE_FLY = "weights are int8; activations are quantized on the fly at each ca
 
 
 class EagerDynamic(Quantizer):
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.backend = f"torch.ao quantize_dynamic ({torch.backends.quantized.engine}), {self.granularity}, " \
                        "saved as TorchScript"
         self.notes = [f"{self._kinds()} {_ON_THE_FLY}",
@@ -37,7 +36,8 @@ class EagerDynamic(Quantizer):
                       "TorchScript"]
 
     def _kinds(self) -> str:
-        return "Linear" if self.config.layers == "linear" else "Linear, LSTM and GRU"
+        present = dict.fromkeys(type(self.model.get_submodule(name)).__name__ for name in self.layers())
+        return ", ".join(present) or "Linear"
 
     def _types(self) -> tuple[type, ...]:
         return (nn.Linear,) if self.config.layers == "linear" else _DYNAMIC_TYPES
@@ -46,7 +46,7 @@ class EagerDynamic(Quantizer):
         return [name for name, module in self.model.named_modules() if type(module) in self._types()]
 
     def layer_weights(self, layer: str) -> int:
-        return sum(p.numel() for p in self.model.get_submodule(layer).parameters())
+        return layer_parameters(self.model, layer)
 
     def quantize(self, keep_float: frozenset[str] = frozenset()) -> nn.Module:
         qconfig = per_channel_dynamic_qconfig if self.config.per_channel else default_dynamic_qconfig
@@ -55,10 +55,15 @@ class EagerDynamic(Quantizer):
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             return quantize_dynamic(self.model, spec, dtype=torch.qint8, inplace=False).eval()
 
+    def finish(self, quantized: nn.Module) -> nn.Module:
+        # TorchScript is what it is saved as; tracing here makes the page's reasons for the formats it cannot
+        # take plain ("a TorchScript-quantized module cannot be exported to ONNX"), not exporter crashes.
+        return quantized if self.example is None else trace(quantized, self.example)
+
 
 class JitDynamic(Quantizer):
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.backend = f"torch.ao quantize_dynamic_jit ({torch.backends.quantized.engine}), {self.granularity}"
         self.notes = [f"Linear {_ON_THE_FLY}",
                       "the model was frozen: parameters became constants, so it can no longer be trained"]
@@ -67,7 +72,7 @@ class JitDynamic(Quantizer):
         return script_layers(self.model, ("Linear",))
 
     def layer_weights(self, layer: str) -> int:
-        return sum(p.numel() for p in self.model.get_submodule(layer).parameters())
+        return layer_parameters(self.model, layer)
 
     def quantize(self, keep_float: frozenset[str] = frozenset()) -> torch.jit.ScriptModule:
         qconfig = per_channel_dynamic_qconfig if self.config.per_channel else default_dynamic_qconfig
@@ -78,8 +83,8 @@ class JitDynamic(Quantizer):
 
 
 class ExportWeightOnly(Quantizer):
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.backend = f"weight-only int8 ({self.granularity}), dequantized at run time"
         self.notes = ["torch.export model: weights are stored as int8 and turned back into float at every "
                       "call, so the file shrinks but latency does not improve and can grow"]
@@ -108,6 +113,13 @@ class ExportWeightOnly(Quantizer):
         return quantized
 
 
+def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """TorchScript of a quantized eager or FX module: the one format that holds packed int8 weights."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(model, example, check_trace=False).eval()
+
+
 def script_layers(model: torch.jit.ScriptModule, original_names: tuple[str, ...]) -> list[str]:
     """Submodules of a TorchScript model that were built as one of `original_names` (nn.Linear, say)."""
     return [name for name, module in model.named_modules() if name and module.original_name in original_names]
@@ -124,10 +136,6 @@ def private_copy(model: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
     torch.jit.save(model, buffer)
     buffer.seek(0)
     return torch.jit.load(buffer, map_location="cpu").eval()
-
-
-def eager_copy(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).eval()
 
 
 def _attribute(module: nn.Module, target: str) -> torch.Tensor:

@@ -19,7 +19,7 @@ EVAL_BATCH = 256
 
 
 def model_kind(model: Any) -> str:
-    """"eager", "torchscript", "export" (a torch.export graph module) or "onnx", as `optimizers.quant_routes` names them."""
+    """"eager", "torchscript", "export" (a torch.export graph module) or "onnx": `optimizers.quant_routes` kinds."""
     if getattr(model, "onnx_path", None) is not None:
         return "onnx"
     if isinstance(model, torch.jit.ScriptModule):
@@ -29,13 +29,18 @@ def model_kind(model: Any) -> str:
     return "eager"
 
 
-def example_or_guess(model: Any, example: torch.Tensor | None) -> torch.Tensor:
-    """The job's example input; without one, what an exported or ONNX model declares (batch 1)."""
+def example_or_guess(model: Any, example: torch.Tensor | None, *, required: bool) -> torch.Tensor | None:
+    """The job's example input; without one, what an exported or ONNX model declares (batch 1), else None.
+
+    `required`: raise instead of returning None (calibration and the budget must run the model).
+    """
     if example is not None:
         return example
     shape, dtype = _declared_input(model)
     if shape is None:
-        raise RecipeError("this variant needs the model's example input to run the model, and none was given")
+        if required:
+            raise RecipeError("this variant needs the model's example input to run the model, and none was given")
+        return None
     return torch.zeros(shape, dtype=dtype) if not dtype.is_floating_point else torch.randn(shape).to(dtype)
 
 
@@ -116,6 +121,13 @@ def run_batches(model: Any, batches: list[torch.Tensor], example: torch.Tensor,
 def _pieces(batch: torch.Tensor, size: int) -> list[torch.Tensor]:
     """`batch` cut into pieces of exactly `size` rows; a short last piece is dropped (a static batch refuses it)."""
     return [batch[start:start + size] for start in range(0, len(batch) - size + 1, size)]
+
+
+def rebatch(batches: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    """The same samples in batches of exactly `size` (for graphs with a fixed batch); leftovers are dropped."""
+    if not batches or all(len(batch) == size for batch in batches):
+        return batches
+    return _pieces(torch.cat(batches), size)
 
 
 def first_output(model: Any, inputs: torch.Tensor, example: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,14 @@ class Quantizer:
             raise Cancelled()
 
 
+def layer_parameters(model: Any, layer: str) -> int:
+    """Parameter values of submodule `layer` (dotted path); works on TorchScript, which has no get_submodule."""
+    module = model
+    for part in layer.split(".") if layer else []:
+        module = getattr(module, part)
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
 def kept(layers: list[str], keep_float: frozenset[str]) -> list[str]:
     """The layers to quantize: `layers` without those kept float, order kept."""
     return [layer for layer in layers if layer not in keep_float]

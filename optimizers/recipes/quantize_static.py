@@ -17,9 +17,9 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from torch.ao.quantization.quantize_jit import quantize_jit
 
 from optimizers.errors import RecipeError, first_line
-from optimizers.recipes.quantize_dynamic import jit_qconfig_dict, private_copy, script_layers
+from optimizers.recipes.quantize_dynamic import jit_qconfig_dict, private_copy, script_layers, trace
 from optimizers.recipes.quantize_inputs import run_batches
-from optimizers.recipes.quantize_route import Quantizer, kept
+from optimizers.recipes.quantize_route import Quantizer, kept, layer_parameters
 
 ENGINE = "x86"
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -65,11 +65,14 @@ class FxStatic(StaticQuantizer):
         return [name for name, module in self.model.named_modules() if type(module) in self._types()]
 
     def layer_weights(self, layer: str) -> int:
-        return sum(p.numel() for p in self.model.get_submodule(layer).parameters())
+        return layer_parameters(self.model, layer)
 
     def quantize(self, keep_float: frozenset[str] = frozenset()) -> nn.Module:
         mapping = qconfig_mapping(self.config.per_channel, self.config.layers == "linear")
-        for name in keep_float:
+        # By name as well as by type: a convolution fused with its batch norm and ReLU is no longer an nn.Conv2d.
+        left_float = set(keep_float) | {name for name, module in self.model.named_modules()
+                                        if type(module) in _CONVS and self.config.layers == "linear"}
+        for name in left_float:
             mapping.set_module_name(name, None)
         return self._prepare_calibrate_convert(copy.deepcopy(self.model).eval(), mapping)
 
@@ -87,7 +90,7 @@ class FxStatic(StaticQuantizer):
             return convert_fx(prepared).eval()
 
     def finish(self, quantized: nn.Module) -> torch.jit.ScriptModule:
-        return trace_quantized(quantized, self.example)
+        return trace(quantized, self.example)
 
 
 class JitStatic(StaticQuantizer):
@@ -103,7 +106,7 @@ class JitStatic(StaticQuantizer):
         return script_layers(self.model, types)
 
     def layer_weights(self, layer: str) -> int:
-        return sum(p.numel() for p in self.model.get_submodule(layer).parameters())
+        return layer_parameters(self.model, layer)
 
     def quantize(self, keep_float: frozenset[str] = frozenset()) -> torch.jit.ScriptModule:
         qconfig = qconfig_mapping(self.config.per_channel, False).global_qconfig
@@ -113,12 +116,4 @@ class JitStatic(StaticQuantizer):
             qconfigs = jit_qconfig_dict(qconfig, keep_float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.backends.quantized.engine = ENGINE
             return quantize_jit(private_copy(self.model), qconfigs, lambda model, _: self.calibrate(model), [None])
-
-
-def trace_quantized(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """TorchScript of a converted FX model: what it is saved and measured as."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.trace(model, example, check_trace=False).eval()

@@ -8,7 +8,8 @@ from optimizers.errors import ModelFileError, ModelInputError
 from optimizers.formats import load_model
 from optimizers.onnx_checks import EXTERNAL_DATA_REFUSED, check_onnx_file
 from optimizers.onnx_model import OnnxModel
-from optimizers.registry import ONNX_NOT_YET, applicability, recipe_names
+from optimizers.recipes.prune import ONNX_NOT_PRUNABLE
+from optimizers.registry import applicability, recipe_names
 from tests.optimizers import onnx_files
 
 
@@ -64,8 +65,9 @@ def test_wrong_inputs_are_model_input_errors(linear):
 def test_recipes_do_not_apply_to_onnx_models(linear):
     report = applicability(linear)
     assert sorted(report) == recipe_names()
-    assert all(entry == {"applicable": False, "reason": ONNX_NOT_YET} for entry in report.values())
-    assert ONNX_NOT_YET == "ONNX models can be inspected and measured; ONNX recipes come later"
+    assert report["prune"] == {"applicable": False, "reason": ONNX_NOT_PRUNABLE}
+    assert report["quantize"]["applicable"] and report["quantize"]["variants"]["onnx_dynamic_int8"]["applicable"]
+    assert not report["quantize"]["variants"]["dynamic_int8"]["applicable"]
 
 
 def check_error(path) -> str:

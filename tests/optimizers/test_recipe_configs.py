@@ -9,8 +9,10 @@ def field_of(error_info) -> str:
     return error_info.value.field
 
 
-def test_defaults_are_per_channel_dynamic_int8_on_linear_layers():
-    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "layers": "linear"}
+def test_defaults_are_per_channel_dynamic_int8_without_a_budget():
+    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "layers": "auto",
+                                          "calibration_samples": 256, "budget_metric": "none", "budget_min": 0.99,
+                                          "budget_samples": 256}
 
 
 def test_from_dict_round_trips_through_to_dict():
@@ -23,7 +25,8 @@ def test_unknown_setting_names_the_key_and_lists_allowed():
     with pytest.raises(ConfigError) as caught:
         QuantizeConfig.from_dict({"bits": 4})
     assert caught.value.field == "bits"
-    assert str(caught.value) == "bits: unknown setting; allowed: variant, per_channel, layers"
+    assert str(caught.value) == ("bits: unknown setting; allowed: variant, per_channel, layers, calibration_samples, "
+                                 "budget_metric, budget_min, budget_samples")
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", "true", None])
@@ -83,7 +86,7 @@ def test_config_error_is_a_value_error_for_callers_that_catch_those():
 
 def test_describe_fields_gives_forms_everything_they_need():
     described = {entry["name"]: entry for entry in RECIPE_CONFIGS["quantize"].describe_fields()}
-    assert list(described) == ["variant", "per_channel", "layers"]
+    assert list(described)[:3] == ["variant", "per_channel", "layers"]
     assert described["per_channel"] == {
         "name": "per_channel",
         "type": "boolean",
@@ -92,5 +95,5 @@ def test_describe_fields_gives_forms_everything_they_need():
         "choices": None,
     }
     assert "per output channel" in described["per_channel"]["help"]
-    assert described["variant"]["choices"] == ["dynamic_int8"]
-    assert described["layers"]["type"] == "string" and described["layers"]["default"] == "linear"
+    assert described["variant"]["choices"][0] == "dynamic_int8" and "static_int8" in described["variant"]["choices"]
+    assert described["layers"]["type"] == "string" and described["layers"]["default"] == "auto"

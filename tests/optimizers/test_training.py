@@ -1,4 +1,4 @@
-"""The shared fine-tuning loop learns real data (scikit-learn's digits), keeps its best epoch and streams its figures."""
+"""The shared fine-tuning loop learns real data (scikit-learn's digits), keeps its best epoch, streams its figures."""
 import pytest
 
 from optimizers.data.job import load_digits_dataset, write_dataset

@@ -31,11 +31,11 @@ def test_an_exported_cnn_trains_with_batch_norm_learning_its_statistics(digits):
     model = exported("small_cnn")
     for parameter in model.parameters():
         parameter.requires_grad_(False)  # as a loaded program may arrive: fit makes them trainable
-    statistics = model.features[1].running_mean.clone()
+    statistics = model.get_buffer("features.1.running_mean").clone()
     _, before = evaluate(model, digits.val_x, digits.val_y, CNN_SHAPE)
     outcome = fit(model, digits, CNN_SHAPE, TrainSettings(epochs=2))
     assert before < 0.3 and outcome.best_val_accuracy > 0.8 and outcome.notes == []
-    assert not torch.equal(model.features[1].running_mean, statistics)
+    assert not torch.equal(model.get_buffer("features.1.running_mean"), statistics)
     # Left in inference mode: batch norm uses its statistics, so a sample's output does not depend on its batch.
     sample = digits.val_x[:1].reshape(1, 1, 8, 8)
     alone, in_batch = model(sample), model(torch.cat([sample, digits.val_x[1:4].reshape(3, 1, 8, 8)]))[:1]
@@ -52,27 +52,30 @@ def test_set_training_switches_an_exported_graph_s_dropout():
 
 
 def test_a_fixed_batch_program_trains_and_evaluates_in_batches_of_its_size(digits):
-    model = exported("small_cnn", batch=32, dynamic=False)
-    assert fixed_batch(model) == 32 and fixed_batch(exported("small_cnn")) is None
+    model = exported("small_cnn", batch=100, dynamic=False)
+    assert fixed_batch(model) == 100 and fixed_batch(exported("small_cnn")) is None
     report = ListReporter()
-    outcome = fit(model, digits, CNN_SHAPE, TrainSettings(epochs=2), report)
-    assert outcome.best_val_accuracy > 0.7
-    assert any("takes only batches of 32" in note for note in outcome.notes)
-    assert any("takes only batches of 32" in event.get("message", "") for event in report.events)
-    assert len(digits.val_x) % 32 != 0  # so the last evaluation batch was padded
+    outcome = fit(model, digits, CNN_SHAPE, TrainSettings(epochs=2, learning_rate=1e-2), report)
+    assert outcome.best_val_accuracy > 0.6 and outcome.steps == 2 * (len(digits.train_x) // 100)
+    assert any("takes only batches of 100" in note for note in outcome.notes)
+    assert any("takes only batches of 100" in event.get("message", "") for event in report.events)
+    assert len(digits.val_x) % 100 != 0  # so the last evaluation batch was padded
     assert evaluate(model, digits.val_x, digits.val_y, CNN_SHAPE)[1] == outcome.best_val_accuracy
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch's own, from run_decompositions
 def test_a_decomposed_program_trains_with_its_batch_norm_statistics_frozen(digits):
     torch.manual_seed(0)
     program = torch.export.export(build_model("small_cnn", {}), (torch.randn(2, 1, 8, 8),),
                                   dynamic_shapes=({0: Dim("batch", min=1)},)).run_decompositions()
     model = program.module()
     assert mode_notes(model) and "statistics stay" in mode_notes(model)[0]
+    before, _ = evaluate(model, digits.val_x, digits.val_y, CNN_SHAPE)
     outcome = fit(model, digits, CNN_SHAPE, TrainSettings(epochs=1))
-    assert outcome.notes == mode_notes(model) and outcome.history[0]["val_loss"] < 2.0
+    assert outcome.notes == mode_notes(model) and outcome.history[0]["val_loss"] < before
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch.ao's deprecation notices
 def test_torchscript_and_onnx_models_are_refused_with_the_reason():
     scripted = torch.jit.script(build_model("mlp", {}))
     usable, reason = trainable(scripted)

@@ -19,12 +19,16 @@ def _parse_recipe_config(recipe: str, config):
         raise ValidationError({key: exc.message}) from None
 
 
-def _check_model(model: UploadedModel, recipe: str) -> None:
+def _check_model(model: UploadedModel, recipe: str, config) -> None:
     if model.status != UploadedModel.Status.READY:
         raise ValidationError({"model": f"The model is {model.status}; only a ready model can be optimized."})
     applicability = model.info.get("recipes", {}).get(recipe, {"applicable": True})
     if not applicability.get("applicable", True):
         raise ValidationError({"recipe": applicability.get("reason") or "This recipe does not apply."})
+    field = type(config).variant_field
+    verdict = applicability.get("variants", {}).get(getattr(config, field, None)) if field else None
+    if verdict and not verdict.get("applicable", True):
+        raise ValidationError({f"config.{field}": verdict.get("reason") or "This variant does not apply."})
 
 
 def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> None:
@@ -35,9 +39,8 @@ def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> Non
         return
     if dataset.status != Dataset.Status.READY:
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; only a ready dataset can be used."})
-    reason = config.needs_dataset()
-    if reason and not dataset.info.get("has_labels"):
-        raise ValidationError({"dataset": f"The dataset has no labels, and {reason}."})
+    if config.needs_labels() and not dataset.info.get("has_labels"):
+        raise ValidationError({"dataset": f"The dataset has no labels, and {config.needs_dataset()}."})
     reason = compatibility(dataset.info.get("sample_shape") or [], model.input_shape, model.input_dtype)
     if reason:
         raise ValidationError({"dataset": f"The dataset does not fit the model: {reason}"})
@@ -48,7 +51,7 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
     parsed = _parse_recipe_config(recipe, config)
-    _check_model(model, recipe)
+    _check_model(model, recipe, parsed)
     _check_dataset(dataset, model, parsed)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
