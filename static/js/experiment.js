@@ -148,6 +148,19 @@
     const notes = [s.after.macs_note, s.after.latency_note, s.after.memory_note, s.after.energy_note,
                    s.after.quality_note, ...(s.notes || [])].filter(Boolean);
     document.getElementById("notes").textContent = notes.join(" · ");
+    document.getElementById("findings").textContent = findings(s.extras || {});
+  }
+
+  // What a recipe found out, in words: the accuracy budget and the layers it kept in float.
+  function findings(extras) {
+    const lines = [];
+    const budget = extras.budget;
+    if (budget && budget.metric) {
+      const achieved = typeof budget.achieved === "number" ? budget.achieved.toFixed(4) : "—";
+      lines.push(`Accuracy budget ${budget.metric} ≥ ${budget.min}: ${budget.met ? "met" : "NOT met"} (achieved ${achieved}).`);
+    }
+    if (extras.kept_float && extras.kept_float.length) lines.push(`Kept in floating point: ${extras.kept_float.join(", ")}.`);
+    return lines.join(" ");
   }
 
   function artifactList(exp) {
