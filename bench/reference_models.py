@@ -28,6 +28,8 @@ from optimizers.zoo.models import build_model  # noqa: E402
 OUT = ROOT / "bench" / "out"
 REFERENCE_MODELS = {
     "mlp": ("mlp", {"in_features": 64, "hidden": [256, 128], "num_classes": 10}, (1, 64), 15),
+    # Wide enough that weights, not the archive's code, make up the file: what int8 file targets are about.
+    "mlp_wide": ("mlp", {"in_features": 64, "hidden": [1024, 1024], "num_classes": 10}, (1, 64), 10),
     "small_cnn": ("small_cnn", {"in_channels": 1, "image_size": 8, "channels": [32, 64], "num_classes": 10},
                   (1, 1, 8, 8), 10),
     "resnet": ("resnet", {"block": "basic", "layers": [1, 1, 1, 1], "width": 0.25, "small_input": True,

@@ -68,9 +68,17 @@ def _range_of(size: torch.SymInt) -> tuple[int, int | None]:
     value_range = size.node.shape_env.var_to_range.get(size.node.expr)
     if value_range is None:
         return 0, None
-    low = int(value_range.lower) if value_range.lower.is_finite else 0
-    high = int(value_range.upper) if value_range.upper.is_finite else None
-    return low, high
+    low = _finite_int(value_range.lower)
+    return (low if low is not None else 0), _finite_int(value_range.upper)
+
+
+def _finite_int(bound) -> int | None:
+    """The bound as an int, or None for torch's unbounded ones (int_oo claims to be finite but is not an int)."""
+    try:
+        value = int(bound)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
+    return value if abs(value) < 2**62 else None
 
 
 def _widen(example: torch.Tensor, dims: dict[int, tuple[Dim, int]]) -> torch.Tensor:

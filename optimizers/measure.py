@@ -58,13 +58,21 @@ def _torchscript_extras(module: torch.jit.ScriptModule) -> Iterator[torch.Tensor
             if node.kind() == "prim::Constant" and node.output().type().kind() == "TensorType":
                 yield node.t("value")
             elif (node.kind() == "prim::GetAttr" and node.inputsAt(0).unique() == self_value.unique()
-                  and node.output().type().str().endswith("LinearPackedParamsBase")):
-                # quantize_dynamic_jit's packed weights: the custom class itself, not a wrapper module
-                yield from _unpacked(submodule._c.getattr(node.s("name")))
+                  and node.output().type().str().endswith("PackedParamsBase")):
+                # packed quantized weights (Linear or Conv): the custom class itself, not a wrapper module
+                yield from _unpacked(submodule._c.getattr(node.s("name")), node.output().type().str())
 
 
-def _unpacked(packed) -> Iterator[torch.Tensor]:
-    weight, bias = torch.ops.quantized.linear_unpack(packed)
+_UNPACK = {"LinearPackedParamsBase": "linear_unpack", "Conv2dPackedParamsBase": "conv2d_unpack",
+           "Conv3dPackedParamsBase": "conv3d_unpack"}
+
+
+def _unpacked(packed, type_name: str = "LinearPackedParamsBase") -> Iterator[torch.Tensor]:
+    unpack = next((getattr(torch.ops.quantized, op) for suffix, op in _UNPACK.items() if type_name.endswith(suffix)),
+                  None)
+    if unpack is None:
+        return  # a packed kind we do not know how to open: not counted (rather than guessed)
+    weight, bias = unpack(packed)
     yield weight
     if bias is not None:
         yield bias

@@ -171,3 +171,19 @@ def test_a_model_left_training_is_saved_for_inference(tmp_path):
     saved = save(module, tmp_path, torch.randn(4, 8), TORCHSCRIPT)
     assert not module.training
     assert sorted(saved.files) == [EXPORT, ONNX, TORCHSCRIPT]  # dropout would have failed every read-back
+
+
+def test_a_pt2_with_an_unbounded_dynamic_batch_is_re_exported_keeping_it(tmp_path):
+    import io
+
+    import torch
+
+    from optimizers.export_shapes import export_program
+
+    module = torch.nn.Sequential(torch.nn.Linear(8, 4)).eval()
+    program = torch.export.export(module, (torch.randn(2, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    buffer.seek(0)
+    again, _ = export_program(torch.export.load(buffer).module(), torch.randn(1, 8))
+    assert again.module()(torch.randn(5, 8)).shape == (5, 4)  # the batch is still free, without an upper bound

@@ -110,3 +110,24 @@ def test_job_steps_announce_each_step_and_stop_when_cancelled():
     report.cancel_requested = True
     with pytest.raises(Cancelled):
         steps.begin("measure")
+
+
+def test_static_int8_conv_weights_are_counted_from_their_packed_form():
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from optimizers.zoo.models import build_model
+
+    model = build_model("small_cnn", {})
+    example = torch.randn(1, 1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (example,))
+        prepared(torch.randn(8, 1, 8, 8))
+        traced = torch.jit.trace(convert_fx(prepared), example)
+    # Batch norm is folded into the convolutions: its parameters go, each convolution gains a bias.
+    folded = sum(m.weight.numel() + m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    folded += sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
+    assert count_parameters(traced) == folded
