@@ -108,8 +108,8 @@ def main() -> None:
     print(text)
     write_results("Recipes", "Each row: the recipe run through `optimizers.jobs.run_recipe` (the job the worker "
                   "runs) on a reference model given as a safetensors state dict, with the digits dataset; ratios "
-                  "are after/before measured in the same run (file: the result against the fp32 model saved in the same "
-                  "format; p50 latency at batch 32 and MACs: the job's own before/after; "
+                  "are after/before measured in the same run (file: the result against the fp32 model saved in "
+                  "the same format; p50 latency at batch 32 and MACs: the job's own before/after; "
                   "sparse_file = compressed sparse state dict / dense state dict); accuracy_drop in points on "
                   "the validation split. A TorchScript archive carries its code and per-channel scales, tens of KB "
                   "whatever the model: a 50K-parameter model cannot reach a 0.30× file, while mlp_wide (1.1M "
