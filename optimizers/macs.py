@@ -35,8 +35,10 @@ def count_macs(model: Any, example: torch.Tensor) -> MacsResult:
     except Exception as error:  # noqa: BLE001 - counting is best effort, the report goes on
         return None, f"MACs could not be counted: {first_line(error)}"
     uncounted = _uncounted_quantized_ops(model)
-    note = f"not counted: {', '.join(uncounted)} (no MAC formula)" if uncounted else None
-    return flops // 2, note
+    if uncounted:
+        # A partial count would make a quantized model look cheaper than it is: say so instead of a number.
+        return None, f"MACs not counted: the model uses {', '.join(uncounted)}, which has no MAC formula here"
+    return flops // 2, None
 
 
 def _count_flops(model: Any, example: torch.Tensor) -> int:

@@ -112,7 +112,7 @@ def test_job_steps_announce_each_step_and_stop_when_cancelled():
         steps.begin("measure")
 
 
-def test_static_int8_conv_weights_are_counted_from_their_packed_form():
+def _static_int8_cnn():
     import warnings
 
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -126,7 +126,19 @@ def test_static_int8_conv_weights_are_counted_from_their_packed_form():
         warnings.simplefilter("ignore")
         prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), (example,))
         prepared(torch.randn(8, 1, 8, 8))
-        traced = torch.jit.trace(convert_fx(prepared), example)
+        return model, torch.jit.trace(convert_fx(prepared), example), example
+
+
+def test_a_model_with_ops_that_have_no_mac_formula_gets_no_partial_count():
+    from optimizers.macs import count_macs
+
+    _, traced, example = _static_int8_cnn()
+    macs, note = count_macs(traced, example)
+    assert macs is None and "quantized::conv2d" in note
+
+
+def test_static_int8_conv_weights_are_counted_from_their_packed_form():
+    model, traced, _ = _static_int8_cnn()
     # Batch norm is folded into the convolutions: its parameters go, each convolution gains a bias.
     folded = sum(m.weight.numel() + m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     folded += sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
