@@ -32,6 +32,8 @@ REFERENCE_MODELS = {
     "mlp_wide": ("mlp", {"in_features": 64, "hidden": [1024, 1024], "num_classes": 10}, (1, 64), 10),
     "small_cnn": ("small_cnn", {"in_channels": 1, "image_size": 8, "channels": [32, 64], "num_classes": 10},
                   (1, 1, 8, 8), 10),
+    "cnn_wide": ("small_cnn", {"in_channels": 1, "image_size": 8, "channels": [64, 128, 256], "num_classes": 10},
+                 (1, 1, 8, 8), 10),
     "resnet": ("resnet", {"block": "basic", "layers": [1, 1, 1, 1], "width": 0.25, "small_input": True,
                           "in_channels": 1, "image_size": 8, "num_classes": 10}, (1, 1, 8, 8), 10),
 }
@@ -49,6 +51,7 @@ def train_reference(name: str, splits) -> tuple[torch.nn.Module, dict, float]:
 
 
 def measure_formats(name: str, model, architecture: dict, splits) -> list[dict]:
+    """Save `model` in every format under bench/out/<name>/ and measure each file; one row per format."""
     input_shape = REFERENCE_MODELS[name][2]
     example = make_example(input_shape, "float32")
     saved = save_all_formats(model, OUT / name, example, primary="torchscript", architecture=architecture)
