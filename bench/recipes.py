@@ -116,11 +116,11 @@ def main() -> None:
                   "runs) on a reference model given as a safetensors state dict, with the digits dataset; ratios "
                   "are after/before measured in the same run, like for like (file and p50 latency at batch 32: the "
                   "result's file against the fp32 model saved in the same format; MACs: the job's own); "
-                  "sparse_file = compressed sparse state dict / dense state dict); accuracy_drop in points on "
+                  "sparse_file = compressed sparse state dict / dense state dict; accuracy_drop in points on "
                   "the validation split. A TorchScript archive carries its code and per-channel scales, tens of KB "
                   "whatever the model: a 50K-parameter model cannot reach a 0.30× file, while mlp_wide (1.1M "
-                  "parameters) and cnn_wide show the weight-dominated ratio. Timings on a shared 2-core VM vary by about "
-                  f"±15% between runs.\n\nMachine: {machine()}.\n\n{text}\n")
+                  "parameters) and cnn_wide show the weight-dominated ratio. Timings on a shared 2-core VM vary by "
+                  f"about ±15% between runs.\n\nMachine: {machine()}.\n\n{text}\n")
 
 
 if __name__ == "__main__":
