@@ -78,3 +78,14 @@ def run_python():
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """scikit-learn's digits as the product splits them: 1,438 train / 359 validation samples."""
+    from optimizers.data.job import load_digits_dataset, write_dataset
+    from optimizers.data.splits import load_splits
+
+    folder = tmp_path_factory.mktemp("digits")
+    write_dataset(load_digits_dataset(), folder)
+    return load_splits(folder / "dataset.npz")

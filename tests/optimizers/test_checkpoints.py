@@ -6,8 +6,6 @@ import torch
 
 from optimizers.checkpoints import checkpoint_path, load_checkpoint, save_checkpoint
 from optimizers.config_finetune import FineTuneSettings
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.errors import Cancelled, SpecError
 from optimizers.job_spec import JobSpec
 from optimizers.reporting import ListReporter
@@ -19,11 +17,6 @@ MLP_SHAPE = (1, 64)
 SETTINGS = FineTuneSettings(epochs=4, batch_size=128, learning_rate=3e-3, early_stopping_patience=0)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
 
 
 def mlp() -> torch.nn.Module:

@@ -8,8 +8,6 @@ from torch import nn
 
 from optimizers.config_finetune import TrainSettings
 from optimizers.config_prune import PruneConfig
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.errors import RecipeError
 from optimizers.exporters import save_all_formats
 from optimizers.formats import load_model
@@ -26,11 +24,9 @@ ARCHITECTURE = {"name": "small_cnn", "config": {"channels": [64, 128]}}
 CONFIG = PruneConfig(method="structured", target_macs_ratio=0.5, agp_steps=2, epochs_per_step=1, epochs=2)
 
 
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
+@pytest.fixture
+def splits(digits):
+    return digits
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ import torch
 
 from optimizers.config_finetune import TrainSettings
 from optimizers.config_prune import PruneConfig
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.errors import Cancelled, RecipeError
 from optimizers.recipes.prune import SPARSE_FILE, prune, prune_applies
 from optimizers.recipes.prune_layers import prunable
@@ -21,11 +19,9 @@ INPUT = (1, 64)
 CONFIG = PruneConfig(target_sparsity=0.8, agp_steps=3, epochs=2)
 
 
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
+@pytest.fixture
+def splits(digits):
+    return digits
 
 
 @pytest.fixture(scope="module")

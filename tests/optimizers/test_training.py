@@ -1,8 +1,5 @@
 """The shared fine-tuning loop learns real data (scikit-learn's digits), keeps its best epoch, streams its figures."""
-import pytest
 
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.reporting import ListReporter
 from optimizers.training import LOSS_EVERY_STEPS, TrainSettings, evaluate, fit
 from optimizers.zoo.models import build_model
@@ -10,11 +7,6 @@ from optimizers.zoo.models import build_model
 CNN_SHAPE = (1, 1, 8, 8)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
 
 
 def test_a_small_cnn_learns_digits_and_keeps_its_best_epoch(digits):

@@ -3,8 +3,6 @@ import pytest
 import torch
 from torch.export import Dim
 
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.errors import RecipeError
 from optimizers.reporting import ListReporter
 from optimizers.training import TrainSettings, evaluate, fit, trainable
@@ -14,11 +12,6 @@ from optimizers.zoo.models import build_model
 CNN_SHAPE = (1, 1, 8, 8)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
 
 
 def exported(name: str, batch: int = 2, dynamic: bool = True) -> torch.fx.GraphModule:

@@ -3,8 +3,6 @@ import pytest
 import torch
 
 from optimizers.config_finetune import FineTuneSettings
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import load_splits
 from optimizers.errors import Cancelled
 from optimizers.reporting import ListReporter
 from optimizers.training import evaluate, fit
@@ -14,11 +12,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 SETTINGS = FineTuneSettings(epochs=3, batch_size=128, learning_rate=3e-3, early_stopping_patience=0)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
 
 
 def cuda_cnn() -> torch.nn.Module:

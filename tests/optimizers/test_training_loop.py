@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from optimizers.config_finetune import FineTuneSettings, TrainSettings
-from optimizers.data.job import load_digits_dataset, write_dataset
-from optimizers.data.splits import DataSplits, load_splits
+from optimizers.data.splits import DataSplits
 from optimizers.errors import Cancelled, ConfigError, RecipeError
 from optimizers.reporting import ListReporter
 from optimizers.training import evaluate, fit
@@ -17,11 +16,6 @@ from optimizers.zoo.models import build_model
 MLP_SHAPE = (1, 64)
 
 
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("digits")
-    write_dataset(load_digits_dataset(), folder)
-    return load_splits(folder / "dataset.npz")
 
 
 def wrong_labels_loss(model, inputs, labels):

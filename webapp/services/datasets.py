@@ -11,6 +11,7 @@ from webapp.services.files import (
     check_upload_size,
     enqueue_on_commit,
     fail_and_drop_file,
+    name_error,
     save_rows_with_files,
     sha256_of_upload,
 )
@@ -19,10 +20,8 @@ from webapp.services.files import (
 def _clean(name: str, kind: str, options) -> tuple[str, dict]:
     errors = {}
     name = (name or "").strip()
-    if not name:
-        errors["name"] = "Give the dataset a name."
-    elif len(name) > 200:
-        errors["name"] = "The name is longer than 200 characters."
+    if error := name_error(name, "dataset"):
+        errors["name"] = error
     if kind not in Dataset.Kind.values:
         errors["kind"] = f"Choose one of: {', '.join(Dataset.Kind.values)}."
     else:

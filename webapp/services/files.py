@@ -25,6 +25,15 @@ def sha256_of_path(path) -> str:
     return digest.hexdigest()
 
 
+def name_error(name: str, what: str) -> str | None:
+    """Why `name` (already stripped) cannot name a model or dataset, or None."""
+    if not name:
+        return f"Give the {what} a name."
+    if len(name) > 200:
+        return "The name is longer than 200 characters."
+    return None
+
+
 def check_upload_size(upload, field: str = "file") -> None:
     if upload is None:
         raise ValidationError({field: "Choose a file to upload."})

@@ -10,7 +10,13 @@ from optimizers.shapes import parse_dtype, parse_input_shape
 from optimizers.zoo import parse_architecture
 from tasks.celery import INSPECT_MODEL
 from webapp.models import UploadedModel
-from webapp.services.files import check_upload_size, enqueue_on_commit, fail_and_drop_file, sha256_of_upload
+from webapp.services.files import (
+    check_upload_size,
+    enqueue_on_commit,
+    fail_and_drop_file,
+    name_error,
+    sha256_of_upload,
+)
 from webapp.sniff import SAFETENSORS, model_file_kind
 
 
@@ -34,10 +40,8 @@ def _architecture(name: str, config) -> dict:
 def _model_fields(name: str, input_shape: str, input_dtype: str, architecture: dict) -> tuple[str, list[int], str]:
     errors = {}
     name = (name or "").strip()
-    if not name:
-        errors["name"] = "Give the model a name."
-    elif len(name) > 200:
-        errors["name"] = "The name is longer than 200 characters."
+    if error := name_error(name, "model"):
+        errors["name"] = error
     shape = dtype = None
     try:
         if architecture and not (input_shape or "").strip():
