@@ -24,7 +24,7 @@ ARCHITECTURE = {"name": "small_cnn", "config": {"channels": [64, 128]}}
 CONFIG = PruneConfig(method="structured", target_macs_ratio=0.5, agp_steps=2, epochs_per_step=1, epochs=2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def splits(digits):
     return digits
 

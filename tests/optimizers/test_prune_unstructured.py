@@ -19,7 +19,7 @@ INPUT = (1, 64)
 CONFIG = PruneConfig(target_sparsity=0.8, agp_steps=3, epochs=2)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def splits(digits):
     return digits
 
