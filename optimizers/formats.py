@@ -19,6 +19,7 @@ from optimizers.errors import ModelFileError, first_line
 from optimizers.export_archive_checks import check_export_archive
 from optimizers.export_shapes import export_program
 from optimizers.model_archives import EXPORT, NEVER_UNPICKLES, NOT_A_MODEL, TORCHSCRIPT, zip_model_format
+from optimizers.torchscript_checks import check_torchscript_archive
 
 ONNX = "onnx"
 SAFETENSORS = "safetensors"
@@ -96,6 +97,8 @@ def load_model(path: str | os.PathLike, architecture: dict | None = None) -> tup
         return OnnxModel(path, onnx_proto), fmt
     if fmt == EXPORT:
         check_export_archive(path)
+    if fmt == TORCHSCRIPT:
+        check_torchscript_archive(path)
     try:
         if fmt == TORCHSCRIPT:
             module = torch.jit.load(str(path), map_location="cpu")
