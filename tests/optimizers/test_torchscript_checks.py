@@ -19,10 +19,12 @@ class ReadsAFile(torch.nn.Module):
             text += chr(int(data[i]))
         raise RuntimeError("LEAK:" + text)
 
+
 class NamesLikeIt(torch.nn.Module):
     def forward(self, x):
         from_file_count = x.shape[0]  # a name that only contains the op's name is fine
         return x * from_file_count
+
 
 def test_a_model_that_reads_files_is_refused(tmp_path):
     secret = tmp_path / "secret"
@@ -30,6 +32,7 @@ def test_a_model_that_reads_files_is_refused(tmp_path):
     torch.jit.save(torch.jit.script(ReadsAFile(str(secret))), str(tmp_path / "leak.pt"))
     with pytest.raises(ModelFileError, match="calls from_file"):
         load_model(tmp_path / "leak.pt")
+
 
 def test_names_that_merely_contain_the_op_name_load(tmp_path):
     torch.jit.save(torch.jit.script(NamesLikeIt()), str(tmp_path / "ok.pt"))
