@@ -1,6 +1,7 @@
 """A person's path in Debian's Chromium: log in, upload, quantize, watch the chart grow, download, check."""
 import os
 import shutil
+import time
 
 import pytest
 import torch
@@ -77,7 +78,9 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     page.click("#experiment-form button[type=submit]")
     page.wait_for_url(f"{web_server}/experiments/*/")
     seen_while_running = set()
+    deadline = time.monotonic() + 180
     while page.text_content("#exp-status").strip() in ("queued", "running"):
+        assert time.monotonic() < deadline, "the quantize job did not finish within 180 s"
         seen_while_running.add(_points(page))
         page.wait_for_timeout(100)
     assert len(seen_while_running - {0}) >= 2, f"the chart did not grow while running: {seen_while_running}"

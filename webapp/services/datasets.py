@@ -1,7 +1,6 @@
 """Datasets: an upload (or a built-in set) that a worker imports, in the sandbox, into a normalized dataset.npz."""
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
 
 from optimizers.configs import ConfigError
 from optimizers.data.options import parse_dataset_options
@@ -9,10 +8,10 @@ from tasks.celery import PREPARE_DATASET
 from webapp.models import Dataset, DatasetFile
 from webapp.services.files import (
     check_upload_size,
-    enqueue_on_commit,
     fail_and_drop_file,
     name_error,
     save_rows_with_files,
+    save_with_file_and_enqueue,
     sha256_of_upload,
 )
 
@@ -44,14 +43,7 @@ def dataset_create(*, owner, name: str, kind: str, upload: UploadedFile | None =
         dataset.sha256 = sha256_of_upload(upload)
         dataset.size_bytes = upload.size
         dataset.source.save("upload", upload, save=False)
-    try:
-        with transaction.atomic():
-            dataset.save()
-            enqueue_on_commit(PREPARE_DATASET, dataset.pk)
-    except BaseException:
-        if dataset.source:
-            dataset.source.delete(save=False)
-        raise
+    save_with_file_and_enqueue(dataset, "source", PREPARE_DATASET)
     return dataset
 
 

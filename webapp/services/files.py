@@ -77,3 +77,18 @@ def fail_and_drop_file(model_class, pk: int, file_field: str, error: str) -> Non
     if getattr(row, file_field):
         getattr(row, file_field).delete(save=False)
     model_class.objects.filter(pk=pk).update(status="failed", error=error, **{file_field: ""})
+
+
+def save_with_file_and_enqueue(row, file_field: str, task_name: str) -> None:
+    """Write a row whose file the storage already holds, and queue its task on commit.
+
+    If the row cannot be written, its file is deleted again: no orphan file, no half-made record.
+    """
+    try:
+        with transaction.atomic():
+            row.save()
+            enqueue_on_commit(task_name, row.pk)
+    except BaseException:
+        if getattr(row, file_field):
+            getattr(row, file_field).delete(save=False)
+        raise

@@ -3,7 +3,6 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
 
 from optimizers.configs import ConfigError
 from optimizers.shapes import parse_dtype, parse_input_shape
@@ -12,9 +11,9 @@ from tasks.celery import INSPECT_MODEL
 from webapp.models import UploadedModel
 from webapp.services.files import (
     check_upload_size,
-    enqueue_on_commit,
     fail_and_drop_file,
     name_error,
+    save_with_file_and_enqueue,
     sha256_of_upload,
 )
 from webapp.sniff import SAFETENSORS, model_file_kind
@@ -75,13 +74,7 @@ def model_create(*, owner, upload: UploadedFile | None, name: str, input_shape: 
         size_bytes=upload.size, input_shape=shape, input_dtype=dtype, architecture=arch,
     )
     model.file.save("upload", upload, save=False)
-    try:
-        with transaction.atomic():
-            model.save()
-            enqueue_on_commit(INSPECT_MODEL, model.pk)
-    except BaseException:
-        model.file.delete(save=False)  # no orphan file when the row could not be written
-        raise
+    save_with_file_and_enqueue(model, "file", INSPECT_MODEL)
     return model
 
 
