@@ -8,6 +8,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests import processes
+from tests.browser import browser_page, carol  # noqa: F401  (fixtures)
 from tests.modelfiles import linear_torchscript_bytes
 
 

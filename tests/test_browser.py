@@ -1,48 +1,16 @@
 """A person's path in Debian's Chromium: log in, upload, quantize, watch the chart grow, download, check."""
 import os
-import shutil
 import time
 
 import pytest
 import torch
-from django.contrib.auth import get_user_model
 
+from tests.browser import log_in
 from tests.modelfiles import linear_model, linear_torchscript_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 HIDDEN = 2048  # big enough that the job runs for a few seconds and the chart has time to move
-
-
-@pytest.fixture
-def carol(transactional_db):
-    return get_user_model().objects.create_user("carol", password="carol-secret-pw")
-
-
-@pytest.fixture
-def browser_page(carol, monkeypatch):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls stay synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1100})
-        yield context.new_page()
-        browser.close()
-
-
-def _log_in(page, web_server: str) -> None:
-    page.goto(f"{web_server}/models/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=password]", "carol-secret-pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{web_server}/models/")
 
 
 def _points(page) -> int:
@@ -51,7 +19,7 @@ def _points(page) -> int:
 
 def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_page, tmp_path):
     page = browser_page
-    _log_in(page, web_server)
+    log_in(page, web_server)
 
     page.goto(f"{web_server}/datasets/")
     page.fill("#dataset-form input[name=name]", "digits")
@@ -111,7 +79,7 @@ def test_a_state_dict_upload_with_a_chosen_architecture(web_server, celery_worke
 
     save_safetensors(build_model("small_cnn", {"channels": [8, 16]}), tmp_path / "cnn.safetensors")
     page = browser_page
-    _log_in(page, web_server)
+    log_in(page, web_server)
     page.set_input_files("input[name=file]", str(tmp_path / "cnn.safetensors"))
     page.fill("input[name=name]", "tiny-cnn")
     page.select_option("#architecture", "small_cnn")

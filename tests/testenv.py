@@ -18,3 +18,4 @@ if "SLIMFORGE_TEST_VAR_DIR" not in os.environ:
 os.environ["SLIMFORGE_VAR_DIR"] = os.environ["SLIMFORGE_TEST_VAR_DIR"]
 os.environ.setdefault("SLIMFORGE_DB_CONN_MAX_AGE", "0")  # no connection outlives a test (teardown drops the db)
 os.environ.setdefault("SLIMFORGE_TELEMETRY_MS", "250")  # more points per second for the live-chart tests
+os.environ.setdefault("SLIMFORGE_HEARTBEAT_MS", "500")  # the workers page test sees beats and misses quickly

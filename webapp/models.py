@@ -118,12 +118,21 @@ class Experiment(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     last_seq = models.BigIntegerField(default=0)  # the highest event seq handed out
     worker = models.CharField(max_length=255, blank=True)
+    # Seconds between telemetry samples for this job (0.2-10); null: the worker's default.
+    telemetry_interval_s = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The list page filters one owner's experiments by status, recipe or model, newest first.
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="experiment_owner_created"),
+            models.Index(fields=["owner", "status", "-created_at"], name="experiment_owner_status"),
+            models.Index(fields=["owner", "recipe", "-created_at"], name="experiment_owner_recipe"),
+            models.Index(fields=["owner", "model", "-created_at"], name="experiment_owner_model"),
+        ]
 
     def __str__(self):
         return f"{self.recipe} #{self.pk}"
@@ -157,3 +166,25 @@ class Artifact(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["experiment", "name"], name="artifact_unique_name")]
+
+
+class Worker(models.Model):
+    """A Celery worker as it last reported itself: a heartbeat row, written by the worker every few seconds."""
+
+    name = models.CharField(max_length=255, unique=True)  # Celery's node name, e.g. gpu0@host
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField(default=0)
+    queues = models.JSONField(default=list, blank=True)
+    devices = models.JSONField(default=list, blank=True)  # [{"index", "name", "memory_mb"}] of its GPUs
+    load = models.JSONField(default=dict, blank=True)  # {"cpu_percent", "memory_percent", "loadavg_1m", ...}
+    current_experiment = models.ForeignKey(Experiment, on_delete=models.SET_NULL, null=True, blank=True,
+                                           related_name="+")
+    started_at = models.DateTimeField()
+    last_heartbeat = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)  # a clean shutdown; a crash leaves it empty
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

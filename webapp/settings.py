@@ -135,6 +135,9 @@ SANDBOX_RUN_SECONDS = env_int("SLIMFORGE_RUN_SECONDS", 3600, low=10, high=7 * 86
 # Fine-tuning checkpoints of running experiments: a job redelivered after its worker died resumes from them.
 CHECKPOINT_ROOT = VAR_DIR / "checkpoints"
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000
+# Each worker writes a heartbeat row this often; after this many missed beats the workers page says offline.
+WORKER_HEARTBEAT_S = env_int("SLIMFORGE_HEARTBEAT_MS", 5000, low=200, high=60000) / 1000
+WORKER_OFFLINE_AFTER_MISSED = 3
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,40 @@
+"""What every browser test shares: Debian's Chromium through Playwright, a user, logging in.
+
+Fixtures are registered in conftest.py; `log_in` is a plain helper.
+"""
+import shutil
+
+import pytest
+from django.contrib.auth import get_user_model
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture
+def carol(transactional_db):
+    return get_user_model().objects.create_user("carol", password="carol-secret-pw")
+
+
+@pytest.fixture
+def browser_page(carol, monkeypatch):
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls stay synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1100})
+        yield context.new_page()
+        browser.close()
+
+
+def log_in(page, web_server: str) -> None:
+    page.goto(f"{web_server}/models/")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-secret-pw")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/")
