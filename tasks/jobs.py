@@ -11,6 +11,7 @@ from django.conf import settings
 from tasks.bridge import EventBridge
 from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
 from tasks.sandbox import Limits, SandboxError, run_sandboxed
+from tasks.telemetry import Sampler
 from webapp import services
 from webapp.models import Dataset, Experiment, UploadedModel
 
@@ -84,24 +85,45 @@ def prepare_dataset(dataset_id: int) -> None:
 @app.task(name=RUN_EXPERIMENT, bind=True)
 def run_experiment(self, experiment_id: int) -> None:
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    if not services.experiment_claim(experiment_id=experiment_id, worker=socket.gethostname(),
-                                     redelivered=redelivered):
+    # The Celery node name (queue@host), as the heartbeat names the worker, so the Workers page finds its job.
+    worker = self.request.hostname or socket.gethostname()
+    if not services.experiment_claim(experiment_id=experiment_id, worker=worker, redelivered=redelivered):
         return  # another delivery of this task already claimed it
     experiment = Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
     bridge = EventBridge(experiment_id)
+    sampler = _sampler_for(experiment, bridge)
     bridge.emit({"kind": "stage", "name": "prepare"})
     status, error, summary = Experiment.Status.SUCCEEDED, "", None
     try:
-        summary = _run_recipe(experiment, bridge)
+        sampler.start()
+        summary = _run_recipe(experiment, bridge, sampler)
     except SandboxError as exc:
         status, error = Experiment.Status.FAILED, str(exc)
     except Exception as exc:
         log.exception("experiment %s failed", experiment_id)
         status, error = Experiment.Status.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+    summary = _with_telemetry(summary, sampler)
     bridge.flush()
     services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
     if status == Experiment.Status.SUCCEEDED:
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+def _sampler_for(experiment: Experiment, bridge: EventBridge) -> Sampler:
+    interval = experiment.telemetry_interval_s or settings.TELEMETRY_INTERVAL_S
+    sampler = Sampler(interval_s=interval, emit=bridge.emit)
+    bridge.watch(sampler.observe)  # it follows the stages, to attribute energy to them
+    return sampler
+
+
+def _with_telemetry(summary: dict | None, sampler: Sampler) -> dict | None:
+    """A failed job keeps its telemetry too (its summary is then only that)."""
+    try:
+        telemetry = sampler.finish()
+    except Exception:  # the job's own result matters more than the account of what it cost
+        log.exception("telemetry summary failed")
+        return summary
+    return {**(summary or {}), "telemetry": telemetry}
 
 
 def _checkpoint_dir(experiment_id: int) -> Path:
@@ -115,7 +137,7 @@ def _dataset_path(experiment: Experiment, folder: Path) -> str | None:
     return str(_copy_local(prepared.file, folder / "dataset.npz"))
 
 
-def _run_recipe(experiment: Experiment, bridge: EventBridge) -> dict:
+def _run_recipe(experiment: Experiment, bridge: EventBridge, sampler: Sampler) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
@@ -124,7 +146,7 @@ def _run_recipe(experiment: Experiment, bridge: EventBridge) -> dict:
                 "dataset_path": _dataset_path(experiment, Path(folder)),
                 "checkpoint_dir": str(_checkpoint_dir(experiment.pk))}
         summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
-                                on_sample=bridge.resource, sample_interval=settings.TELEMETRY_INTERVAL_S,
+                                on_sample=sampler.tick, sample_interval=sampler.interval_s,
                                 on_tick=bridge.tick)
         bridge.emit({"kind": "stage", "name": "store"})
         services.artifacts_store(experiment_id=experiment.pk, files=_outputs(out_dir, summary.get("artifacts", [])))

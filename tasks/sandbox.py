@@ -1,7 +1,7 @@
 """The parent side of the sandbox: a throwaway subprocess, with limits, is the only place a model is loaded.
 
 The child (optimizers.sandbox) writes JSON lines on its stdout; this side reads them without blocking,
-samples the child's CPU and memory every interval, and turns its death, time-out or error into SandboxError.
+hands the child's process to a sampler every interval, and turns its death, time-out or error into SandboxError.
 """
 import json
 import os
@@ -19,6 +19,8 @@ from pathlib import Path
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The pump wakes at least this often, so an event waiting in the bridge's batch is flushed within about this long.
+PUMP_WAKE_S = 0.05
 
 
 class SandboxError(Exception):
@@ -41,7 +43,9 @@ class _Child:
 
 def _child_env(limits: Limits) -> dict:
     # A small, explicit environment: no proxies, no credentials, no Django settings.
-    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    # The worker's GPUs are the job's GPUs: CUDA_VISIBLE_DEVICES passes through (telemetry samples the same ones).
+    keep = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+            "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update(PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", SLIMFORGE_TORCH_THREADS=str(limits.threads),
                OMP_NUM_THREADS=str(limits.threads))
@@ -60,9 +64,10 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
 
 
 def run_sandboxed(spec: dict, *, limits: Limits, on_event: Callable[[dict], None],
-                  on_sample: Callable[[float, float], None] | None = None,
+                  on_sample: Callable[[psutil.Process], None] | None = None,
                   sample_interval: float = 1.0, on_tick: Callable[[], None] | None = None) -> dict:
-    """Run one action in a fresh process and return its result; events and samples arrive through callbacks."""
+    """Run one action in a fresh process and return its result; events arrive through `on_event`, and
+    `on_sample` gets the child's psutil.Process every `sample_interval` seconds (it may read its children too)."""
     with tempfile.TemporaryDirectory(prefix="slimforge-spec-") as folder:
         spec_path = Path(folder) / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -84,7 +89,6 @@ def run_sandboxed(spec: dict, *, limits: Limits, on_event: Callable[[dict], None
 def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
     deadline = time.monotonic() + limits.wall_seconds
     probe = psutil.Process(child.process.pid)
-    probe.cpu_percent()  # the first call only starts the measurement
     next_sample = time.monotonic() + sample_interval
     with selectors.DefaultSelector() as selector:
         selector.register(child.process.stdout, selectors.EVENT_READ)
@@ -94,10 +98,11 @@ def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
             if now > deadline:
                 raise SandboxError(f"The job took longer than its limit of {limits.wall_seconds:.0f} s "
                                    "and was stopped.")
-            if selector.select(timeout=max(0.0, min(0.2, next_sample - now))):
+            if selector.select(timeout=max(0.0, min(PUMP_WAKE_S, next_sample - now))):
                 open_stream = _read_lines(child, on_event)
             if on_sample and time.monotonic() >= next_sample:
-                next_sample += sample_interval
+                # Late (a slow flush)? The next sample is one interval away, not a burst to catch up.
+                next_sample = max(next_sample + sample_interval, time.monotonic() + sample_interval / 2)
                 _sample(probe, on_sample)
             if on_tick:
                 on_tick()
@@ -129,8 +134,7 @@ def _read_lines(child: _Child, on_event) -> bool:
 
 def _sample(probe: psutil.Process, on_sample) -> None:
     try:
-        with probe.oneshot():
-            on_sample(probe.cpu_percent(), probe.memory_info().rss / (1024 * 1024))
+        on_sample(probe)
     except psutil.Error:
         pass  # the child is exiting
 

@@ -32,10 +32,12 @@ def test_inspection_reports_events_and_samples(tmp_path):
     spec = {"action": "inspect", "model_path": str(tmp_path / "mlp.pt"), "input_shape": [1, 64],
             "input_dtype": "float32"}
     info = run_sandboxed(spec, limits=Limits(wall_seconds=60, memory_mb=4096), on_event=events.append,
-                         on_sample=lambda cpu, rss: samples.append((cpu, rss)), sample_interval=0.1)
+                         on_sample=lambda child: samples.append((child.pid, child.memory_info().rss / 2**20)),
+                         sample_interval=0.1)
     assert info["format"] == "torchscript" and info["output_shape"] == [1, 10]
     assert {e["kind"] for e in events} >= {"stage", "progress"}
     assert samples and all(rss > 10 for _, rss in samples)  # a real process with torch loaded
+    assert len({pid for pid, _ in samples}) == 1  # always the same child: the sandbox's own process
 
 
 def test_cpu_time_is_limited_too(tmp_path, monkeypatch):

@@ -44,4 +44,4 @@ class ExperimentOut(serializers.ModelSerializer):
     class Meta:
         model = Experiment
         fields = ["id", "model", "dataset", "recipe", "config", "status", "progress", "stage", "error", "summary",
-                  "artifacts", "last_seq", "created_at", "started_at", "finished_at"]
+                  "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at"]

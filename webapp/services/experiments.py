@@ -10,6 +10,8 @@ from webapp.models import Artifact, Dataset, Experiment, UploadedModel
 from webapp.services.events import events_record
 from webapp.services.files import enqueue_on_commit, save_rows_with_files, sha256_of_path
 
+TELEMETRY_INTERVAL_RANGE_S = (0.2, 10.0)  # as SLIMFORGE_TELEMETRY_MS allows for the worker's default
+
 
 def _parse_recipe_config(recipe: str, config):
     try:
@@ -46,16 +48,27 @@ def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> Non
         raise ValidationError({"dataset": f"The dataset does not fit the model: {reason}"})
 
 
+def _check_telemetry_interval(seconds) -> float | None:
+    if seconds is None:
+        return None
+    low, high = TELEMETRY_INTERVAL_RANGE_S
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not low <= seconds <= high:
+        raise ValidationError({"telemetry_interval_s": f"Give a number of seconds from {low:g} to {high:g}, "
+                                                       "or leave it out for the worker's default."})
+    return float(seconds)
+
+
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
-                      dataset: Dataset | None = None) -> Experiment:
+                      dataset: Dataset | None = None, telemetry_interval_s: float | None = None) -> Experiment:
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
+    interval = _check_telemetry_interval(telemetry_interval_s)
     parsed = _parse_recipe_config(recipe, config)
     _check_model(model, recipe, parsed)
     _check_dataset(dataset, model, parsed)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
-                                               config=parsed.to_dict())
+                                               config=parsed.to_dict(), telemetry_interval_s=interval)
         enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
     return experiment
 
