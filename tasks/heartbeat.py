@@ -1,0 +1,128 @@
+"""The worker's heartbeat: every few seconds the worker's main process writes who it is, what it serves, its GPUs,
+how loaded its machine is and which job it runs (webapp.models.Worker), so the Workers page can tell live workers
+from dead ones.
+
+Only worker processes import this module (tasks.celery lists it in `include`); the web process never does.
+"""
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import psutil
+from celery import signals
+from django.conf import settings
+from django.db import connection
+
+from tasks.gpu_telemetry import gpu_devices
+from webapp import services
+
+log = logging.getLogger(__name__)
+STOP_WAIT_S = 10
+
+
+def _tree_rss_mb(process: psutil.Process) -> float:
+    """The worker's memory with its pool processes and their sandboxes, where the jobs really run."""
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass  # it ended between listing and reading
+    return round(total / 2**20, 1)
+
+
+def machine_load(process: psutil.Process) -> dict:
+    return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
+            "loadavg_1m": round(os.getloadavg()[0], 2), "rss_mb": _tree_rss_mb(process),
+            "cpu_count": psutil.cpu_count()}
+
+
+def consumer_queues(consumer) -> list[str]:
+    """The queues the worker consumes now (`-Q`, or those added later by `celery control add_consumer`)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    queues = task_consumer.queues if task_consumer is not None else consumer.app.amqp.queues.consume_from.values()
+    return sorted({queue.name for queue in queues})
+
+
+class Heartbeat:
+    """A daemon thread in the worker's main process; a failed beat is logged and the next one tries again."""
+
+    def __init__(self, *, name: str, read_queues: Callable[[], list[str]], interval: float) -> None:
+        self.name, self.read_queues, self.interval = name, read_queues, interval
+        self.process = psutil.Process()
+        self.started_at = datetime.fromtimestamp(self.process.create_time(), tz=UTC)
+        self.devices = gpu_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))  # fixed while it runs
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {name}", daemon=True)
+
+    def start(self) -> None:
+        psutil.cpu_percent(interval=None)  # the first reading only starts psutil's measuring period
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(STOP_WAIT_S)
+
+    def _run(self) -> None:
+        while True:
+            self.beat()
+            if self._stop.wait(self.interval):
+                return
+
+    def beat(self) -> bool:
+        try:
+            services.worker_heartbeat(name=self.name, host=socket.gethostname(), pid=self.process.pid,
+                                      started_at=self.started_at, queues=self.read_queues(), devices=self.devices,
+                                      load=machine_load(self.process))
+        except Exception:  # noqa: BLE001 - whatever failed (the database is down, say), the worker must live on
+            self._failed()
+            return False
+        finally:
+            # No connection stays open between beats: the pool forks its children from this process, and a child
+            # closing an inherited connection would close it under this thread too.
+            connection.close()
+        if self.failures:
+            log.info("heartbeat of %s works again after %d failed beats", self.name, self.failures)
+        self.failures = 0
+        return True
+
+    def _failed(self) -> None:
+        self.failures += 1
+        if self.failures == 1:
+            log.exception("heartbeat of %s failed; trying again every %s s", self.name, self.interval)
+        else:
+            log.warning("heartbeat of %s failed %d times in a row", self.name, self.failures)
+
+
+_running: Heartbeat | None = None
+
+
+@signals.worker_ready.connect
+def start_heartbeat(sender, **kwargs) -> None:
+    """`sender` is the worker's consumer; its hostname is the Celery node name (queue@host)."""
+    global _running
+    if _running is not None:
+        return
+    _running = Heartbeat(name=sender.hostname, read_queues=lambda: consumer_queues(sender),
+                         interval=settings.WORKER_HEARTBEAT_S)
+    _running.start()
+
+
+@signals.worker_shutdown.connect
+def stop_heartbeat(sender, **kwargs) -> None:
+    """A clean (warm or cold) shutdown: stop beating first, so no late beat undoes "stopped"."""
+    global _running
+    if _running is None:
+        return
+    heartbeat, _running = _running, None
+    heartbeat.stop()
+    try:
+        services.worker_stopped(name=heartbeat.name)
+    except Exception:  # noqa: BLE001 - the row then turns "offline" by itself; shutting down must go on
+        log.exception("could not mark worker %s stopped", heartbeat.name)
+    finally:
+        connection.close()
