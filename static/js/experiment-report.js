@@ -1,0 +1,84 @@
+// The experiment page's results: the before/after report, what the recipe found and the artifacts,
+// drawn from the experiment API once the job has ended.
+window.SlimforgeReport = (function () {
+  function cell(row, text) { const td = row.insertCell(); td.textContent = text; return td; }
+  function fmt(value, digits) {
+    if (value === undefined || value === null) return "—";
+    return value === Infinity ? "∞ (identical)" : Number(value).toFixed(digits);
+  }
+
+  const REPORT_ROWS = [
+    ["file size (bytes)", ["size_bytes"], 0], ["parameters", ["params"], 0],
+    ["non-zero parameters", ["nonzero_params"], 0], ["MACs per sample", ["macs"], 0],
+    ["latency p50, batch 1 (ms)", ["latency_ms", "batch_1", "p50"], 3],
+    ["latency p95, batch 1 (ms)", ["latency_ms", "batch_1", "p95"], 3],
+    ["latency p50, batch 32 (ms)", ["latency_ms", "batch_32", "p50"], 3],
+    ["latency p95, batch 32 (ms)", ["latency_ms", "batch_32", "p95"], 3],
+    ["throughput (samples/s)", ["throughput_per_s"], 1], ["peak memory (MB)", ["peak_memory_mb"], 1],
+    ["accuracy", ["accuracy"], 4], ["top-1 agreement with the original", ["agreement_top1"], 4],
+    ["largest output difference", ["output_error", "max_abs"], 6], ["SQNR (dB)", ["output_error", "sqnr_db"], 1],
+    ["energy per 1,000 inferences (J)", ["energy_j_per_1000"], 3],
+  ];
+  const pick = (obj, path) => path.reduce((o, k) => (o === null || o === undefined ? undefined : o[k]), obj);
+
+  function reportTable(s) {
+    const body = document.querySelector("#report tbody");
+    body.innerHTML = "";
+    for (const [label, path, digits] of REPORT_ROWS) {
+      let before = pick(s.before, path), after = pick(s.after, path);
+      if (path[1] === "sqnr_db" && pick(s.after, ["output_error", "identical"])) after = Infinity;
+      if ((before === undefined || before === null) && (after === undefined || after === null)) continue;
+      const row = body.insertRow();
+      cell(row, label); cell(row, fmt(before, digits)); cell(row, fmt(after, digits));
+      const ratio = typeof before === "number" && typeof after === "number" && before !== 0 ? after / before : null;
+      cell(row, ratio === null || path[0] === "output_error" ? "" : `${ratio.toFixed(2)}×`);
+    }
+    const notes = [s.after.macs_note, s.after.latency_note, s.after.memory_note, s.after.energy_note,
+                   s.after.quality_note, ...(s.notes || [])].filter(Boolean);
+    document.getElementById("notes").textContent = notes.join(" · ");
+    document.getElementById("findings").textContent = findings(s.extras || {});
+  }
+
+  // What a recipe found out, in words: the accuracy budget and the layers it kept in float.
+  function findings(extras) {
+    const lines = [];
+    const budget = extras.budget;
+    if (budget && budget.metric) {
+      const achieved = typeof budget.achieved === "number" ? budget.achieved.toFixed(4) : "—";
+      lines.push(`Accuracy budget ${budget.metric} ≥ ${budget.min}: ${budget.met ? "met" : "NOT met"} (achieved ${achieved}).`);
+    }
+    if (extras.kept_float && extras.kept_float.length) lines.push(`Kept in floating point: ${extras.kept_float.join(", ")}.`);
+    return lines.join(" ");
+  }
+
+  function artifactList(exp) {
+    const list = document.querySelector("#artifacts tbody");
+    list.innerHTML = "";
+    for (const a of exp.artifacts) {
+      const row = list.insertRow();
+      const link = document.createElement("a");
+      link.href = a.url; link.textContent = a.name; link.className = "artifact"; link.setAttribute("download", a.name);
+      row.insertCell().appendChild(link);
+      cell(row, `${a.size_bytes} bytes`);
+      const code = document.createElement("code"); code.textContent = a.sha256; row.insertCell().appendChild(code);
+    }
+    const skipped = Object.entries((exp.summary.formats || {}).skipped || {});
+    document.getElementById("skipped").textContent =
+      skipped.map(([format, reason]) => `${format}: not produced — ${reason}`).join("\n");
+  }
+
+  async function load(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const exp = await response.json();
+    if (exp.status === "succeeded") document.getElementById("exp-progress").value = 1;
+    const s = exp.summary || {};
+    if (!s.before) return;
+    document.getElementById("backend").textContent = `Backend: ${s.backend || "—"} · ${s.threads || "?"} thread(s) · ${s.device || s.after.device || "cpu"}`;
+    reportTable(s);
+    artifactList(exp);
+    document.getElementById("results").hidden = false;
+  }
+
+  return { load };
+})();
