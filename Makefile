@@ -1,18 +1,24 @@
-# `make run` starts Slimforge on this machine; `make test` runs the tests (ARGS="..." goes to pytest).
-# Both make .venv first, and install requirements.txt again whenever it is newer than the last install.
+# `make run` starts Slimforge on this machine; `make test` runs the tests (ARGS="..." goes to pytest);
+# `make screenshots` refreshes docs/screenshots/ for the README.
+# All make .venv first, and install requirements.txt again whenever it is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv
+.PHONY: run test venv screenshots
 
 run: $(STAMP)
 	$(PY) -m webapp.launcher run
 
 test: $(STAMP)
 	$(PY) -m webapp.launcher test -- $(ARGS)
+
+# The README's pictures: the browser tests that walk through an experiment and a comparison save them here.
+screenshots: $(STAMP)
+	SLIMFORGE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m webapp.launcher test -- \
+		tests/test_browser.py::test_upload_quantize_watch_and_download tests/test_browser_compare.py
 
 venv: $(STAMP)
 

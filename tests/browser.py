@@ -2,7 +2,9 @@
 
 Fixtures are registered in conftest.py; `log_in` is a plain helper.
 """
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -38,3 +40,12 @@ def log_in(page, web_server: str) -> None:
     page.fill("input[name=password]", "carol-secret-pw")
     page.click("button[type=submit]")
     page.wait_for_url(f"{web_server}/models/")
+
+
+def save_screenshot(page, name: str, fallback_dir: Path) -> Path:
+    """A full-page screenshot into $SLIMFORGE_SCREENSHOTS_DIR when set (`make screenshots`: the README's images),
+    else into `fallback_dir` (the test's tmp_path)."""
+    folder = Path(os.environ.get("SLIMFORGE_SCREENSHOTS_DIR") or fallback_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+    return folder / name

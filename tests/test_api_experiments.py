@@ -52,7 +52,8 @@ def test_bob_cannot_use_see_or_download_alices_things(alice, alice_api, bob_api)
     assert bob_api.get(f"/api/experiments/{experiment.pk}/events/").status_code == 404
     download = f"/api/experiments/{experiment.pk}/artifacts/{artifact.pk}/"
     assert bob_api.get(download).status_code == 404
-    assert bob_api.get("/api/experiments/").json() == []
+    assert bob_api.get("/api/experiments/").json() == {"count": 0, "next": None, "previous": None, "results": []}
+    assert [e["id"] for e in alice_api.get("/api/experiments/").json()["results"]] == [experiment.pk]
     mine = alice_api.get(download)
     assert mine.status_code == 200 and b"".join(mine.streaming_content) == b"{}"
 

@@ -1,11 +1,10 @@
 """A person's path in Debian's Chromium: log in, upload, quantize, watch the chart grow, download, check."""
-import os
 import time
 
 import pytest
 import torch
 
-from tests.browser import log_in
+from tests.browser import log_in, save_screenshot
 from tests.modelfiles import linear_model, linear_torchscript_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -58,8 +57,7 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     report = page.text_content("#report")
     assert "accuracy" in report and "MACs per sample" in report and "batch 32" in report
     assert len(page.text_content("#artifacts tbody tr:first-child code").strip()) == 64  # sha256 shown
-    os.makedirs("test-artifacts", exist_ok=True)
-    page.screenshot(path="test-artifacts/experiment.png", full_page=True)
+    save_screenshot(page, "experiment.png", tmp_path)
     with page.expect_download() as download:
         link.click()
     downloaded = tmp_path / "quantized.pt"

@@ -1,0 +1,61 @@
+// The experiment list: rows that are not finished ask the API for their status every 2 s (stopping once all
+// are finished), and the ticked rows go to the compare page as ?ids=1,2,3.
+(function () {
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const POLL_MS = 2000;
+  const table = document.getElementById("experiment-table");
+  const form = document.getElementById("compare-form");
+
+  function unfinishedRows() {
+    return [...table.querySelectorAll("tbody tr")].filter((row) => !FINISHED.includes(row.dataset.status));
+  }
+
+  function show(row, experiment) {
+    row.dataset.status = experiment.status;
+    const badge = row.querySelector("[data-role=status]");
+    badge.textContent = experiment.status;
+    badge.className = `status ${experiment.status}`;
+    row.querySelector("[data-role=progress]").value = experiment.status === "succeeded" ? 1 : experiment.progress;
+    row.querySelector("[data-role=stage]").textContent = experiment.stage || "";
+  }
+
+  async function poll() {
+    const rows = unfinishedRows();
+    if (!rows.length) { table.dataset.polling = "done"; return; }
+    const ids = rows.map((row) => row.dataset.id).join(",");
+    try {
+      const response = await fetch(`${table.dataset.api}?ids=${ids}&limit=${rows.length}`,
+        { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        const byId = Object.fromEntries((await response.json()).results.map((e) => [String(e.id), e]));
+        for (const row of rows) if (byId[row.dataset.id]) show(row, byId[row.dataset.id]);
+      }
+    } finally {
+      setTimeout(poll, POLL_MS);  // a failed request (server restarting) is simply tried again
+    }
+  }
+
+  function ticked() {
+    return [...document.querySelectorAll("input[name=ids][form=compare-form]:checked")].map((box) => box.value);
+  }
+
+  function updateCompareButton() {
+    const ids = ticked();
+    document.getElementById("compare-button").disabled = ids.length === 0;
+    document.getElementById("selected-count").textContent = ids.length
+      ? `${ids.length} selected` : "Tick experiments to compare their reports and a Pareto chart.";
+  }
+
+  if (table) {
+    table.dataset.polling = "on";
+    poll();
+  }
+  if (form) {
+    document.addEventListener("change", (event) => { if (event.target.name === "ids") updateCompareButton(); });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();  // the short, shareable form of the URL: ?ids=1,2,3 rather than ids=1&ids=2&ids=3
+      window.location.assign(`${form.action}?ids=${ticked().join(",")}`);
+    });
+    updateCompareButton();
+  }
+})();

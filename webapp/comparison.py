@@ -1,0 +1,122 @@
+"""What the compare page shows: experiments' reports side by side and the Pareto fronts of every pair of axes.
+
+One builder for the page (embedded as JSON) and GET /api/compare/, and the only place that decides dominance:
+the browser draws the fronts it is given.
+"""
+import itertools
+from collections.abc import Callable
+
+from django.urls import reverse
+
+from optimizers.configs import RECIPE_CONFIGS
+from webapp.models import Experiment
+
+# key -> (label, path into a report, which way is better)
+AXES = {
+    "accuracy": ("accuracy", ("accuracy",), "higher"),
+    "latency": ("latency p50, batch 1 (ms)", ("latency_ms", "batch_1", "p50"), "lower"),
+    "size": ("file size (bytes)", ("size_bytes",), "lower"),
+    "energy": ("energy per 1,000 inferences (J)", ("energy_j_per_1000",), "lower"),
+}
+_UNMEASURED = {
+    "accuracy": ("quality_note", "accuracy was not measured"),
+    "latency": ("latency_note", "latency was not measured"),
+    "size": (None, "the size was not measured"),
+    "energy": ("energy_note", "energy was not measured"),
+}
+
+_NO_REPORT = {"failed": "it failed, so it has no report", "cancelled": "it was cancelled, so it has no report"}
+
+
+def comparison_of(experiments: list[Experiment], *, link: Callable[[str], str] = str) -> dict:
+    """JSON-ready: axes, experiments (report, values per axis and why one is missing), references, fronts."""
+    rows = [_experiment_entry(experiment, link) for experiment in experiments]
+    return {
+        "axes": [{"key": key, "label": label, "better": better} for key, (label, _, better) in AXES.items()],
+        "experiments": rows,
+        "references": _references(experiments),
+        "fronts": {front_key(a, b): pareto_front(rows, a, b) for a, b in itertools.combinations(AXES, 2)},
+    }
+
+
+def front_key(a: str, b: str) -> str:
+    """The key of the front of two axes, the same whichever is x."""
+    first, second = sorted((a, b), key=list(AXES).index)
+    return f"{first}|{second}"
+
+
+def pareto_front(entries: list[dict], a: str, b: str) -> list[int]:
+    """Ids of the entries no other entry dominates on axes a and b; entries missing either value take no part."""
+    points = [(entry["id"], (entry["values"][a], entry["values"][b])) for entry in entries
+              if entry["values"][a] is not None and entry["values"][b] is not None]
+    senses = (AXES[a][2], AXES[b][2])
+    return [pk for pk, point in points if not any(dominates(other, point, senses) for _, other in points)]
+
+
+def dominates(p: tuple, q: tuple, senses: tuple) -> bool:
+    """p is at least as good as q on every axis and better on one ("higher" or "lower" is better, per axis)."""
+    as_good = all(x >= y if sense == "higher" else x <= y for x, y, sense in zip(p, q, senses, strict=True))
+    return as_good and p != q
+
+
+def report_value(report: dict | None, path: tuple):
+    value = report
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _experiment_entry(experiment: Experiment, link) -> dict:
+    summary = experiment.summary or {}
+    report = summary.get("after") if experiment.status == Experiment.Status.SUCCEEDED else None
+    values = {key: report_value(report, path) for key, (_, path, _) in AXES.items()}
+    return {
+        "id": experiment.pk, "url": link(reverse("experiment-detail", args=[experiment.pk])),
+        "model": {"id": experiment.model_id, "name": experiment.model.name},
+        "recipe": experiment.recipe, "variant": variant_of(experiment), "settings": changed_settings(experiment),
+        "status": experiment.status, "dataset": experiment.dataset_id,
+        "backend": summary.get("backend"), "device": summary.get("device") or (report or {}).get("device"),
+        "report": report, "before": summary.get("before") if report else None,
+        "job_energy_j": report_value(summary.get("telemetry"), ("energy_j",)),
+        "artifacts": [{"name": artifact.name, "size_bytes": artifact.size_bytes,
+                       "url": link(reverse("api-artifact-download", args=[experiment.pk, artifact.pk]))}
+                      for artifact in experiment.artifacts.all()],
+        "values": values,
+        "missing": {key: _why_missing(experiment, report, key) for key, value in values.items() if value is None},
+    }
+
+
+def variant_of(experiment: Experiment) -> str:
+    config_type = RECIPE_CONFIGS.get(experiment.recipe)
+    return str(experiment.config.get(config_type.variant_field, "")) if config_type else ""
+
+
+def changed_settings(experiment: Experiment) -> dict:
+    """The settings that differ from the recipe's defaults (the variant is shown on its own)."""
+    config_type = RECIPE_CONFIGS.get(experiment.recipe)
+    if config_type is None:
+        return dict(experiment.config)
+    defaults = config_type().to_dict()
+    return {key: value for key, value in experiment.config.items()
+            if key != config_type.variant_field and defaults.get(key) != value}
+
+
+def _why_missing(experiment: Experiment, report: dict | None, key: str) -> str:
+    if report is None:
+        return _NO_REPORT.get(experiment.status, f"it has no report yet: it is {experiment.status}")
+    if key == "accuracy" and experiment.dataset_id is None:
+        return "it ran without a dataset, so accuracy was not measured"
+    note_key, fallback = _UNMEASURED[key]
+    return (report.get(note_key) if note_key else None) or fallback
+
+
+def _references(experiments: list[Experiment]) -> list[dict]:
+    """The original model of each model compared: its `before` report from the earliest finished run on it."""
+    earliest = {}
+    for experiment in sorted(experiments, key=lambda e: e.created_at):
+        before = (experiment.summary or {}).get("before")
+        if experiment.status == Experiment.Status.SUCCEEDED and before and experiment.model_id not in earliest:
+            earliest[experiment.model_id] = (experiment, before)
+    return [{"model": {"id": experiment.model_id, "name": experiment.model.name}, "measured_in": experiment.pk,
+             "report": before, "values": {key: report_value(before, path) for key, (_, path, _) in AXES.items()}}
+            for experiment, before in earliest.values()]
