@@ -16,6 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.results import write_results  # noqa: E402,F401  (bench/recipes.py imports it from here)
 from optimizers.data.job import load_digits_dataset, write_dataset  # noqa: E402
 from optimizers.data.splits import load_splits  # noqa: E402
 from optimizers.exporters import save_all_formats  # noqa: E402
@@ -104,15 +105,6 @@ def main() -> None:
     write_results("Reference models", f"Trained on scikit-learn's digits ({split}, the product's split) with "
                   f"optimizers.training, saved in every format, each file measured with the shared report "
                   f"(accuracy on the validation split).\n\nMachine: {machine()}.\n\n{text}\n")
-
-
-def write_results(section: str, body: str) -> None:
-    """Replace one `## section` of bench/RESULTS.md, keeping the others."""
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    parts = text.split("\n## ")
-    kept = [parts[0]] + [p for p in parts[1:] if not p.startswith(section + "\n")]
-    path.write_text("\n## ".join(kept).rstrip("\n") + f"\n\n## {section}\n\n{body}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse
 from rest_framework import status
 from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.filters import experiment_filters
 from webapp.serializers import DatasetOut, ExperimentOut, ModelOut
 
 
@@ -43,12 +45,23 @@ class ModelDetail(APIView):
         return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)
 
 
+class ExperimentPages(LimitOffsetPagination):
+    max_limit = 200  # ?limit= beyond this gets this many: one request must not serialize thousands of summaries
+
+
 class ExperimentListCreate(APIView):
     parser_classes = [JSONParser]
 
     def get(self, request):
-        experiments = selectors.experiment_list_for(user=request.user).prefetch_related("artifacts")
-        return Response(ExperimentOut(experiments, many=True, context={"request": request}).data)
+        """One page ({count, next, previous, results}) of the experiments the list page's filters select."""
+        try:
+            filters = experiment_filters(request.query_params)
+        except ValidationError as exc:
+            raise _api_errors(exc) from None
+        experiments = selectors.experiment_search_for(user=request.user, **filters).prefetch_related("artifacts")
+        pages = ExperimentPages()
+        page = pages.paginate_queryset(experiments, request, view=self)
+        return pages.get_paginated_response(ExperimentOut(page, many=True, context={"request": request}).data)
 
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
@@ -59,11 +72,19 @@ class ExperimentListCreate(APIView):
         dataset = _dataset_of(request, body.get("dataset"))
         try:
             experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
-                                                    recipe=body.get("recipe", ""), config=body.get("config"))
+                                                    recipe=body.get("recipe", ""), config=body.get("config"),
+                                                    telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"))
         except ValidationError as exc:
             raise _api_errors(exc) from None
         return Response(ExperimentOut(experiment, context={"request": request}).data,
                         status=status.HTTP_201_CREATED)
+
+
+def _number_or_none(body: dict, field: str):
+    value = body.get(field)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value  # the range is the service's to check
+    raise ApiValidationError({field: "Give a number (of seconds), or leave it out for the default."})
 
 
 def _dataset_of(request, dataset_id):

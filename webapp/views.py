@@ -1,4 +1,5 @@
 """HTML pages. Thin: validate, call one service or selector, render."""
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -35,6 +36,7 @@ def _render_model(request, model, forms, chosen="quantize", errors=(), status=20
         "errors": errors,
         "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
+        "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
     }, status=status)
 
 
@@ -49,13 +51,25 @@ def experiment_create(request, model_id):
     errors = []
     if form.is_valid():
         try:
-            experiment = services.experiment_create(owner=request.user, model=model, recipe=recipe,
-                                                    config=form.cleaned_data, dataset=_chosen_dataset(request))
+            experiment = services.experiment_create(
+                owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
+                dataset=_chosen_dataset(request),
+                telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"))
         except ValidationError as exc:
             errors = [f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
         else:
             return redirect("experiment-detail", experiment_id=experiment.pk)
     return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400)
+
+
+def _seconds_or_none(request, field: str) -> float | None:
+    text = request.POST.get(field, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError({field: "Give a number of seconds, or leave it empty for the default."}) from None
 
 
 def _chosen_dataset(request):
@@ -81,3 +95,8 @@ def dataset_detail(request, dataset_id):
     dataset = selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)
     previews = [f.name for f in dataset.files.all() if f.name.startswith("preview_")]
     return render(request, "datasets/detail.html", {"dataset": dataset, "previews": previews})
+
+
+def worker_list(request):
+    # The table refreshes itself from /api/workers/; the first rows come with the page.
+    return render(request, "workers/list.html", {"workers": selectors.worker_list(viewer=request.user)})

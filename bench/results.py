@@ -1,0 +1,13 @@
+"""bench/RESULTS.md: each benchmark rewrites its own section and keeps the others."""
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_results(section: str, body: str) -> None:
+    """Replace one `## section` of bench/RESULTS.md, keeping the others."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    parts = text.split("\n## ")
+    kept = [parts[0]] + [p for p in parts[1:] if not p.startswith(section + "\n")]
+    path.write_text("\n## ".join(kept).rstrip("\n") + f"\n\n## {section}\n\n{body}")
