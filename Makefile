@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv screenshots
+.PHONY: run test venv screenshots bench-live
 
 run: $(STAMP)
 	$(PY) -m webapp.launcher run
@@ -19,6 +19,10 @@ test: $(STAMP)
 screenshots: $(STAMP)
 	SLIMFORGE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m webapp.launcher test -- \
 		tests/test_browser.py::test_upload_quantize_watch_and_download tests/test_browser_compare.py
+
+# Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead (bench/RESULTS.md).
+bench-live: $(STAMP)
+	$(PY) -m webapp.launcher test -- bench/live.py -m slow -s -p no:cacheprovider
 
 venv: $(STAMP)
 

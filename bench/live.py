@@ -1,7 +1,7 @@
 """Issue-5 figures on real servers: event latency from the worker's emit to the page's receipt with 1 and 200 open
 pages, and the experiment page's first draw with a 100,000-point series. Writes "Live pages" in bench/RESULTS.md.
 
-    .venv/bin/python -m webapp.launcher test -- bench/live.py -m slow -s     # a few minutes
+    make bench-live        # about 90 s; embedded servers, or DATABASE_URL / REDIS_URL
 
 Open pages are WebSocket clients that speak the page's protocol (connect with ?after=, read event batches): 200
 Chromium tabs would measure Chromium on this 2-core machine, not Slimforge. They run in this process, the emitter in
@@ -181,7 +181,8 @@ def test_write_results():
     print(text)
     write_results("Live pages", f"Real Daphne, PostgreSQL, Redis and an emitter process using the worker's "
                   f"EventBridge; {EVENTS} events at {PER_SECOND:.0f}/s per run; pages are WebSocket clients in one "
-                  f"process (see bench/live.py). Machine: {_machine()}.\n\n{text}\n")
+                  f"process (see bench/live.py). The sampler's share includes its one-time start (the NVML probe), "
+                  f"which weighs most in a short job. Machine: {_machine()}.\n\n{text}\n")
 
 
 def _met(ok: bool) -> str:
