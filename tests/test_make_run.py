@@ -49,8 +49,10 @@ def _printed(lines: queue.Queue) -> str:
 def test_run_serves_logs_in_quantizes_and_stops_cleanly(slimforge_run):
     launcher, url, var_dir, lines = slimforge_run
     wait_until(lambda: _answers(url), timeout=120, what="the login page of `launcher run`")
-    output = _printed(lines)
-    assert url in output and "admin" in output
+    # The banner follows within one turn of the launcher's watch loop (0.5 s) after Daphne first answers.
+    output = []
+    wait_until(lambda: output.append(_printed(lines)) or (url in "".join(output) and "admin" in "".join(output)),
+               timeout=10, what=f"the banner with {url} and the admin user")
 
     token = requests.post(f"{url}/api/auth/token/", json={"username": "admin", "password": PASSWORD}).json()
     api = requests.Session()
