@@ -10,7 +10,6 @@ another (as a worker is), Daphne, PostgreSQL and Redis in theirs, all on the sam
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from bench.results import write_results
+from bench.results import cpu_count, cpu_name, write_results
 from tests import processes
 from tests.factories import experiment_with_artifact
 from tests.modelfiles import linear_torchscript_bytes
@@ -225,7 +224,4 @@ def _met(ok: bool) -> str:
 
 
 def _machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return f"{cpu}, {cores} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"
+    return f"{cpu_name()}, {cpu_count()} cores, Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}"

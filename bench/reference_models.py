@@ -16,7 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.results import write_results  # noqa: E402,F401  (bench/recipes.py imports it from here)
+from bench.results import cpu_name, write_results  # noqa: E402,F401  (bench/recipes.py imports write_results from here)
 from optimizers.data.job import load_digits_dataset, write_dataset  # noqa: E402
 from optimizers.data.splits import load_splits  # noqa: E402
 from optimizers.exporters import save_all_formats  # noqa: E402
@@ -84,9 +84,7 @@ def table(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return (f"{cpu}, {torch.get_num_threads()} torch thread(s), Python {platform.python_version()}, "
+    return (f"{cpu_name()}, {torch.get_num_threads()} torch thread(s), Python {platform.python_version()}, "
             f"torch {torch.__version__}, {datetime.date.today().isoformat()}")
 
 

@@ -17,26 +17,17 @@ from django.conf import settings
 from django.db import connection
 
 from tasks.gpu_telemetry import gpu_devices
+from tasks.process_tree import MIB, tree_usage
 from webapp import services
 
 log = logging.getLogger(__name__)
 STOP_WAIT_S = 10
 
 
-def _tree_rss_mb(process: psutil.Process) -> float:
-    """The worker's memory with its pool processes and their sandboxes, where the jobs really run."""
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass  # it ended between listing and reading
-    return round(total / 2**20, 1)
-
-
 def machine_load(process: psutil.Process) -> dict:
+    # rss_mb: the worker with its pool processes and their sandboxes, where the jobs really use memory.
     return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
-            "loadavg_1m": round(os.getloadavg()[0], 2), "rss_mb": _tree_rss_mb(process),
+            "loadavg_1m": round(os.getloadavg()[0], 2), "rss_mb": round(tree_usage(process)[1] / MIB, 1),
             "cpu_count": psutil.cpu_count()}
 
 
