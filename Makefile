@@ -10,19 +10,19 @@ ARGS ?=
 .PHONY: run test venv screenshots bench-live
 
 run: $(STAMP)
-	$(PY) -m webapp.launcher run
+	$(PY) -m launcher run
 
 test: $(STAMP)
-	$(PY) -m webapp.launcher test -- $(ARGS)
+	$(PY) -m launcher test -- $(ARGS)
 
 # The README's pictures: the browser tests that walk through an experiment and a comparison save them here.
 screenshots: $(STAMP)
-	SLIMFORGE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m webapp.launcher test -- \
-		tests/test_browser.py::test_upload_quantize_watch_and_download tests/test_browser_compare.py
+	SLIMFORGE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m launcher test -- \
+		tests/webapp/pages/test_browser.py::test_upload_quantize_watch_and_download tests/webapp/pages/test_browser_compare.py
 
 # Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead (bench/RESULTS.md).
 bench-live: $(STAMP)
-	$(PY) -m webapp.launcher test -- bench/live.py -m slow -s -p no:cacheprovider
+	$(PY) -m launcher test -- bench/live.py -m slow -s -p no:cacheprovider
 
 venv: $(STAMP)
 

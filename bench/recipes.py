@@ -22,10 +22,10 @@ from bench.reference_models import (  # noqa: E402
 )
 from optimizers.data.job import load_digits_dataset, write_dataset  # noqa: E402
 from optimizers.data.splits import load_splits  # noqa: E402
+from optimizers.formats.statedict import save_safetensors  # noqa: E402
+from optimizers.job_runner import run_recipe  # noqa: E402
 from optimizers.job_spec import JobSpec  # noqa: E402
-from optimizers.jobs import run_recipe  # noqa: E402
-from optimizers.reporting import NullReporter  # noqa: E402
-from optimizers.statedict import save_safetensors  # noqa: E402
+from optimizers.reporters import NullReporter  # noqa: E402
 
 # (model, recipe, config, targets: {figure: (limit, "<=" or ">=")})
 RUNS = [
@@ -112,7 +112,7 @@ def main() -> None:
                          f"{verdict(found[figure], limit)} |")
     text = "\n".join(lines)
     print(text)
-    write_results("Recipes", "Each row: the recipe run through `optimizers.jobs.run_recipe` (the job the worker "
+    write_results("Recipes", "Each row: the recipe run through `optimizers.job_runner.run_recipe` (the job the worker "
                   "runs) on a reference model given as a safetensors state dict, with the digits dataset; ratios "
                   "are after/before measured in the same run, like for like (file and p50 latency at batch 32: the "
                   "result's file against the fp32 model saved in the same format; MACs: the job's own); "

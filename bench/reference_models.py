@@ -19,11 +19,11 @@ sys.path.insert(0, str(ROOT))
 from bench.results import cpu_name, write_results  # noqa: E402,F401  (bench/recipes.py imports write_results from here)
 from optimizers.data.job import load_digits_dataset, write_dataset  # noqa: E402
 from optimizers.data.splits import load_splits  # noqa: E402
-from optimizers.exporters import save_all_formats  # noqa: E402
-from optimizers.formats import load_model  # noqa: E402
-from optimizers.jobs import make_example  # noqa: E402
-from optimizers.report import measure_model, reference_outputs  # noqa: E402
-from optimizers.training import TrainSettings, fit  # noqa: E402
+from optimizers.formats.model_io import load_model  # noqa: E402
+from optimizers.formats.save_all import save_all_formats  # noqa: E402
+from optimizers.job_runner import make_example  # noqa: E402
+from optimizers.measure.report import measure_model, reference_outputs  # noqa: E402
+from optimizers.training.loop import TrainSettings, fit  # noqa: E402
 from optimizers.zoo.models import build_model  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
@@ -101,7 +101,7 @@ def main() -> None:
     print(text)
     split = f"{len(splits.train_x):,} train / {len(splits.val_x):,} validation"
     write_results("Reference models", f"Trained on scikit-learn's digits ({split}, the product's split) with "
-                  f"optimizers.training, saved in every format, each file measured with the shared report "
+                  f"optimizers.training.loop, saved in every format, each file measured with the shared report "
                   f"(accuracy on the validation split).\n\nMachine: {machine()}.\n\n{text}\n")
 
 

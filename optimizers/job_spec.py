@@ -1,4 +1,4 @@
-"""The job description the worker writes for the sandbox child (`python -m optimizers.sandbox`).
+"""The job description the worker writes for the sandbox child (`python -m optimizers.job_child`).
 
 Standard library only, so task code can build and check a spec without importing torch.
 Bad values here are the caller's bug, hence SpecError; bad recipe settings are the user's
@@ -64,6 +64,12 @@ class JobSpec:
         return cls(action, data["model_path"], shape, dtype, data.get("recipe"), data.get("config", {}),
                    data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"),
                    checkpoint_dir=_optional_text(data, "checkpoint_dir"))
+
+    @classmethod
+    def build(cls, **fields: Any) -> "JobSpec":
+        """A checked spec from keyword fields, as the child will read it: a wrong key or value fails in the worker,
+        before any child starts."""
+        return cls.from_dict(fields)
 
     def to_dict(self) -> dict[str, Any]:
         as_dict = asdict(self)

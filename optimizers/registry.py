@@ -13,7 +13,7 @@ from torch import nn
 
 from optimizers.configs import RECIPE_CONFIGS, RecipeConfig
 from optimizers.errors import ConfigError
-from optimizers.reporting import Reporter
+from optimizers.reporters import Reporter
 
 
 @dataclass

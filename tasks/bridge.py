@@ -2,6 +2,7 @@
 import time
 from collections.abc import Callable
 
+from optimizers.events import Event
 from webapp import services
 
 
@@ -16,15 +17,15 @@ class EventBridge:
         self.experiment_id = experiment_id
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
-        self._pending: list[dict] = []
+        self._pending: list[Event] = []
         self._last_flush = time.monotonic()
-        self._watchers: list[Callable[[dict], None]] = []
+        self._watchers: list[Callable[[Event], None]] = []
 
-    def watch(self, watcher: Callable[[dict], None]) -> None:
+    def watch(self, watcher: Callable[[Event], None]) -> None:
         """`watcher` sees every event as it passes (the telemetry sampler follows the job's stage this way)."""
         self._watchers.append(watcher)
 
-    def emit(self, record: dict) -> None:
+    def emit(self, record: Event) -> None:
         self._pending.append({"t": time.time(), **record})
         for watcher in self._watchers:
             watcher(record)

@@ -8,7 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 app = Celery("slimforge")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # Only workers import the task code and the heartbeat (the web process enqueues by name and never loads them).
-app.conf.include = ["tasks.jobs", "tasks.heartbeat"]
+app.conf.include = ["tasks.entrypoints", "tasks.heartbeat"]
 
 INSPECT_MODEL = "slimforge.inspect_model"
 RUN_EXPERIMENT = "slimforge.run_experiment"

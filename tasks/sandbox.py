@@ -1,6 +1,6 @@
 """The parent side of the sandbox: a throwaway subprocess, with limits, is the only place a model is loaded.
 
-The child (optimizers.sandbox) writes JSON lines on its stdout; this side reads them without blocking,
+The child (optimizers.job_child) writes JSON lines on its stdout; this side reads them without blocking,
 hands the child's process to a sampler every interval, and turns its death, time-out or error into SandboxError.
 """
 import json
@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from optimizers.events import ERROR_LINE, RESULT_LINE, Event
+from optimizers.job_spec import JobSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The pump wakes at least this often, so an event waiting in the bridge's batch is flushed within about this long.
@@ -63,18 +66,18 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
     return apply
 
 
-def run_sandboxed(spec: dict, *, limits: Limits, on_event: Callable[[dict], None],
+def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], None],
                   on_sample: Callable[[psutil.Process], None] | None = None,
                   sample_interval: float = 1.0, on_tick: Callable[[], None] | None = None) -> dict:
     """Run one action in a fresh process and return its result; events arrive through `on_event`, and
     `on_sample` gets the child's psutil.Process every `sample_interval` seconds (it may read its children too)."""
     with tempfile.TemporaryDirectory(prefix="slimforge-spec-") as folder:
         spec_path = Path(folder) / "spec.json"
-        spec_path.write_text(json.dumps(spec))
+        spec_path.write_text(json.dumps(spec.to_dict()))
         stderr_path = Path(folder) / "stderr.log"
         with open(stderr_path, "wb") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "optimizers.sandbox", str(spec_path)], stdin=subprocess.DEVNULL,
+                [sys.executable, "-m", "optimizers.job_child", str(spec_path)], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=stderr, cwd=folder, env=_child_env(limits),
                 preexec_fn=_apply_limits(limits), start_new_session=True,
             )
@@ -125,7 +128,7 @@ def _read_lines(child: _Child, on_event) -> bool:
             record = json.loads(line)
         except ValueError:
             continue  # not ours: the child keeps its own stream clean, so this is noise, never an event
-        if record.get("kind") in ("result", "error"):
+        if record.get("kind") in (RESULT_LINE, ERROR_LINE):
             child.outcome = record
         else:
             on_event(record)
@@ -151,9 +154,9 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 def _outcome(child: _Child, limits: Limits, stderr: str) -> dict:
     code = child.process.returncode
-    if child.outcome and child.outcome.get("kind") == "result" and code == 0:
+    if child.outcome and child.outcome.get("kind") == RESULT_LINE and code == 0:
         return child.outcome["result"]
-    if child.outcome and child.outcome.get("kind") == "error":
+    if child.outcome and child.outcome.get("kind") == ERROR_LINE:
         raise SandboxError(child.outcome.get("error") or "The job failed.")
     if code == -signal.SIGXCPU:
         raise SandboxError("The model process used up its CPU-time limit and was stopped.")

@@ -2,7 +2,7 @@
 
 Call order: `observe` sees every event of the job (it follows the stage), `start` when the job starts,
 `tick(process)` each interval with the job's process, `finish` at the end for `summary["telemetry"]`.
-Event names follow the contract of the charts: job/..., host/..., gpu{i}/... (see DESIGN.md's event record).
+Resource events (optimizers.events) are named job/..., host/..., gpu{i}/..., as the charts group them.
 """
 import os
 import time
@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import psutil
 
+from optimizers.events import Event, log_event, resource_event, stage_of
 from tasks.energy import EnergyLedger
 from tasks.gpu_telemetry import Gpu, GpuProbe, NvmlUnavailable
 from tasks.process_tree import MIB, ProcessTree
@@ -19,7 +20,7 @@ _FROM_ENVIRONMENT = object()
 
 
 class Sampler:
-    def __init__(self, *, interval_s: float, emit: Callable[[dict], None], visible_devices=_FROM_ENVIRONMENT):
+    def __init__(self, *, interval_s: float, emit: Callable[[Event], None], visible_devices=_FROM_ENVIRONMENT):
         self.interval_s = interval_s
         self.samples = 0
         self._emit = emit
@@ -32,7 +33,7 @@ class Sampler:
         self._note = ""
         self._started = time.monotonic()
 
-    def observe(self, record: dict) -> None:
+    def observe(self, record: Event) -> None:
         """Follows the job's stage from its events, so energy is attributed to the stage that used it."""
         stage = stage_of(record)
         if not stage or stage == self._ledger.stage:
@@ -48,7 +49,7 @@ class Sampler:
             self._probe, self._note = _open_gpus(self._visible)
             if self._probe:
                 self._read_energy()  # the baseline: energy counts from here
-        self._emit({"kind": "log", "message": self._note})
+        self._emit(log_event(self._note))
 
     def tick(self, process: psutil.Process) -> None:
         with self._cost.measure(tick=True):
@@ -64,7 +65,7 @@ class Sampler:
                 self._read_energy()
                 self._probe.close()
         summary = self._summary(time.monotonic() - self._started)
-        self._emit({"kind": "log", "message": _closing_line(summary)})
+        self._emit(log_event(_closing_line(summary)))
         return summary
 
     def _sample_job(self, process: psutil.Process) -> None:
@@ -101,7 +102,7 @@ class Sampler:
         return self._ledger.joules(gpu.index) if self._ledger.method(gpu.index) else None
 
     def _resource(self, name: str, value: float, digits: int = 1) -> None:
-        self._emit({"kind": "resource", "name": name, "value": round(float(value), digits)})
+        self._emit(resource_event(name, value, digits))
 
     def _summary(self, job_wall_s: float) -> dict:
         ledger = self._ledger
@@ -113,13 +114,6 @@ class Sampler:
                 "energy_j": round(ledger.total, 3) if self._probe else None,
                 "energy_by_stage_j": {stage: round(j, 3) for stage, j in ledger.by_stage.items()},
                 "overhead": self._cost.summary(job_wall_s)}
-
-
-def stage_of(record: dict) -> str | None:
-    """The stage an event announces: a stage event's name, or the stage a progress event is in."""
-    kind = record.get("kind")
-    stage = record.get("name") if kind == "stage" else record.get("stage") if kind == "progress" else None
-    return str(stage) if stage else None
 
 
 def _open_gpus(visible: str | None) -> tuple[GpuProbe | None, str]:

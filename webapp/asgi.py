@@ -11,7 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from webapp.routing import websocket_urlpatterns  # noqa: E402
+from webapp.live.routing import websocket_urlpatterns  # noqa: E402
 
 
 def _http_app():

@@ -4,6 +4,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from optimizers import events
+
 
 def _model_upload_path(instance, filename):
     # The user's file name never reaches the file system: the server makes the name.
@@ -97,12 +99,12 @@ class DatasetFile(models.Model):
 
 
 class Experiment(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    class Status(models.TextChoices):  # the names its status events carry: one vocabulary (optimizers.events)
+        QUEUED = events.QUEUED
+        RUNNING = events.RUNNING
+        SUCCEEDED = events.SUCCEEDED
+        FAILED = events.FAILED
+        CANCELLED = events.CANCELLED
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 

@@ -4,22 +4,28 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
-from webapp import api, api_compare, api_series, api_workers, views, views_experiments
+from webapp.api import compare as compare_api
+from webapp.api import datasets as datasets_api
+from webapp.api import experiments as experiments_api
+from webapp.api import series as series_api
+from webapp.api import uploaded_models as models_api
+from webapp.api import workers as workers_api
+from webapp.pages import datasets, experiments, uploaded_models, workers
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", uploaded_models.home, name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("models/", views.model_list, name="model-list"),
-    path("models/<int:model_id>/", views.model_detail, name="model-detail"),
-    path("models/<int:model_id>/experiments/", views.experiment_create, name="experiment-create"),
-    path("experiments/", views_experiments.experiment_list, name="experiment-list"),
-    path("experiments/<int:experiment_id>/", views.experiment_detail, name="experiment-detail"),
-    path("compare/", views_experiments.compare, name="compare"),
-    path("datasets/", views.dataset_list, name="dataset-list"),
-    path("datasets/<int:dataset_id>/", views.dataset_detail, name="dataset-detail"),
-    path("workers/", views.worker_list, name="worker-list"),
+    path("models/", uploaded_models.model_list, name="model-list"),
+    path("models/<int:model_id>/", uploaded_models.model_detail, name="model-detail"),
+    path("models/<int:model_id>/experiments/", uploaded_models.experiment_create, name="experiment-create"),
+    path("experiments/", experiments.experiment_list, name="experiment-list"),
+    path("experiments/<int:experiment_id>/", experiments.experiment_detail, name="experiment-detail"),
+    path("compare/", experiments.compare, name="compare"),
+    path("datasets/", datasets.dataset_list, name="dataset-list"),
+    path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
+    path("workers/", workers.worker_list, name="worker-list"),
 ]
 
 
@@ -30,19 +36,20 @@ def _api(view):
 
 urlpatterns += [
     path("api/auth/token/", _api(obtain_auth_token), name="api-token"),
-    path("api/models/", _api(api.ModelListCreate), name="api-models"),
-    path("api/models/<int:model_id>/", _api(api.ModelDetail), name="api-model"),
-    path("api/datasets/", _api(api.DatasetListCreate), name="api-datasets"),
-    path("api/datasets/<int:dataset_id>/", _api(api.DatasetDetail), name="api-dataset"),
-    path("api/datasets/<int:dataset_id>/previews/<str:name>", _api(api.DatasetPreview), name="dataset-preview"),
-    path("api/workers/", _api(api_workers.WorkerList), name="api-workers"),
-    path("api/experiments/", _api(api.ExperimentListCreate), name="api-experiments"),
-    path("api/compare/", _api(api_compare.Compare), name="api-compare"),
-    path("api/experiments/<int:experiment_id>/", _api(api.ExperimentDetail), name="api-experiment"),
-    path("api/experiments/<int:experiment_id>/events/", _api(api.ExperimentEvents), name="api-events"),
-    path("api/experiments/<int:experiment_id>/series/", _api(api_series.ExperimentSeries), name="api-series"),
-    path("api/experiments/<int:experiment_id>/series.csv", _api(api_series.ExperimentSeriesCsv),
+    path("api/models/", _api(models_api.ModelListCreate), name="api-models"),
+    path("api/models/<int:model_id>/", _api(models_api.ModelDetail), name="api-model"),
+    path("api/datasets/", _api(datasets_api.DatasetListCreate), name="api-datasets"),
+    path("api/datasets/<int:dataset_id>/", _api(datasets_api.DatasetDetail), name="api-dataset"),
+    path("api/datasets/<int:dataset_id>/previews/<str:name>", _api(datasets_api.DatasetPreview),
+         name="dataset-preview"),
+    path("api/workers/", _api(workers_api.WorkerList), name="api-workers"),
+    path("api/experiments/", _api(experiments_api.ExperimentListCreate), name="api-experiments"),
+    path("api/compare/", _api(compare_api.Compare), name="api-compare"),
+    path("api/experiments/<int:experiment_id>/", _api(experiments_api.ExperimentDetail), name="api-experiment"),
+    path("api/experiments/<int:experiment_id>/events/", _api(experiments_api.ExperimentEvents), name="api-events"),
+    path("api/experiments/<int:experiment_id>/series/", _api(series_api.ExperimentSeries), name="api-series"),
+    path("api/experiments/<int:experiment_id>/series.csv", _api(series_api.ExperimentSeriesCsv),
          name="api-series-csv"),
-    path("api/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/", _api(api.ArtifactDownload),
+    path("api/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/", _api(experiments_api.ArtifactDownload),
          name="api-artifact-download"),
 ]

@@ -27,7 +27,7 @@ from optimizers.data.arrays import LoadedDataset, checked_features
 from optimizers.data.errors import DatasetError
 from optimizers.data.safe_zip import ByteBudget, check_declared_sizes, open_archive, read_member
 from optimizers.errors import Cancelled, first_line
-from optimizers.reporting import Reporter
+from optimizers.reporters import Reporter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PIL_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # uploads get no exotic decoders

@@ -18,7 +18,7 @@ from optimizers.data.npz_source import read_npz
 from optimizers.data.options import parse_dataset_options
 from optimizers.data.previews import write_previews
 from optimizers.errors import SpecError
-from optimizers.reporting import JobSteps, Reporter
+from optimizers.reporters import JobSteps, Reporter
 
 DATASET_NAME = "dataset.npz"
 

@@ -1,6 +1,4 @@
 """Importing this package registers every recipe with `optimizers.registry`."""
 
-from optimizers.recipes import (
-    prune,  # noqa: F401
-    quantize,  # noqa: F401 - imported for its registration
-)
+from optimizers.recipes.prune import recipe as prune_recipe  # noqa: F401 - imported for its registration
+from optimizers.recipes.quantize import recipe as quantize_recipe  # noqa: F401 - imported for its registration

@@ -9,8 +9,8 @@ digits that scikit-learn ships, the transformer classifies sequences of 32 token
 import dataclasses
 from typing import Any, ClassVar
 
+from optimizers.configs.base import INTEGERS, Settings, setting
 from optimizers.errors import ConfigError
-from optimizers.settings import INTEGERS, Settings, setting
 
 # A classifier head reading more features than this is a mistake in the settings, not a model.
 MAX_CLASSIFIER_FEATURES = 65536

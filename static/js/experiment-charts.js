@@ -7,15 +7,16 @@ window.SlimforgeCharts = (function () {
   const WORDS = { cpu: "CPU", rss: "RSS", sm: "SM", util: "utilization" };
   const HIDDEN_AT_FIRST = new Set(["host/memory_used_mb"]);  // gigabytes would flatten the job's RSS line
   const GPU = /^gpu(\d+)\//;
+  const KIND = SlimforgeEvents.kinds;  // the progress series is named after its event kind
 
   function unitOf(name) {
-    if (name === "progress") return "percent";
+    if (name === KIND.PROGRESS) return "percent";
     const suffix = name.slice(name.lastIndexOf("_") + 1);
     return name.includes("_") && suffix in UNITS ? suffix : "value";
   }
 
   function label(name) {
-    if (name === "progress") return "progress %";
+    if (name === KIND.PROGRESS) return "progress %";
     const [group, measure] = name.includes("/") ? [name.slice(0, name.indexOf("/")), name.slice(name.indexOf("/") + 1)] : ["", name];
     const unit = unitOf(name);
     const words = measure.split("_").slice(0, unit === "value" ? undefined : -1).map((w) => WORDS[w] || w).join(" ");
@@ -55,7 +56,7 @@ window.SlimforgeCharts = (function () {
     trace(name, p) {
       const trace = { name: this.labelOf(name), meta: name, x: p.x, y: p.y, mode: "lines", yaxis: this.yaxis(name) };
       if (HIDDEN_AT_FIRST.has(name)) trace.visible = "legendonly";
-      if (name === "progress") trace.line = { dash: "dot" };
+      if (name === KIND.PROGRESS) trace.line = { dash: "dot" };
       return trace;
     }
 
@@ -155,7 +156,7 @@ window.SlimforgeCharts = (function () {
     }
 
     function chartOf(name, kind) {
-      if (kind === "metric") return charts.metrics;
+      if (kind === KIND.METRIC) return charts.metrics;
       const gpu = GPU.exec(name);
       return gpu ? gpuChart(Number(gpu[1])) : charts.resources;
     }

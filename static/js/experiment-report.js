@@ -71,7 +71,7 @@ window.SlimforgeReport = (function () {
     const response = await fetch(url, { headers: { Accept: "application/json" } });
     if (!response.ok) return;
     const exp = await response.json();
-    if (exp.status === "succeeded") document.getElementById("exp-progress").value = 1;
+    if (exp.status === SlimforgeEvents.statuses.SUCCEEDED) document.getElementById("exp-progress").value = 1;
     const s = exp.summary || {};
     if (!s.before) return;
     document.getElementById("backend").textContent = `Backend: ${s.backend || "—"} · ${s.threads || "?"} thread(s) · ${s.device || s.after.device || "cpu"}`;

@@ -1,11 +1,11 @@
 // The experiment page: the charts' first draw from the series API (long lines downsampled by the server), then
 // a WebSocket that resumes after the last seq drawn and extends the charts live: no gap, no duplicate.
-// Which events are points mirrors webapp/series.py, so a live page and a reloaded one draw the same series.
+// Which events are points mirrors webapp/selectors/series.py, so a live page and a reloaded one draw the same series.
 (function () {
   const card = document.getElementById("experiment");
   if (!card) return;
   const chart = document.getElementById("chart");
-  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const { kinds: KIND, finished: FINISHED } = SlimforgeEvents;
   const SENSITIVITY = "sensitivity/";
   const charts = SlimforgeCharts.create({
     resources: chart, gpuBox: document.getElementById("gpu-charts"), metrics: document.getElementById("metrics"),
@@ -21,20 +21,20 @@
 
   function pointOf(e) {
     if (!isNumber(e.t)) return null;
-    if ((e.kind === "resource" || e.kind === "metric") && typeof e.name === "string" && isNumber(e.value)) {
-      if (e.kind === "resource") return { series: e.name, kind: "resource", x: since(e.t), y: e.value };
+    if ((e.kind === KIND.RESOURCE || e.kind === KIND.METRIC) && typeof e.name === "string" && isNumber(e.value)) {
+      if (e.kind === KIND.RESOURCE) return { series: e.name, kind: KIND.RESOURCE, x: since(e.t), y: e.value };
       if (e.name.startsWith(SENSITIVITY)) return { series: "sensitivity", kind: "bar", x: e.name.slice(SENSITIVITY.length), y: e.value };
-      return { series: e.name, kind: "metric", x: isNumber(e.step) ? e.step : e.seq, y: e.value };
+      return { series: e.name, kind: KIND.METRIC, x: isNumber(e.step) ? e.step : e.seq, y: e.value };
     }
-    if (e.kind === "progress" && isNumber(e.done) && isNumber(e.total) && e.total !== 0) {
-      return { series: "progress", kind: "progress", x: since(e.t), y: (100 * e.done) / e.total };
+    if (e.kind === KIND.PROGRESS && isNumber(e.done) && isNumber(e.total) && e.total !== 0) {
+      return { series: KIND.PROGRESS, kind: KIND.PROGRESS, x: since(e.t), y: (100 * e.done) / e.total };
     }
     return null;
   }
 
   // A stage begins when its name changes, whether a stage event or a drawn progress event says so.
   function markStage(e, point) {
-    const name = e.kind === "stage" ? e.name : (point && point.kind === "progress" ? e.stage : null);
+    const name = e.kind === KIND.STAGE ? e.name : (point && point.kind === KIND.PROGRESS ? e.stage : null);
     if (!name || name === stage || !isNumber(e.t)) return;
     stage = name;
     charts.addStage({ t: since(e.t), name, seq: e.seq });
@@ -64,12 +64,12 @@
   }
 
   function showState(e) {
-    if (e.kind === "progress" && e.total) {
+    if (e.kind === KIND.PROGRESS && e.total) {
       document.getElementById("exp-progress").value = e.done / e.total;
       if (e.stage) document.getElementById("exp-stage").textContent = e.stage;
-    } else if (e.kind === "stage") {
+    } else if (e.kind === KIND.STAGE) {
       document.getElementById("exp-stage").textContent = e.name;
-    } else if (e.kind === "status") {
+    } else if (e.kind === KIND.STATUS) {
       setStatus(e.status, e.error);
     }
   }
@@ -95,7 +95,7 @@
     charts.put(data.series);
     data.stages.forEach((s) => charts.addStage(s));
     if (data.stages.length) stage = data.stages[data.stages.length - 1].name;
-    const progress = data.series.progress;
+    const progress = data.series[KIND.PROGRESS];
     if (progress) document.getElementById("exp-progress").value = progress.y[progress.y.length - 1] / 100;
     if (stage) document.getElementById("exp-stage").textContent = stage;
     if (data.status) setStatus(data.status.status, data.status.error);

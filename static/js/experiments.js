@@ -1,7 +1,7 @@
 // The experiment list: rows that are not finished ask the API for their status every 2 s (stopping once all
 // are finished), and the ticked rows go to the compare page as ?ids=1,2,3.
 (function () {
-  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const { statuses: STATUS, finished: FINISHED } = SlimforgeEvents;
   const POLL_MS = 2000;
   const table = document.getElementById("experiment-table");
   const form = document.getElementById("compare-form");
@@ -15,7 +15,7 @@
     const badge = row.querySelector("[data-role=status]");
     badge.textContent = experiment.status;
     badge.className = `status ${experiment.status}`;
-    row.querySelector("[data-role=progress]").value = experiment.status === "succeeded" ? 1 : experiment.progress;
+    row.querySelector("[data-role=progress]").value = experiment.status === STATUS.SUCCEEDED ? 1 : experiment.progress;
     row.querySelector("[data-role=stage]").textContent = experiment.stage || "";
   }
 

@@ -22,7 +22,7 @@
     return cell;
   }
 
-  // The same steps as webapp.workerinfo.seconds_ago.
+  // The same steps as webapp.selectors.worker_info.seconds_ago.
   function ago(seconds) {
     const s = Math.floor(seconds);
     for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {

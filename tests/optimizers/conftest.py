@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from tests.optimizers.models import CNN_INPUT, MLP, MLP_INPUT, Chatty, NoLinear, SmallCNN, build
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from optimizers.onnx_checks import EXTERNAL_DATA_REFUSED
+from optimizers.formats.onnx_checks import EXTERNAL_DATA_REFUSED
 from optimizers.zoo.models import build_model
 from tests.optimizers import onnx_files
 from tests.optimizers.models import MLP, MLP_INPUT, build

@@ -7,28 +7,33 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from optimizers import events
 from webapp.models import Event, Experiment
 
 log = logging.getLogger(__name__)
+
+
+# The channel-layer message a batch travels in; the consumer's `events_batch` handler receives it.
+LIVE_BATCH = "events.batch"
 
 
 def experiment_group(experiment_id: int) -> str:
     return f"experiment.{experiment_id}"
 
 
-def _progress_fields(records: list[dict]) -> dict:
+def _progress_fields(records: list[events.Event]) -> dict:
     fields = {}
     for record in records:
-        if record["kind"] == "progress" and record.get("total"):
+        if record["kind"] == events.PROGRESS and record.get("total"):
             fields["progress"] = min(1.0, record["done"] / record["total"])
             if record.get("stage"):
                 fields["stage"] = record["stage"][:64]
-        elif record["kind"] == "stage":
+        elif record["kind"] == events.STAGE:
             fields["stage"] = record["name"][:64]
     return fields
 
 
-def events_record(*, experiment_id: int, records: list[dict]) -> list[dict]:
+def events_record(*, experiment_id: int, records: list[events.Event]) -> list[events.Event]:
     """Stamp records with the next seqs, store them, then push the same batch to the live pages."""
     if not records:
         return []
@@ -46,11 +51,11 @@ def events_record(*, experiment_id: int, records: list[dict]) -> list[dict]:
     return stamped
 
 
-def _push_events(experiment_id: int, records: list[dict]) -> None:
+def _push_events(experiment_id: int, records: list[events.Event]) -> None:
     # A lost push is healed by the page's resume from its last seq.
     try:
         async_to_sync(get_channel_layer().group_send)(
-            experiment_group(experiment_id), {"type": "events.batch", "events": records}
+            experiment_group(experiment_id), {"type": LIVE_BATCH, "events": records}
         )
     except Exception:
         log.warning("could not push events of experiment %s to the channel layer", experiment_id, exc_info=True)

@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from optimizers import events
 from optimizers.configs import ConfigError, parse_config
 from optimizers.data.compat import compatibility
 from tasks.celery import RUN_EXPERIMENT
@@ -85,10 +86,8 @@ def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = Fal
             status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
         )
         if claimed:
-            record = {"kind": "status", "status": "running"}
-            if redelivered:
-                record["note"] = "resumed on another delivery after the previous worker stopped"
-            events_record(experiment_id=experiment_id, records=[record])
+            note = "resumed on another delivery after the previous worker stopped" if redelivered else ""
+            events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
     return claimed == 1
 
 
@@ -100,7 +99,7 @@ def experiment_finish(*, experiment_id: int, status: str, error: str = "", summa
         fields["progress"] = 1.0
     with transaction.atomic():
         Experiment.objects.filter(pk=experiment_id).update(**fields)
-        events_record(experiment_id=experiment_id, records=[{"kind": "status", "status": status, "error": error}])
+        events_record(experiment_id=experiment_id, records=[events.status_event(status, error)])
 
 
 def artifacts_store(*, experiment_id: int, files: dict) -> list[Artifact]:

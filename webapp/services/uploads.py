@@ -16,7 +16,7 @@ from webapp.services.files import (
     save_with_file_and_enqueue,
     sha256_of_upload,
 )
-from webapp.sniff import SAFETENSORS, model_file_kind
+from webapp.services.sniff import SAFETENSORS, model_file_kind
 
 
 def _architecture(name: str, config) -> dict:

@@ -1,0 +1,205 @@
+"""Start Slimforge on one machine, or run its tests against the same servers.
+
+    python -m launcher run               servers, migrations, the admin user, Daphne, one Celery worker
+    python -m launcher test [-- ARGS]    servers, then pytest -m "not slow" ARGS
+    python -m launcher manage [-- ARGS]  servers, then manage.py ARGS (createsuperuser, shell, ...)
+    python -m launcher servers           servers only: prints their URLs, runs until Ctrl-C
+
+PostgreSQL and Redis are the embedded ones (launcher.postgres, launcher.redis_server; data under
+SLIMFORGE_VAR_DIR or var/) unless DATABASE_URL / REDIS_URL are set. Servers this process started stop
+when it ends; servers that another launcher runs on the same var folder are used and left alone. Django
+is not imported here: its settings read DATABASE_URL on import, so the servers come first.
+"""
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from launcher.postgres import start_postgres
+from launcher.processes import spawn, stop_processes
+from launcher.redis_server import start_redis
+from launcher.servers import EmbeddedServer, EmbeddedServerError
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT = 20.0
+URL_VARIABLES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+
+
+class StopRequested(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args.pop(0) if args else ""
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if command not in COMMANDS:
+        print(__doc__, file=sys.stderr)
+        return 2
+    var_dir = Path(os.environ.get("SLIMFORGE_VAR_DIR") or ROOT / "var").resolve()
+    servers: list[EmbeddedServer] = []
+    _on_stop_signals(_raise_stop)
+    try:
+        env = child_env(var_dir, servers)
+        code = COMMANDS[command](env, args, servers)
+        return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
+    except StopRequested:
+        return 0
+    except EmbeddedServerError as error:
+        print(f"slimforge: {error}", file=sys.stderr)
+        return 1
+    finally:
+        _on_stop_signals(signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        stop_processes([(s.process, s.stop_signal) for s in servers if s.process], timeout=STOP_TIMEOUT)
+
+
+def child_env(var_dir: Path, servers: list[EmbeddedServer]) -> dict[str, str]:
+    """The environment of every child: server URLs (starting embedded servers where none is given)."""
+    env = dict(os.environ)
+    missing = [name for name, variable in URL_VARIABLES.items() if not env.get(variable)]
+    if missing:
+        with _startup_lock(var_dir):
+            for name in missing:
+                server = (start_postgres if name == "postgres" else start_redis)(var_dir)
+                servers.append(server)
+                env[URL_VARIABLES[name]] = server.url
+                _say(f"{name}: {'started' if server.process else 'already running'} under {var_dir} "
+                     f"(log: {server.log_path})")
+    env["SLIMFORGE_VAR_DIR"] = str(var_dir)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
+    port = _port(env)
+    for step in (["migrate", "--noinput"], ["ensure_admin"]):
+        code = subprocess.run([sys.executable, str(ROOT / "manage.py"), *step], env=env, cwd=ROOT).returncode
+        if code != 0:
+            print(f"slimforge: manage.py {step[0]} failed (exit code {code})", file=sys.stderr)
+            return code
+    queues = env.get("SLIMFORGE_QUEUES") or env.get("SLIMFORGE_DEFAULT_QUEUE") or "slimforge"
+    commands = {
+        "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
+        "celery": ["-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=1",
+                   "-Q", queues, "-n", "slimforge@%h"],
+    }
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            children[name] = spawn([sys.executable, *command], env=env, cwd=ROOT)
+        watched = children | {server.name: server.process for server in servers if server.process}
+        return _watch(watched, ready=lambda: _port_open(port), announce=lambda: _say(_banner(port)))
+    finally:
+        _on_stop_signals(signal.SIG_IGN)
+        stop_processes([(process, signal.SIGTERM) for process in children.values()], timeout=STOP_TIMEOUT)
+
+
+def test(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
+    return _foreground([sys.executable, "-m", "pytest", "-m", "not slow", *args], env)
+
+
+def manage(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
+    return _foreground([sys.executable, str(ROOT / "manage.py"), *args], env)
+
+
+def servers_only(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
+    for server in servers:
+        _say(f"export {URL_VARIABLES[server.name]}='{server.url}'")
+    _say("Ctrl-C stops the servers this process started.")
+    return _watch({server.name: server.process for server in servers if server.process})
+
+
+COMMANDS: dict[str, Callable[[dict[str, str], list[str], list[EmbeddedServer]], int]] = {
+    "run": run, "test": test, "manage": manage, "servers": servers_only,
+}
+
+
+def _foreground(argv: list[str], env: dict[str, str]) -> int:
+    """Run a child in our process group: a Ctrl-C on the terminal reaches it directly (so it is not passed
+    on a second time); SIGTERM and SIGHUP are passed on. Its exit code is ours."""
+    process = spawn(argv, env=env, cwd=ROOT, own_group=False)
+
+    def pass_on(signum: int, frame: object) -> None:
+        if signum != signal.SIGINT:
+            process.send_signal(signum)
+
+    _on_stop_signals(pass_on)
+    return process.wait()
+
+
+def _watch(processes: dict[str, subprocess.Popen], ready: Callable[[], bool] = lambda: True,
+           announce: Callable[[], None] = lambda: None) -> int:
+    """Wait for a stop signal; if a child ends first, report it and return a failing exit code."""
+    announced = False
+    while True:
+        for name, process in processes.items():
+            code = process.poll()
+            if code is not None:
+                _say(f"slimforge: {name} exited unexpectedly (exit code {code}); stopping the rest")
+                return code if code > 0 else 1
+        if not announced and ready():
+            announce()
+            announced = True
+        time.sleep(0.5)
+
+
+def _banner(port: int) -> str:
+    return (f"\nSlimforge is running at http://127.0.0.1:{port}/\n"
+            "Log in as admin, with the password printed once when the user was created (or the one\n"
+            "in SLIMFORGE_ADMIN_PASSWORD then). More users:\n"
+            "  .venv/bin/python -m launcher manage createsuperuser\n"
+            "Ctrl-C stops everything.\n")
+
+
+def _port(env: dict[str, str]) -> int:
+    raw = env.get("PORT") or "8000"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise EmbeddedServerError(f"PORT must be a TCP port number; got {raw!r}")
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", int(raw)))
+        except OSError as error:
+            raise EmbeddedServerError(f"Port {raw} on 127.0.0.1 is not free ({error}); set PORT") from None
+    return int(raw)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def _startup_lock(var_dir: Path) -> Iterator[None]:
+    """Two launchers on one var folder must not both start servers on it."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    with open(var_dir / ".launcher.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _on_stop_signals(handler: Callable | int) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise StopRequested(signal.Signals(signum).name)
+
+
+def _say(message: str) -> None:
+    try:
+        print(message, flush=True)
+    except OSError:
+        pass  # a closed terminal or pipe must not stop the servers or their shutdown
+

@@ -1,0 +1,194 @@
+"""The two things a worker asks of a model file: inspect it, and run a recipe on it.
+
+Called by the sandbox child with a `JobSpec` and a `Reporter`; returns a JSON-ready dict.
+Every figure comes from `optimizers.measure.report.measure_model`, with the same example input,
+evaluation data, thread count and reference outputs before and after, so they can be compared.
+"""
+
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import optimizers.recipes  # noqa: F401 - registers the recipes
+from optimizers.configs import parse_config
+from optimizers.errors import ModelInputError, first_line
+from optimizers.formats.model_io import load_model
+from optimizers.formats.save_all import save_all_formats
+from optimizers.job_spec import JobSpec
+from optimizers.measure import inference as measure
+from optimizers.measure.report import compare_reports, measure_model, reference_outputs
+from optimizers.registry import applicability, get_recipe
+from optimizers.reporters import JobSteps, Reporter
+from optimizers.shapes import format_shape
+
+REPORT_NAME = "report.json"
+_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
+}
+
+
+def make_example(shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
+    """A repeatable example input: seeded normal noise for floats, zeros for integer ids."""
+    dtype = _DTYPES[dtype_name]
+    if not dtype.is_floating_point:
+        # Zeros are a valid token id / class index for any embedding, random ints are not.
+        return torch.zeros(shape, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=generator).to(dtype)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+
+
+def call_with_example(model: nn.Module, example: torch.Tensor, dtype_name: str) -> Any:
+    """Run the model once; a failure is the user's input description not fitting the model."""
+    try:
+        return measure.run_model(model, example)
+    except Exception as error:  # noqa: BLE001 - whatever torch raises, the input did not fit
+        if _out_of_memory(error):
+            raise ModelInputError(
+                f"the model ran out of memory on an input of shape {format_shape(example.shape)} "
+                f"({dtype_name}): {first_line(error)}"
+            ) from error
+        raise ModelInputError(
+            f"the model rejected an input of shape {format_shape(example.shape)} ({dtype_name}): "
+            f"{first_line(error)}"
+        ) from error
+
+
+def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
+    steps = JobSteps(report, ["load", "check input", "measure"])
+    steps.begin("load")
+    model, fmt = load_model(spec.model_path, architecture=spec.architecture)
+    steps.begin("check input")
+    example = make_example(spec.input_shape, spec.input_dtype)
+    output = call_with_example(model, example, spec.input_dtype)
+    splits = _load_splits(spec)
+    steps.begin("measure")
+    figures = measure_model(model, example, spec.model_path, splits=splits)
+    result = {
+        "format": fmt,
+        "params": figures["params"],
+        "size_bytes": figures["size_bytes"],
+        "input_shape": list(spec.input_shape),
+        "input_dtype": spec.input_dtype,
+        **describe_output(output),
+        "latency_ms_p50": figures["latency_ms_p50"],
+        "latency_ms_p95": figures["latency_ms_p95"],
+        "threads": figures["threads"],
+        "recipes": applicability(model),
+        "report": figures,
+    }
+    steps.finish()
+    return result
+
+
+def describe_output(output: Any) -> dict[str, Any]:
+    """Shape and dtype of the output, or of its first tensor when it returns a container."""
+    tensors = list(measure.output_tensors(output))
+    if not tensors:
+        return {"output_shape": None, "output_dtype": None,
+                "output_note": f"the model returns a {type(output).__name__} without tensors"}
+    note = None
+    if not isinstance(output, torch.Tensor):
+        note = (f"the model returns a {type(output).__name__} of {len(tensors)} tensor(s); "
+                "output_shape describes the first")
+    first = tensors[0]
+    return {"output_shape": list(first.shape), "output_dtype": str(first.dtype).removeprefix("torch."),
+            "output_note": note}
+
+
+def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
+    config = parse_config(spec.recipe, spec.config)  # before loading: bad settings fail fast
+    recipe = get_recipe(spec.recipe)
+    steps = JobSteps(report, ["load", "measure original", spec.recipe, "save", "measure optimized"])
+    steps.begin("load")
+    model, fmt = load_model(spec.model_path, architecture=spec.architecture)
+    example = make_example(spec.input_shape, spec.input_dtype)
+    call_with_example(model, example, spec.input_dtype)
+    splits = _load_splits(spec)
+
+    steps.begin("measure original")
+    # The original's outputs, once: both measurements judge fidelity against them, on the same inputs.
+    reference = reference_outputs(model, example, splits)
+    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
+
+    outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
+                   checkpoint_dir=spec.checkpoint_dir)
+
+    steps.begin("save")
+    out_dir = Path(spec.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    primary_format = outcome.primary_format or fmt
+    saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format,
+                             architecture=spec.architecture)
+
+    extra = _write_extra_files(out_dir, outcome.extra_files)
+
+    steps.begin("measure optimized")
+    primary = out_dir / saved.files[primary_format]
+    # Measure what was saved, not what is in memory.
+    optimized, _ = load_model(primary, architecture=spec.architecture)
+    after = measure_model(optimized, example, primary, splits=splits, reference=reference)
+    error = after["output_error"] or {}
+    result = {
+        "recipe": spec.recipe,
+        "config": config.to_dict(),
+        "format": fmt,
+        "backend": outcome.backend,
+        "input_shape": list(spec.input_shape),
+        "input_dtype": spec.input_dtype,
+        "before": before,
+        "after": after,
+        "ratios": compare_reports(before, after),
+        "formats": {"written": saved.files, "skipped": saved.skipped, "extra": extra},
+        # The page's "largest output difference" row reads these two.
+        "max_abs_diff": error.get("max_abs"),
+        "reference_max_abs": error.get("reference_max_abs"),
+        "threads": after["threads"],
+        "device": after["device"],
+        "notes": outcome.notes + saved.notes,
+        "extras": outcome.extras,
+    }
+    _write_json_atomically(out_dir / REPORT_NAME, result)
+    steps.finish()
+    return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
+
+
+def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
+    """Write a recipe's extra files under their fixed names, each complete or not at all."""
+    for name, content in files.items():
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"a recipe asked for an unsafe file name {name!r}")
+        partial = out_dir / f".partial-{name}"
+        partial.write_bytes(content)
+        os.replace(partial, out_dir / name)
+    return list(files)
+
+
+def _run(recipe, model, splits, config, report, **context) -> Any:
+    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir)."""
+    accepted = inspect.signature(recipe.run).parameters
+    return recipe.run(model, splits, config, report, **{k: v for k, v in context.items() if k in accepted})
+
+
+def _load_splits(spec: JobSpec) -> Any:
+    """The prepared dataset's train/val splits, or None when the job has no dataset."""
+    if not spec.dataset_path:
+        return None
+    from optimizers.data.splits import load_splits  # numpy and the dataset code only for jobs with data
+
+    return load_splits(spec.dataset_path)
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    partial = path.with_name(f".partial-{path.name}")
+    partial.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,67 @@
+"""Multiply-accumulates of one forward pass on the example input.
+
+Torch models (eager, TorchScript, torch.export graph modules) are counted by running them under
+`FlopCounterMode`, which sees every ATen op, TorchScript's included; it counts 2 FLOPs per
+multiply-accumulate of matmul-like ops (linear, matmul, convolution, attention) and ignores
+element-wise ops, so MACs = FLOPs / 2. Dynamic int8 Linear layers (`quantized::linear_dynamic`)
+are not ATen ops; their formula below reads the layer's shape from its packed weights. ONNX
+models run in onnxruntime, out of torch's sight, so their MACs come from the graph itself
+(see `optimizers.measure.onnx_macs`).
+"""
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from optimizers.errors import first_line
+from optimizers.measure.inference import inference_context
+
+MacsResult = tuple[int | None, str | None]  # (MACs, note saying what was not counted, or why none)
+
+# Quantized ops whose packed parameters unpack with quantized::linear_unpack.
+_PACKED_LINEARS = ("linear_dynamic", "linear")
+
+
+def count_macs(model: Any, example: torch.Tensor) -> MacsResult:
+    """MACs of `model(example)`; (None, reason) when they cannot be counted."""
+    onnx_path = getattr(model, "onnx_path", None)
+    if onnx_path is not None:
+        from optimizers.measure.onnx_macs import onnx_macs  # onnx is imported only for ONNX models
+
+        return onnx_macs(onnx_path, tuple(example.shape))
+    try:
+        flops = _count_flops(model, example)
+    except Exception as error:  # noqa: BLE001 - counting is best effort, the report goes on
+        return None, f"MACs could not be counted: {first_line(error)}"
+    uncounted = _uncounted_quantized_ops(model)
+    if uncounted:
+        # A partial count would make a quantized model look cheaper than it is: say so instead of a number.
+        return None, f"MACs not counted: the model uses {', '.join(uncounted)}, which has no MAC formula here"
+    return flops // 2, None
+
+
+def _count_flops(model: Any, example: torch.Tensor) -> int:
+    mapping = {getattr(torch.ops.quantized, name): _packed_linear_flops for name in _PACKED_LINEARS}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with inference_context(model), counter:
+        model(example)
+    return int(counter.get_total_flops())
+
+
+def _packed_linear_flops(input_shape: torch.Size, packed_params: Any, *args: Any, **kwargs: Any) -> int:
+    """2 * rows * in * out for a quantized Linear; called by FlopCounterMode with tensor shapes."""
+    weight, _ = torch.ops.quantized.linear_unpack(packed_params)
+    out_features, in_features = weight.shape
+    rows = torch.Size(input_shape).numel() // in_features
+    return 2 * rows * in_features * out_features
+
+
+def _uncounted_quantized_ops(model: Any) -> list[str]:
+    """quantized:: ops in a TorchScript graph that FlopCounterMode has no formula for (static int8 conv, say)."""
+    if not isinstance(model, torch.jit.ScriptModule):
+        return []
+    counted = {f"quantized::{name}" for name in _PACKED_LINEARS}
+    kinds = {node.kind() for node in model.inlined_graph.nodes()}
+    return sorted(kind for kind in kinds if kind.startswith("quantized::") and kind not in counted
+                  and not kind.endswith(("unpack", "prepack")))

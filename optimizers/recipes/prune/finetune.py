@@ -1,0 +1,101 @@
+"""Fine-tuning between pruning steps, through the shared loop (`optimizers.training.loop.fit`).
+
+A gradual schedule calls `fit` once per pruning step. `ScheduleReporter` makes those calls read as one
+run on the page: each gets its own slice of the progress bar, and each fit's step numbers continue where
+the previous one stopped (fit's `step_offset`), so the loss charts run on instead of starting over.
+"""
+import dataclasses
+import os
+
+import torch
+from torch import nn
+
+from optimizers.configs.prune import PruneConfig
+from optimizers.data.splits import DataSplits
+from optimizers.errors import Cancelled, RecipeError, first_line
+from optimizers.recipes.prune.layers import Masks, apply_masks
+from optimizers.reporters import Reporter
+from optimizers.training.loop import fit
+
+NEEDS_LABELS = "pruning fine-tunes the model, so it needs a dataset with labels; choose one for this experiment"
+
+
+class ScheduleReporter:
+    """Passes events to `parent`, mapping progress into the current slice of the bar (slices sized by `weights`).
+
+    `steps` counts optimizer steps across all fits so far: the x axis shared by every chart of the job.
+    """
+
+    def __init__(self, parent: Reporter, weights: list[float]) -> None:
+        self.parent, self.weights = parent, weights
+        self.slice, self.steps = 0, 0
+
+    def next_slice(self) -> None:
+        self.slice += 1
+
+    def progress(self, done: int, total: int, stage: str) -> None:
+        fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        whole = sum(self.weights)
+        before = sum(self.weights[:self.slice])
+        current = self.weights[self.slice] if self.slice < len(self.weights) else 0.0
+        self.parent.progress(round(1000 * (before + current * fraction) / whole), 1000, stage)
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        self.parent.metric(name, step, value)
+
+    def stage(self, name: str) -> None:
+        self.parent.stage(name)
+
+    def log(self, message: str) -> None:
+        self.parent.log(message)
+
+    def cancelled(self) -> bool:
+        return self.parent.cancelled()
+
+
+def require_labels(data: DataSplits | None) -> DataSplits:
+    if data is None or data.train_y is None or data.val_y is None:
+        raise RecipeError(NEEDS_LABELS)
+    return data
+
+
+def recipe_example(model: nn.Module, data: DataSplits, example: torch.Tensor | None) -> torch.Tensor:
+    """The job's example input; without one, a dataset sample as it is (batch of 1), if the model takes it."""
+    if example is not None:
+        return example
+    sample = data.val_x[:1].to(torch.float32)
+    try:
+        with torch.no_grad():
+            model(sample)
+    except Exception as error:  # noqa: BLE001 - whatever the model raises, the sample does not fit it
+        raise RecipeError(f"the model does not take the dataset's samples of shape {list(sample.shape)} as they "
+                          f"are, and no example input was given: {first_line(error)}") from error
+    return sample
+
+
+def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: PruneConfig,
+             report: ScheduleReporter, *, epochs: int, stage: str, masks: Masks | None = None,
+             weights: dict | None = None, checkpoint_dir: str | None = None) -> None:
+    """Train `model` in place for `epochs`, re-applying `masks` to `weights` after every optimizer step."""
+    stop_if_cancelled(report)
+    if epochs <= 0:
+        return
+    settings = dataclasses.replace(config.to_train_settings(), epochs=epochs)
+    # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights.
+    after_step = (lambda step: apply_masks(weights, masks)) if masks else None
+    outcome = fit(model, data, tuple(example.shape), settings, report, checkpoint_dir=checkpoint_dir, stage=stage,
+                  after_step=after_step, step_offset=report.steps)
+    report.steps = outcome.steps
+    if masks:
+        apply_masks(weights, masks)  # whatever epoch fit kept, its zeros are where the masks say
+    stop_if_cancelled(report)
+
+
+def step_checkpoints(checkpoint_dir: str | None, step: int) -> str | None:
+    """Each pruning step's fine-tuning keeps its own checkpoints: a resumed job replays the steps in order."""
+    return None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"prune-step-{step}")
+
+
+def stop_if_cancelled(report: Reporter) -> None:
+    if report.cancelled():
+        raise Cancelled()

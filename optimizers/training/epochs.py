@@ -1,0 +1,149 @@
+"""One epoch of the fine-tuning loop, its figures on the chart, and evaluation on the validation split.
+
+`optimizers.training.loop.fit` drives the epochs; `EpochRunner` runs one: batches in a seeded shuffled order,
+the loss (cross-entropy or the caller's `loss_fn`), the optimizer and schedule steps, the caller's
+`after_step` hook, cancellation checked before every step, and the train loss streamed every few steps.
+"""
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from optimizers.configs.finetune import FineTuneSettings
+from optimizers.data.splits import DataSplits, fit_to_input
+from optimizers.errors import Cancelled, RecipeError
+from optimizers.reporters import Reporter
+from optimizers.training.modes import fixed_batch, set_training
+from optimizers.training.state import RunState
+
+LOSS_EVERY_STEPS = 10  # how often the step-level train loss reaches the chart (the mean since the last point)
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EpochRunner:
+    model: nn.Module
+    splits: DataSplits
+    input_shape: tuple[int, ...]
+    settings: FineTuneSettings
+    report: Reporter
+    prefix: str
+    stage: str
+    loss_fn: LossFn | None
+    after_step: Callable[[int], None] | None
+    step_offset: int
+    batch_size: int = 0
+    usable_samples: int = 0  # the train samples an epoch uses (a fixed batch leaves out the rest)
+    total_steps: int = 0
+
+    def plan_batches(self) -> list[str]:
+        """Batch size and steps per epoch; returns notes for the user."""
+        samples, wanted, fixed = len(self.splits.train_x), self.settings.batch_size, fixed_batch(self.model)
+        if fixed is not None and fixed > samples:
+            raise RecipeError(f"the exported model takes only batches of {fixed}, more than the {samples} "
+                              f"training samples")
+        self.batch_size = fixed or min(wanted, samples)
+        left_out = samples % self.batch_size if fixed or samples % self.batch_size == 1 else 0
+        # A last batch of one sample is dropped too: batch norm cannot train on a single value per channel.
+        self.usable_samples = samples - left_out
+        self.total_steps = self.settings.epochs * -(-self.usable_samples // self.batch_size)
+        if fixed is not None and (fixed != wanted or left_out):
+            return [f"the exported model takes only batches of {fixed}: it trains with batches of {fixed} "
+                    f"(not {wanted}) and each epoch leaves out {left_out} randomly chosen samples"]
+        return []
+
+    def train_epoch(self, state: RunState, optimizer, schedule, shuffle: torch.Generator) -> dict[str, float]:
+        model, device = self.model, _device(self.model)
+        set_training(model, True)
+        order = torch.randperm(len(self.splits.train_x), generator=shuffle)[:self.usable_samples]
+        step, losses, window, correct, judged = state.step, torch.zeros((), device=device), [], 0, 0
+        learning_rate = optimizer.param_groups[0]["lr"]
+        for start in range(0, len(order), self.batch_size):
+            if self.report.cancelled():
+                raise Cancelled()
+            index = order[start:start + self.batch_size]
+            inputs = fit_to_input(self.splits.train_x[index], self.input_shape).to(device)
+            labels = self.splits.train_y[index].to(device)
+            loss, outputs = self._loss(inputs, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            if self.after_step is not None:
+                self.after_step(self.step_offset + step)
+            losses = losses + loss.detach() * len(index)  # on the device: no sync per step
+            window.append(loss.detach())
+            if outputs is not None and outputs.dim() == 2 and len(outputs) == len(labels):
+                correct, judged = correct + (outputs.detach().argmax(dim=1) == labels).sum(), judged + len(labels)
+            if step % LOSS_EVERY_STEPS == 0 or start + self.batch_size >= len(order):
+                self._report_train_loss(step, torch.stack(window).mean().item())
+                window = []
+        val_loss, val_accuracy = evaluate(model, self.splits.val_x, self.splits.val_y, self.input_shape)
+        return {"epoch": state.epoch + 1, "step": step, "train_loss": losses.item() / len(order),
+                "train_accuracy": float(correct) / judged if judged else math.nan, "val_loss": val_loss,
+                "val_accuracy": val_accuracy, "learning_rate": learning_rate}
+
+    def _loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.loss_fn is None:
+            outputs = self.model(inputs)
+            return nn.functional.cross_entropy(outputs, labels), outputs
+        # The model's own output, caught on the way, gives the train accuracy whatever the loss does with it.
+        caught: list = []
+        handle = self.model.register_forward_hook(lambda module, args, output: caught.append(output))
+        try:
+            loss = self.loss_fn(self.model, inputs, labels)
+        finally:
+            handle.remove()
+        return loss, caught[-1] if caught and isinstance(caught[-1], torch.Tensor) else None
+
+    def _report_train_loss(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise RecipeError(f"{self.stage}: the training loss became {loss} at step {step}; "
+                              f"try a lower learning_rate")
+        self.report.metric(f"{self.prefix}/train_loss", self.step_offset + step, loss)
+        self.report.progress(step, self.total_steps, self.stage)
+
+    def report_epoch(self, entry: dict[str, float]) -> None:
+        step = self.step_offset + int(entry["step"])
+        for measure in ("epoch_train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            value = entry["train_loss" if measure == "epoch_train_loss" else measure]
+            if not math.isnan(value):
+                self.report.metric(f"{self.prefix}/{measure}", step, value)
+        self.report.progress(int(entry["step"]), self.total_steps, self.stage)
+        self.report.log(f"{self.stage}: epoch {int(entry['epoch'])} of {self.settings.epochs}: train loss "
+                        f"{entry['train_loss']:.4f}, validation loss {entry['val_loss']:.4f}, validation accuracy "
+                        f"{entry['val_accuracy']:.4f}")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, input_shape: tuple[int, ...],
+             batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, top-1 accuracy) of `model` on x, y, in inference mode.
+
+    A graph exported with a fixed batch gets batches of exactly that size: the last one padded with
+    copies of a sample whose outputs are thrown away.
+    """
+    set_training(model, False)
+    fixed, device = fixed_batch(model), _device(model)
+    size = fixed or batch_size
+    loss, correct = 0.0, 0
+    for start in range(0, len(x), size):
+        inputs = fit_to_input(x[start:start + size], input_shape).to(device)
+        count = len(inputs)
+        if fixed is not None and count < fixed:
+            inputs = torch.cat([inputs, inputs[:1].expand(fixed - count, *inputs.shape[1:])])
+        logits = model(inputs)[:count].float()
+        labels = y[start:start + size].to(device)
+        loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == labels).sum())
+    return loss / len(x), correct / len(x)
+
+
+def _device(model: nn.Module) -> torch.device:
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

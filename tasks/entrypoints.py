@@ -1,0 +1,156 @@
+"""Celery task entry points. They take ids, touch user files only inside the sandbox, and record through services."""
+import logging
+import re
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+
+from optimizers import events
+from optimizers.errors import SpecError
+from optimizers.job_spec import JobSpec
+from tasks.bridge import EventBridge
+from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
+from tasks.sandbox import Limits, SandboxError, run_sandboxed
+from tasks.telemetry import Sampler
+from webapp import selectors, services
+
+log = logging.getLogger(__name__)
+OUTPUT_NAME = re.compile(r"[a-z0-9_]{1,40}(\.[a-z0-9]{1,12}){1,3}")
+
+
+def _copy_local(field_file, target: Path) -> Path:
+    """Any storage backend: the sandbox reads a local copy under a name we chose."""
+    with field_file.open("rb") as source, open(target, "wb") as sink:
+        shutil.copyfileobj(source, sink, 1 << 20)
+    return target
+
+
+def _model_fields(model, folder: Path) -> dict:
+    """The JobSpec fields that describe an uploaded model, its file copied into the job's folder."""
+    return {"model_path": str(_copy_local(model.file, folder / "model.bin")), "input_shape": model.input_shape,
+            "input_dtype": model.input_dtype, "architecture": model.architecture or None}
+
+
+def _outputs(out_dir: Path, names) -> dict[str, Path]:
+    """The sandbox names its outputs; still, only plain files directly inside out_dir are taken."""
+    files = {}
+    for name in names:
+        path = out_dir / str(name)
+        if not OUTPUT_NAME.fullmatch(str(name)) or path.is_symlink() or not path.is_file():
+            raise SandboxError(f"The job produced an unexpected output name {str(name)[:80]!r}.")
+        files[str(name)] = path
+    return files
+
+
+def _limits(seconds: int) -> Limits:
+    return Limits(wall_seconds=seconds, memory_mb=settings.SANDBOX_MEMORY_MB)
+
+
+@app.task(name=INSPECT_MODEL)
+def inspect_model(model_id: int) -> None:
+    model = selectors.model_pending(model_id=model_id)
+    if model is None:
+        return  # already inspected, or deleted
+    with tempfile.TemporaryDirectory(prefix="slimforge-inspect-") as folder:
+        try:
+            spec = JobSpec.build(action="inspect", **_model_fields(model, Path(folder)))
+            info = run_sandboxed(spec, limits=_limits(settings.SANDBOX_INSPECT_SECONDS), on_event=lambda e: None)
+        except (SpecError, SandboxError) as exc:
+            services.model_inspection_failed(model_id=model_id, error=str(exc))
+            return
+    info["size_bytes"] = model.size_bytes  # the stored file's size, not the sandbox copy's
+    services.model_inspection_succeeded(model_id=model_id, info=info)
+
+
+@app.task(name=PREPARE_DATASET)
+def prepare_dataset(dataset_id: int) -> None:
+    dataset = selectors.dataset_pending(dataset_id=dataset_id)
+    if dataset is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="slimforge-dataset-") as folder:
+        out_dir = Path(folder) / "out"
+        out_dir.mkdir()
+        source = _copy_local(dataset.source, Path(folder) / "source.bin") if dataset.source else ""
+        try:
+            spec = JobSpec.build(action="dataset", dataset_source=str(source), dataset_kind=dataset.kind,
+                                 dataset_options=dataset.options, out_dir=str(out_dir))
+            info = run_sandboxed(spec, limits=_limits(settings.SANDBOX_INSPECT_SECONDS), on_event=lambda e: None)
+            services.dataset_files_store(dataset_id=dataset_id, files=_outputs(out_dir, info.get("files", [])))
+        except (SpecError, SandboxError) as exc:
+            services.dataset_import_failed(dataset_id=dataset_id, error=str(exc))
+            return
+    services.dataset_import_succeeded(dataset_id=dataset_id, info=info)
+
+
+@app.task(name=RUN_EXPERIMENT, bind=True)
+def run_experiment(self, experiment_id: int) -> None:
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    # The Celery node name (queue@host), as the heartbeat names the worker, so the Workers page finds its job.
+    worker = self.request.hostname or socket.gethostname()
+    if not services.experiment_claim(experiment_id=experiment_id, worker=worker, redelivered=redelivered):
+        return  # another delivery of this task already claimed it
+    experiment = selectors.experiment_to_run(experiment_id=experiment_id)
+    bridge = EventBridge(experiment_id)
+    sampler = _sampler_for(experiment, bridge)
+    bridge.emit(events.stage_event("prepare"))
+    status, error, summary = events.SUCCEEDED, "", None
+    try:
+        sampler.start()
+        summary = _run_recipe(experiment, bridge, sampler)
+    except SandboxError as exc:
+        status, error = events.FAILED, str(exc)
+    except Exception as exc:
+        log.exception("experiment %s failed", experiment_id)
+        status, error = events.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+    summary = _with_telemetry(summary, sampler)
+    bridge.flush()
+    services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
+    if status == events.SUCCEEDED:
+        shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+def _sampler_for(experiment, bridge: EventBridge) -> Sampler:
+    interval = experiment.telemetry_interval_s or settings.TELEMETRY_INTERVAL_S
+    sampler = Sampler(interval_s=interval, emit=bridge.emit)
+    bridge.watch(sampler.observe)  # it follows the stages, to attribute energy to them
+    return sampler
+
+
+def _with_telemetry(summary: dict | None, sampler: Sampler) -> dict | None:
+    """A failed job keeps its telemetry too (its summary is then only that)."""
+    try:
+        telemetry = sampler.finish()
+    except Exception:  # the job's own result matters more than the account of what it cost
+        log.exception("telemetry summary failed")
+        return summary
+    return {**(summary or {}), "telemetry": telemetry}
+
+
+def _checkpoint_dir(experiment_id: int) -> Path:
+    return Path(settings.CHECKPOINT_ROOT) / str(experiment_id)
+
+
+def _dataset_path(experiment, folder: Path) -> str | None:
+    if experiment.dataset is None:
+        return None
+    prepared = selectors.dataset_prepared_file(dataset=experiment.dataset)
+    return str(_copy_local(prepared, folder / "dataset.npz"))
+
+
+def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler) -> dict:
+    with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
+        out_dir = Path(folder) / "out"
+        out_dir.mkdir()
+        spec = JobSpec.build(action="run", **_model_fields(experiment.model, Path(folder)), recipe=experiment.recipe,
+                             config=experiment.config, out_dir=str(out_dir),
+                             dataset_path=_dataset_path(experiment, Path(folder)),
+                             checkpoint_dir=str(_checkpoint_dir(experiment.pk)))
+        summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
+                                on_sample=sampler.tick, sample_interval=sampler.interval_s,
+                                on_tick=bridge.tick)
+        bridge.emit(events.stage_event("store"))
+        services.artifacts_store(experiment_id=experiment.pk, files=_outputs(out_dir, summary.get("artifacts", [])))
+    return summary

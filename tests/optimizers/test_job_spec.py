@@ -1,0 +1,61 @@
+"""The job description the worker hands the sandbox child: checked on both sides, round-tripped through JSON."""
+import pytest
+
+from optimizers.job_spec import JobSpec, SpecError
+
+ZOO_MLP = {"name": "mlp", "config": {"in_features": 16, "hidden": [8], "num_classes": 3}}
+
+
+def test_spec_with_architecture_and_dataset_round_trips():
+    data = {"action": "run", "model_path": "m", "input_shape": [1, 16], "recipe": "quantize", "out_dir": "o",
+            "architecture": ZOO_MLP, "dataset_path": "d/dataset.npz"}
+    spec = JobSpec.from_dict(data)
+    assert (spec.architecture, spec.dataset_path) == (ZOO_MLP, "d/dataset.npz")
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    assert JobSpec.from_dict({**data, "architecture": {"name": "mlp"}}).architecture == {"name": "mlp", "config": {}}
+
+
+def test_dataset_spec_needs_no_model():
+    spec = JobSpec.from_dict({"action": "dataset", "dataset_kind": "csv", "dataset_source": "u.csv",
+                              "dataset_options": {"label_column": "label"}, "out_dir": "o"})
+    assert (spec.dataset_kind, spec.dataset_source, spec.dataset_options) == ("csv", "u.csv", {"label_column": "label"})
+    assert (spec.model_path, spec.input_shape) == ("", ())
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"architecture": "resnet"}, "architecture must be an object with a non-empty name"),
+    ({"architecture": {"name": ""}}, "architecture must be an object with a non-empty name"),
+    ({"architecture": {"name": "mlp", "config": [1]}}, "architecture config must be an object"),
+    ({"architecture": {"name": "mlp", "layers": 3}}, "unknown job spec architecture keys: layers"),
+    ({"dataset_path": ""}, "dataset_path must be a non-empty string"),
+    ({"action": "train"}, "action must be one of inspect, run, dataset"),
+])
+def test_malformed_model_specs(changes, problem):
+    with pytest.raises(SpecError, match=problem):
+        JobSpec.from_dict({"action": "inspect", "model_path": "m", "input_shape": [1], **changes})
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"dataset_kind": "parquet"}, "dataset_kind must be one of npz, csv, images, digits"),
+    ({"dataset_source": None}, "dataset_source must be a non-empty string for dataset_kind npz"),
+    ({"dataset_options": []}, "dataset_options must be an object"),
+    ({"out_dir": None}, "out_dir must be a non-empty string for action dataset"),
+])
+def test_malformed_dataset_specs(changes, problem):
+    data = {"action": "dataset", "dataset_kind": "npz", "dataset_source": "x.npz", "out_dir": "o", **changes}
+    with pytest.raises(SpecError, match=problem):
+        JobSpec.from_dict({key: value for key, value in data.items() if value is not None})
+
+
+def test_digits_need_no_source():
+    assert JobSpec.from_dict({"action": "dataset", "dataset_kind": "digits", "out_dir": "o"}).dataset_source is None
+
+
+def test_the_worker_builds_a_checked_spec_and_a_wrong_key_fails_there():
+    spec = JobSpec.build(action="inspect", model_path="m", input_shape=[1, 16], input_dtype="float32")
+    assert spec.input_shape == (1, 16) and JobSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(SpecError, match="unknown job spec keys: modle_path"):
+        JobSpec.build(action="inspect", modle_path="m", input_shape=[1, 16])
+    with pytest.raises(SpecError, match="input shape dimension 0 must be at least 1"):
+        JobSpec.build(action="inspect", model_path="m", input_shape=[0, -1])

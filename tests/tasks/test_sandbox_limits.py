@@ -1,0 +1,59 @@
+"""The worker-side sandbox: hostile models hit its limits and become clear messages, not dead workers."""
+import time
+
+import pytest
+
+from optimizers.job_spec import JobSpec
+from tasks.sandbox import Limits, SandboxError, run_sandboxed
+from tests.modelfiles import Hungry, Spin, linear_model, save_scripted
+
+
+def _inspect(path, limits, events=None):
+    spec = JobSpec.build(action="inspect", model_path=str(path), input_shape=[1, 64], input_dtype="float32")
+    return run_sandboxed(spec, limits=limits, on_event=(events.append if events is not None else lambda e: None))
+
+
+def test_a_model_that_never_returns_is_stopped_at_the_time_limit(tmp_path):
+    save_scripted(Spin(), tmp_path / "spin.pt")
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match="longer than its limit of 5 s"):
+        _inspect(tmp_path / "spin.pt", Limits(wall_seconds=5, memory_mb=4096))
+    assert time.monotonic() - started < 15
+
+
+def test_a_model_that_asks_for_too_much_memory_is_refused(tmp_path):
+    save_scripted(Hungry(), tmp_path / "hungry.pt")
+    with pytest.raises(SandboxError, match="out of memory"):
+        _inspect(tmp_path / "hungry.pt", Limits(wall_seconds=60, memory_mb=2048))
+
+
+def test_inspection_reports_events_and_samples(tmp_path):
+    save_scripted(linear_model(), tmp_path / "mlp.pt")
+    events, samples = [], []
+    spec = JobSpec.build(action="inspect", model_path=str(tmp_path / "mlp.pt"), input_shape=[1, 64],
+                         input_dtype="float32")
+    info = run_sandboxed(spec, limits=Limits(wall_seconds=60, memory_mb=4096), on_event=events.append,
+                         on_sample=lambda child: samples.append((child.pid, child.memory_info().rss / 2**20)),
+                         sample_interval=0.1)
+    assert info["format"] == "torchscript" and info["output_shape"] == [1, 10]
+    assert {e["kind"] for e in events} >= {"stage", "progress"}
+    assert samples and all(rss > 10 for _, rss in samples)  # a real process with torch loaded
+    assert len({pid for pid, _ in samples}) == 1  # always the same child: the sandbox's own process
+
+
+def test_cpu_time_is_limited_too(tmp_path, monkeypatch):
+    # A wall clock that never runs out, so the CPU-time limit (wall_seconds x threads + 5 s) is what stops it.
+    import tasks.sandbox as sandbox
+
+    save_scripted(Spin(), tmp_path / "spin.pt")
+    monkeypatch.setattr(sandbox, "_apply_limits", lambda limits: _cpu_only(seconds=2))
+    with pytest.raises(SandboxError, match="CPU-time limit"):
+        _inspect(tmp_path / "spin.pt", Limits(wall_seconds=60, memory_mb=4096))
+
+
+def _cpu_only(seconds: int):
+    import resource
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
+    return apply

@@ -1,0 +1,87 @@
+"""GET/POST /api/experiments/, one experiment, its events and its artifacts' downloads."""
+from django.core.exceptions import ValidationError
+from django.http import FileResponse
+from rest_framework import status
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp import selectors, services
+from webapp.api.errors import api_errors
+from webapp.api.serializers import ExperimentOut
+from webapp.selectors.filters import experiment_filters
+
+
+class ExperimentPages(LimitOffsetPagination):
+    max_limit = 200  # ?limit= beyond this gets this many: one request must not serialize thousands of summaries
+
+
+class ExperimentListCreate(APIView):
+    parser_classes = [JSONParser]
+
+    def get(self, request):
+        """One page ({count, next, previous, results}) of the experiments the list page's filters select."""
+        try:
+            filters = experiment_filters(request.query_params)
+        except ValidationError as exc:
+            raise api_errors(exc) from None
+        experiments = selectors.experiment_search_for(user=request.user, **filters).prefetch_related("artifacts")
+        pages = ExperimentPages()
+        page = pages.paginate_queryset(experiments, request, view=self)
+        return pages.get_paginated_response(ExperimentOut(page, many=True, context={"request": request}).data)
+
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        model_id = body.get("model")
+        if not isinstance(model_id, int):
+            raise ApiValidationError({"model": "Give the id of one of your models."})
+        model = selectors.model_get_for(user=request.user, model_id=model_id)
+        dataset = _dataset_of(request, body.get("dataset"))
+        try:
+            experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
+                                                    recipe=body.get("recipe", ""), config=body.get("config"),
+                                                    telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"))
+        except ValidationError as exc:
+            raise api_errors(exc) from None
+        return Response(ExperimentOut(experiment, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+def _number_or_none(body: dict, field: str):
+    value = body.get(field)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value  # the range is the service's to check
+    raise ApiValidationError({field: "Give a number (of seconds), or leave it out for the default."})
+
+
+def _dataset_of(request, dataset_id):
+    if dataset_id is None:
+        return None
+    if not isinstance(dataset_id, int):
+        raise ApiValidationError({"dataset": "Give the id of one of your datasets, or leave it out."})
+    return selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)
+
+
+class ExperimentDetail(APIView):
+    def get(self, request, experiment_id):
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+
+class ExperimentEvents(APIView):
+    def get(self, request, experiment_id):
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError:
+            raise ApiValidationError({"after": "must be an integer sequence number"}) from None
+        return Response(selectors.events_after(experiment_id=experiment.pk, after=after))
+
+
+class ArtifactDownload(APIView):
+    def get(self, request, experiment_id, artifact_id):
+        artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
+                                              artifact_id=artifact_id)
+        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)

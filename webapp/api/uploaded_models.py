@@ -1,0 +1,36 @@
+"""GET/POST /api/models/ and GET /api/models/{id}/: a user's uploaded models."""
+from django.core.exceptions import ValidationError
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from webapp import selectors, services
+from webapp.api.errors import api_errors
+from webapp.api.serializers import ModelOut
+
+
+class ModelListCreate(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get(self, request):
+        models = selectors.model_list_for(user=request.user)
+        return Response(ModelOut(models, many=True).data)
+
+    def post(self, request):
+        try:
+            model = services.model_create(
+                owner=request.user, upload=request.FILES.get("file"), name=request.data.get("name", ""),
+                input_shape=request.data.get("input_shape", ""),
+                input_dtype=request.data.get("input_dtype") or "float32",
+                architecture=request.data.get("architecture", ""),
+                architecture_config=request.data.get("architecture_config"),
+            )
+        except ValidationError as exc:
+            raise api_errors(exc) from None
+        return Response(ModelOut(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelDetail(APIView):
+    def get(self, request, model_id):
+        return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)

@@ -1,0 +1,78 @@
+"""The models pages: the list with the upload form, one model with its recipe forms, and submitting an experiment."""
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from optimizers.configs import RECIPE_CONFIGS
+from optimizers.shapes import SUPPORTED_DTYPES
+from webapp import selectors, services
+from webapp.pages.forms import architecture_forms, recipe_forms
+
+
+def home(request):
+    return redirect("model-list")
+
+
+def model_list(request):
+    return render(request, "models/list.html", {
+        "models": selectors.model_list_for(user=request.user),
+        "dtypes": SUPPORTED_DTYPES,
+        "architectures": architecture_forms(),
+    })
+
+
+def model_detail(request, model_id):
+    model = selectors.model_get_for(user=request.user, model_id=model_id)
+    return _render_model(request, model, recipe_forms())
+
+
+def _render_model(request, model, forms, chosen="quantize", errors=(), status=200):
+    return render(request, "models/detail.html", {
+        "model": model,
+        "recipe_forms": forms,
+        "chosen": chosen,
+        "errors": errors,
+        "datasets": selectors.dataset_ready_for(user=request.user),
+        "experiments": selectors.experiment_list_for(user=request.user, model=model),
+        "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
+    }, status=status)
+
+
+@require_http_methods(["POST"])
+def experiment_create(request, model_id):
+    model = selectors.model_get_for(user=request.user, model_id=model_id)
+    recipe = request.POST.get("recipe", "")
+    if recipe not in RECIPE_CONFIGS:
+        return _render_model(request, model, recipe_forms(), errors=[f"Unknown recipe {recipe!r}."], status=400)
+    forms = recipe_forms(recipe, request.POST)
+    form = dict(forms)[recipe]
+    errors = []
+    if form.is_valid():
+        try:
+            experiment = services.experiment_create(
+                owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
+                dataset=_chosen_dataset(request),
+                telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"))
+        except ValidationError as exc:
+            errors = [f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
+        else:
+            return redirect("experiment-detail", experiment_id=experiment.pk)
+    return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400)
+
+
+def _seconds_or_none(request, field: str) -> float | None:
+    text = request.POST.get(field, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ValidationError({field: "Give a number of seconds, or leave it empty for the default."}) from None
+
+
+def _chosen_dataset(request):
+    dataset_id = request.POST.get("dataset") or ""
+    if not dataset_id.isdigit():
+        return None
+    return selectors.dataset_get_for(user=request.user, dataset_id=int(dataset_id))

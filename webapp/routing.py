@@ -1,7 +1,0 @@
-from django.urls import path
-
-from webapp.consumers import ExperimentConsumer
-
-websocket_urlpatterns = [
-    path("ws/experiments/<int:experiment_id>/", ExperimentConsumer.as_asgi()),
-]

@@ -1,0 +1,94 @@
+"""Reads of experiments, their events, series and artifacts. Every query starts from the user (404 otherwise)."""
+from collections.abc import Iterator
+
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+
+from webapp.models import Artifact, Event, Experiment, UploadedModel
+from webapp.selectors import series
+from webapp.selectors.comparison import comparison_of
+
+EVENTS_PAGE = 5000
+
+
+def experiment_list_for(*, user, model: UploadedModel | None = None):
+    experiments = Experiment.objects.filter(owner=user).select_related("model")
+    return experiments.filter(model=model) if model is not None else experiments
+
+
+def experiment_search_for(*, user, status: str | None = None, recipe: str | None = None,
+                          model_id: int | None = None, q: str = "", ids: list[int] | None = None):
+    """One owner's experiments, newest first, filtered as the list page asks (each filter has its own index)."""
+    experiments = experiment_list_for(user=user)
+    if status:
+        experiments = experiments.filter(status=status)
+    if recipe:
+        experiments = experiments.filter(recipe=recipe)
+    if model_id is not None:
+        experiments = experiments.filter(model_id=model_id)
+    if ids is not None:
+        experiments = experiments.filter(pk__in=ids)
+    if q:
+        experiments = experiments.filter(_experiment_text_match(q))
+    return experiments.order_by("-created_at", "-pk")  # the id breaks ties, so pages never overlap
+
+
+def _experiment_text_match(q: str) -> Q:
+    """`#12` is experiment 12; other text matches the model's name, the recipe or its variant (and a bare id)."""
+    number = q.removeprefix("#")
+    by_id = Q(pk=int(number)) if number.isascii() and number.isdigit() and len(number) < 19 else None
+    if q.startswith("#") and by_id is not None:
+        return by_id
+    text = (Q(model__name__icontains=q) | Q(recipe__icontains=q) | Q(config__variant__icontains=q)
+            | Q(config__method__icontains=q))
+    return text | by_id if by_id is not None else text
+
+
+def experiments_compared_for(*, user, ids: list[int]) -> list[Experiment]:
+    """The experiments to compare, in the order asked; one that is not the user's makes the whole answer a 404."""
+    found = {e.pk: e for e in experiment_list_for(user=user).filter(pk__in=ids).prefetch_related("artifacts")}
+    if len(found) != len(set(ids)):
+        raise Http404("No such experiment.")
+    return [found[pk] for pk in ids]
+
+
+def comparison_for(*, user, ids: list[int], link=str) -> dict:
+    """The compare page's and API's data (see webapp.selectors.comparison); `link` makes URLs absolute for the API."""
+    return comparison_of(experiments_compared_for(user=user, ids=ids), link=link)
+
+
+def experiment_get_for(*, user, experiment_id) -> Experiment:
+    return get_object_or_404(experiment_list_for(user=user), pk=experiment_id)
+
+
+def experiment_owned_by(*, user, experiment_id) -> bool:
+    return Experiment.objects.filter(owner=user, pk=experiment_id).exists()
+
+
+def events_after(*, experiment_id: int, after: int, limit: int = EVENTS_PAGE) -> list[dict]:
+    rows = Event.objects.filter(experiment_id=experiment_id, seq__gt=after).order_by("seq")[:limit]
+    return [row.record for row in rows]
+
+
+def events_between(*, experiment_id: int, after: int, before: int) -> list[dict]:
+    rows = Event.objects.filter(experiment_id=experiment_id, seq__gt=after, seq__lt=before).order_by("seq")
+    return [row.record for row in rows]
+
+
+def experiment_series_for(*, user, experiment_id) -> dict:
+    """The chart series of the page's first draw (long lines downsampled); see webapp.selectors.series."""
+    experiment = experiment_get_for(user=user, experiment_id=experiment_id)
+    return series.experiment_series(experiment_id=experiment.pk)
+
+
+def experiment_series_csv_for(*, user, experiment_id, name: str | None = None) -> Iterator[str]:
+    """The full series as CSV pieces; ownership is checked now, the rows are read as the pieces are taken."""
+    experiment = experiment_get_for(user=user, experiment_id=experiment_id)
+    return series.series_csv(experiment_id=experiment.pk, name=name)
+
+
+def artifact_get_for(*, user, experiment_id, artifact_id) -> Artifact:
+    return get_object_or_404(
+        Artifact.objects.filter(experiment__owner=user, experiment_id=experiment_id), pk=artifact_id
+    )

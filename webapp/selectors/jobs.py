@@ -1,0 +1,22 @@
+"""Reads of the worker side: the rows a task works on, found by id alone (a task acts for the owner it was queued
+by, so no user is at hand). None when the row is gone or no longer waits for this task.
+"""
+from webapp.models import Dataset, Experiment, UploadedModel
+
+
+def model_pending(*, model_id: int) -> UploadedModel | None:
+    return UploadedModel.objects.filter(pk=model_id, status=UploadedModel.Status.PENDING).first()
+
+
+def dataset_pending(*, dataset_id: int) -> Dataset | None:
+    return Dataset.objects.filter(pk=dataset_id, status=Dataset.Status.PENDING).first()
+
+
+def experiment_to_run(*, experiment_id: int) -> Experiment:
+    """The experiment a worker has just claimed, with the model and dataset the job needs."""
+    return Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
+
+
+def dataset_prepared_file(*, dataset: Dataset):
+    """The normalized dataset.npz a worker made when it imported the dataset."""
+    return dataset.files.get(name="dataset.npz").file
