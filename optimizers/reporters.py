@@ -145,3 +145,36 @@ class JobSteps:
 
     def finish(self) -> None:
         self.report.progress(self.TOTAL, self.TOTAL, "done")
+
+
+class ScheduleReporter:
+    """Passes events to `parent`, mapping progress into the current slice of the bar (slices sized by `weights`).
+
+    `steps` counts optimizer steps across all fits so far: the x axis shared by every chart of the job.
+    """
+
+    def __init__(self, parent: Reporter, weights: list[float]) -> None:
+        self.parent, self.weights = parent, weights
+        self.slice, self.steps = 0, 0
+
+    def next_slice(self) -> None:
+        self.slice += 1
+
+    def progress(self, done: int, total: int, stage: str) -> None:
+        fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        whole = sum(self.weights)
+        before = sum(self.weights[:self.slice])
+        current = self.weights[self.slice] if self.slice < len(self.weights) else 0.0
+        self.parent.progress(round(1000 * (before + current * fraction) / whole), 1000, stage)
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        self.parent.metric(name, step, value)
+
+    def stage(self, name: str) -> None:
+        self.parent.stage(name)
+
+    def log(self, message: str) -> None:
+        self.parent.log(message)
+
+    def cancelled(self) -> bool:
+        return self.parent.cancelled()

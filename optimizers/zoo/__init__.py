@@ -1,10 +1,11 @@
 """Built-in architectures: upload targets for state dicts and, later, distillation students.
 
-Standard library only, like `specs` which it re-exports: the web process draws the settings
-forms from here. The torch code is in `optimizers.zoo.models` (import it explicitly).
+This package's top imports only the architectures' settings (`optimizers.configs.architectures`, standard library
+only), so the web process draws the settings forms from here. The torch code is in `optimizers.zoo.models`
+(import it explicitly).
 """
 
-from optimizers.zoo.specs import (
+from optimizers.configs.architectures import (
     ARCHITECTURE_CONFIGS,
     ArchitectureConfig,
     MLPConfig,

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from optimizers.configs.architectures import ArchitectureConfig, parse_architecture
 from optimizers.errors import ConfigError
 from optimizers.zoo.resnet import ResNet
 from optimizers.zoo.small_nets import MLP, SmallCNN
-from optimizers.zoo.specs import ArchitectureConfig, parse_architecture
 from optimizers.zoo.transformer import TransformerClassifier
 
 # 2 GB of float32 weights: past this the settings are a typo (width 4 and 64 blocks a stage), and

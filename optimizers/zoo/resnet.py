@@ -8,7 +8,7 @@ parameter counts and state-dict names line up with its layer names (conv1, bn1, 
 import torch
 from torch import nn
 
-from optimizers.zoo.specs import ResNetConfig
+from optimizers.configs.architectures import ResNetConfig
 
 BASE_WIDTHS = (64, 128, 256, 512)
 MIN_CHANNELS = 8

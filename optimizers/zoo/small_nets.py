@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from optimizers.zoo.specs import MLPConfig, SmallCNNConfig
+from optimizers.configs.architectures import MLPConfig, SmallCNNConfig
 
 
 class MLP(nn.Module):

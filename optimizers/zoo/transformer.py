@@ -7,7 +7,7 @@ token, so the graph is the same for every input and traces, exports and converts
 import torch
 from torch import nn
 
-from optimizers.zoo.specs import TransformerConfig
+from optimizers.configs.architectures import TransformerConfig
 
 
 class TransformerClassifier(nn.Module):

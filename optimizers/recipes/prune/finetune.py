@@ -1,7 +1,7 @@
 """Fine-tuning between pruning steps, through the shared loop (`optimizers.training.loop.fit`).
 
-A gradual schedule calls `fit` once per pruning step. `ScheduleReporter` makes those calls read as one
-run on the page: each gets its own slice of the progress bar, and each fit's step numbers continue where
+A gradual schedule calls `fit` once per pruning step. `reporters.ScheduleReporter` makes those calls read as
+one run on the page: each gets its own slice of the progress bar, and each fit's step numbers continue where
 the previous one stopped (fit's `step_offset`), so the loss charts run on instead of starting over.
 """
 import dataclasses
@@ -14,43 +14,10 @@ from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.recipes.prune.layers import Masks, apply_masks
-from optimizers.reporters import Reporter
+from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.loop import fit
 
 NEEDS_LABELS = "pruning fine-tunes the model, so it needs a dataset with labels; choose one for this experiment"
-
-
-class ScheduleReporter:
-    """Passes events to `parent`, mapping progress into the current slice of the bar (slices sized by `weights`).
-
-    `steps` counts optimizer steps across all fits so far: the x axis shared by every chart of the job.
-    """
-
-    def __init__(self, parent: Reporter, weights: list[float]) -> None:
-        self.parent, self.weights = parent, weights
-        self.slice, self.steps = 0, 0
-
-    def next_slice(self) -> None:
-        self.slice += 1
-
-    def progress(self, done: int, total: int, stage: str) -> None:
-        fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
-        whole = sum(self.weights)
-        before = sum(self.weights[:self.slice])
-        current = self.weights[self.slice] if self.slice < len(self.weights) else 0.0
-        self.parent.progress(round(1000 * (before + current * fraction) / whole), 1000, stage)
-
-    def metric(self, name: str, step: int, value: float) -> None:
-        self.parent.metric(name, step, value)
-
-    def stage(self, name: str) -> None:
-        self.parent.stage(name)
-
-    def log(self, message: str) -> None:
-        self.parent.log(message)
-
-    def cancelled(self) -> bool:
-        return self.parent.cancelled()
 
 
 def require_labels(data: DataSplits | None) -> DataSplits:

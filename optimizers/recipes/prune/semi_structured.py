@@ -14,11 +14,11 @@ from torch import fx, nn
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
-from optimizers.recipes.prune.finetune import ScheduleReporter, finetune, step_checkpoints
+from optimizers.recipes.prune.finetune import finetune, step_checkpoints
 from optimizers.recipes.prune.layers import private_copy
 from optimizers.recipes.prune.two_four import LayerTiming, two_four_mask
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter
+from optimizers.reporters import Reporter, ScheduleReporter
 
 # Weight rows and columns must be multiples of these for the fp16 2:4 kernels (CUTLASS's limits, the stricter).
 ROW_MULTIPLE, COLUMN_MULTIPLE = 32, 64

@@ -15,10 +15,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
-from optimizers.recipes.prune.finetune import ScheduleReporter, finetune, step_checkpoints, stop_if_cancelled
+from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter
+from optimizers.reporters import Reporter, ScheduleReporter
 
 INCREMENTS = 200  # each pruner step removes 1/INCREMENTS of every layer's channels: targets are met closely
 MAX_CHANNEL_SHARE = 0.9  # no layer loses more than this share of its channels (a 1-channel layer is a bottleneck)

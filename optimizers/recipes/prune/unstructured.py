@@ -11,7 +11,7 @@ from torch import nn
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
-from optimizers.recipes.prune.finetune import ScheduleReporter, finetune, step_checkpoints, stop_if_cancelled
+from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import (
     agp_sparsity,
     apply_masks,
@@ -21,7 +21,7 @@ from optimizers.recipes.prune.layers import (
     sparsity,
 )
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter
+from optimizers.reporters import Reporter, ScheduleReporter
 
 
 def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, report: Reporter, *,
