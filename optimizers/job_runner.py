@@ -121,21 +121,21 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
 
     outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
-                   checkpoint_dir=spec.checkpoint_dir)
+                   checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture)
+    architecture = outcome.architecture or spec.architecture  # a distilled student has its own
 
     steps.begin("save")
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     primary_format = outcome.primary_format or fmt
-    saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format,
-                             architecture=spec.architecture)
+    saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
 
     extra = _write_extra_files(out_dir, outcome.extra_files)
 
     steps.begin("measure optimized")
     primary = out_dir / saved.files[primary_format]
     # Measure what was saved, not what is in memory.
-    optimized, _ = load_model(primary, architecture=spec.architecture)
+    optimized, _ = load_model(primary, architecture=architecture)
     after = measure_model(optimized, example, primary, splits=splits, reference=reference)
     error = after["output_error"] or {}
     result = {
@@ -156,6 +156,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "device": after["device"],
         "notes": outcome.notes + saved.notes,
         "extras": outcome.extras,
+        "architecture": architecture,
     }
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
@@ -174,7 +175,7 @@ def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
 
 
 def _run(recipe, model, splits, config, report, **context) -> Any:
-    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir)."""
+    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir, architecture)."""
     accepted = inspect.signature(recipe.run).parameters
     return recipe.run(model, splits, config, report, **{k: v for k, v in context.items() if k in accepted})
 

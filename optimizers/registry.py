@@ -28,6 +28,9 @@ class RecipeResult:
     extras: dict[str, Any] = field(default_factory=dict)
     # Files beside the model files, by name (e.g. the compressed sparse state dict of a pruned model).
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    # {"name", "config"} of the result when it is another built-in architecture than the upload's (a distilled
+    # student): its safetensors file is written and read back with it. None: the upload's architecture.
+    architecture: dict[str, Any] | None = None
 
 
 RecipeFunction = Callable[[nn.Module, Any, RecipeConfig, Reporter], RecipeResult]

@@ -6,14 +6,16 @@ the self-validating dataclasses of `base`.
 from typing import Any
 
 from optimizers.configs.base import INTEGERS, RecipeConfig, Settings, setting
+from optimizers.configs.distill import DistillConfig
 from optimizers.configs.prune import PruneConfig
 from optimizers.configs.quantize import QuantizeConfig
 from optimizers.errors import ConfigError
 
 __all__ = ["ConfigError", "INTEGERS", "Settings", "RecipeConfig", "setting", "QuantizeConfig", "PruneConfig",
-           "RECIPE_CONFIGS", "parse_config"]
+           "DistillConfig", "RECIPE_CONFIGS", "parse_config"]
 
-RECIPE_CONFIGS: dict[str, type[RecipeConfig]] = {"quantize": QuantizeConfig, "prune": PruneConfig}
+RECIPE_CONFIGS: dict[str, type[RecipeConfig]] = {"quantize": QuantizeConfig, "prune": PruneConfig,
+                                                  "distill": DistillConfig}
 
 
 def parse_config(recipe: str, data: Any) -> RecipeConfig:

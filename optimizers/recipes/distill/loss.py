@@ -1,0 +1,32 @@
+"""What the student learns from: the teacher's softened outputs blended with the dataset's labels (Hinton et al.)."""
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from optimizers.measure.inference import output_tensors, run_model
+from optimizers.training.loop import LossFn
+
+
+def teacher_logits(teacher: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """The teacher's first output as float32 on the inputs' device; any model Slimforge loads, run forward only."""
+    first = next(output_tensors(run_model(teacher, inputs)), None)
+    if first is None:
+        raise ValueError("the teacher returns no tensor")
+    # A clone made outside inference mode: an inference tensor cannot be saved for the student's backward pass.
+    return first.detach().to(device=inputs.device, dtype=torch.float32).clone()
+
+
+def distillation_loss(teacher: Any, temperature: float, alpha: float) -> LossFn:
+    """alpha * T^2 * KL(teacher || student, both softened by T) + (1 - alpha) * cross-entropy with the labels.
+
+    T^2 keeps the soft term's gradients the size of the hard term's whatever the temperature.
+    """
+    def loss(student, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = student(inputs)
+        soft = F.kl_div(F.log_softmax(logits / temperature, dim=1),
+                        F.softmax(teacher_logits(teacher, inputs) / temperature, dim=1),
+                        reduction="batchmean") * temperature ** 2
+        return soft if alpha >= 1.0 else alpha * soft + (1 - alpha) * F.cross_entropy(logits, labels)
+
+    return loss

@@ -1,0 +1,151 @@
+"""Distill: train a small student to imitate the uploaded model (the teacher), and say honestly whether it helped.
+
+The teacher is any model Slimforge loads, run forward only. Each student (one per seed) trains through the
+shared fine-tuning loop on the teacher's softened outputs blended with the labels; with
+`compare_without_teacher`, the same student trains on the labels alone with the same budget and seeds. The
+report gives mean and standard deviation of both, and the page says whether the teacher's gain is larger
+than the spread between seeds. The best distilled student is the result.
+"""
+import dataclasses
+import os
+import statistics
+from typing import Any
+
+import torch
+from torch import nn
+
+from optimizers.configs.distill import BUILTIN, THINNER_COPY, DistillConfig
+from optimizers.data.splits import DataSplits, fit_to_input
+from optimizers.errors import RecipeError, first_line
+from optimizers.recipes.distill.loss import distillation_loss, teacher_logits
+from optimizers.recipes.distill.thinner import thinner_applies, thinner_copy
+from optimizers.registry import RecipeResult, register
+from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.training.loop import TrainOutcome, fit, trainable
+from optimizers.zoo.models import build_model
+
+NEEDS_LABELS = "distillation trains the student on a dataset with labels; choose one for this experiment"
+
+
+def distill_applies(model: Any) -> tuple[bool, str]:
+    return True, "any model that runs can teach: it is only run forward (needs a dataset with labels)"
+
+
+def student_applicability(model: Any) -> dict[str, dict[str, Any]]:
+    copy_ok, copy_reason = thinner_applies(model)
+    return {BUILTIN: {"applicable": True, "reason": "a built-in architecture with the settings you give"},
+            THINNER_COPY: {"applicable": copy_ok, "reason": copy_reason}}
+
+
+@register("distill", DistillConfig, applies_to=distill_applies, variants=student_applicability)
+def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: Reporter, *,
+            example: torch.Tensor, checkpoint_dir: str | None = None,
+            architecture: dict | None = None) -> RecipeResult:
+    """Return the best distilled student; the teacher (`model`) is only run forward and never modified."""
+    report.stage("distill")
+    if data is None or data.train_y is None or data.val_y is None:
+        raise RecipeError(NEEDS_LABELS)
+    teacher_accuracy = _teacher_accuracy(model, data, example)
+    report.log(f"distill: the teacher's validation accuracy is {teacher_accuracy:.4f}")
+    runs = [("student", seed) for seed in range(config.seeds)]
+    runs += [("no_teacher", seed) for seed in range(config.seeds)] if config.compare_without_teacher else []
+    schedule = ScheduleReporter(report, [1.0] * len(runs))
+    trained: dict[str, list[tuple[nn.Module, TrainOutcome]]] = {"student": [], "no_teacher": []}
+    student_architecture, notes = None, []
+    for kind, seed in runs:
+        student, student_architecture, notes = _new_student(model, config, architecture, config.seed + seed)
+        _check_outputs(model, student, example)
+        outcome = fit(student, data, tuple(example.shape), _settings(config, seed), schedule,
+                      checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
+                      metric_prefix=f"{kind}{seed + 1}",
+                      loss_fn=distillation_loss(model, config.temperature, config.alpha) if kind == "student" else None)
+        trained[kind].append((student, outcome))
+        report.metric("teacher/val_accuracy", outcome.steps, teacher_accuracy)  # the reference line on the chart
+        schedule.next_slice()
+    best, _ = max(trained["student"], key=lambda pair: pair[1].best_val_accuracy)
+    summary = _summary(trained, teacher_accuracy, config)
+    return RecipeResult(
+        model=best, backend=f"knowledge distillation (temperature {config.temperature:g}, alpha {config.alpha:g}) "
+                            f"into a {config.student} {student_architecture['name']}",
+        notes=notes + [summary["verdict"]], architecture=student_architecture,
+        extras={"distill": {**summary, "student_architecture": student_architecture}})
+
+
+def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None, seed: int
+                 ) -> tuple[nn.Module, dict, list[str]]:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # a built-in student's random start belongs to its seed
+        if config.student == THINNER_COPY:
+            return thinner_copy(teacher, architecture, config.student_width, config.student_depth)
+        spec = config.student_spec()
+        return build_model(spec.architecture, spec), {"name": spec.architecture, "config": spec.to_dict()}, []
+
+
+def _settings(config: DistillConfig, seed: int):
+    return dataclasses.replace(config.to_train_settings(), seed=config.seed + seed)
+
+
+def _run_dir(checkpoint_dir: str | None, kind: str, seed: int) -> str | None:
+    """Each student keeps its own checkpoints: a retried job resumes every one where it stopped."""
+    return None if checkpoint_dir is None else os.path.join(checkpoint_dir, f"distill-{kind}-{seed}")
+
+
+def _check_outputs(teacher: Any, student: nn.Module, example: torch.Tensor) -> None:
+    usable, reason = trainable(student)
+    if not usable:
+        raise RecipeError(reason)
+    try:
+        student.eval()
+        with torch.no_grad():
+            student_out = student(example)
+    except Exception as error:  # noqa: BLE001 - whatever the student raises, it does not take the input
+        raise RecipeError(f"the student does not take the teacher's input of shape {list(example.shape)}: "
+                          f"{first_line(error)}; set student_config to fit it") from error
+    teacher_out = teacher_logits(teacher, example)
+    if student_out.shape != teacher_out.shape:
+        raise RecipeError(f"the student gives outputs of shape {list(student_out.shape)} and the teacher "
+                          f"{list(teacher_out.shape)}: give the student as many classes as the teacher "
+                          f"(num_classes {teacher_out.shape[-1]})")
+
+
+@torch.no_grad()
+def _teacher_accuracy(teacher: Any, data: DataSplits, example: torch.Tensor, batch: int = 256) -> float:
+    correct = 0
+    for start in range(0, len(data.val_x), batch):
+        inputs = fit_to_input(data.val_x[start:start + batch], tuple(example.shape))
+        logits = teacher_logits(teacher, inputs)
+        correct += int((logits.argmax(dim=1) == data.val_y[start:start + batch]).sum())
+    return correct / len(data.val_x)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {"accuracies": [round(v, 4) for v in values], "mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
+
+
+def _summary(trained: dict, teacher_accuracy: float, config: DistillConfig) -> dict[str, Any]:
+    """Mean and spread of the best validation accuracy of each run kind, and the plain verdict on the teacher."""
+    students = _spread([outcome.best_val_accuracy for _, outcome in trained["student"]])
+    summary = {"teacher_accuracy": round(teacher_accuracy, 4), "students": students, "seeds": config.seeds,
+               "student_share_of_teacher": round(students["mean"] / teacher_accuracy, 4) if teacher_accuracy else None}
+    if not trained["no_teacher"]:
+        summary["verdict"] = (f"distilled student: {_percent(students)} validation accuracy (teacher "
+                              f"{teacher_accuracy:.2%}); not compared with a student trained without the teacher")
+        return summary
+    baseline = _spread([outcome.best_val_accuracy for _, outcome in trained["no_teacher"]])
+    gain = students["mean"] - baseline["mean"]
+    noise = max(students["std"] or 0.0, baseline["std"] or 0.0)
+    if config.seeds == 1:
+        judgement = "one seed each, so the spread between seeds is unknown: run more seeds to tell"
+    elif abs(gain) <= noise:
+        judgement = "within the spread between seeds: the teacher made no measurable difference"
+    else:
+        judgement = "more than the spread between seeds: the teacher " + ("helped" if gain > 0 else "hurt")
+    summary.update(no_teacher=baseline, gain_points=round(100 * gain, 2), verdict=(
+        f"distilled student {_percent(students)}, same student without the teacher {_percent(baseline)} "
+        f"(validation accuracy over {config.seeds} seed(s)): {100 * gain:+.2f} points, {judgement}"))
+    return summary
+
+
+def _percent(spread: dict[str, Any]) -> str:
+    return f"{spread['mean']:.2%}" + (f" ± {spread['std']:.2%}" if spread["std"] is not None else "")

@@ -1,0 +1,32 @@
+"""The distill recipe's settings: checked before anything is queued, the student's settings too."""
+import pytest
+
+from optimizers.configs import RECIPE_CONFIGS, ConfigError, parse_config
+from optimizers.configs.distill import DistillConfig
+
+
+def test_defaults_are_valid_and_need_a_labelled_dataset():
+    config = parse_config("distill", {})
+    assert RECIPE_CONFIGS["distill"] is DistillConfig and config.student == "builtin"
+    assert config.needs_labels() and "labelled dataset" in config.needs_dataset()
+    assert config.student_spec().architecture == "mlp"
+
+
+@pytest.mark.parametrize(("values", "field", "problem"), [
+    ({"student_config": "{hidden: 3"}, "student_config", "must be a JSON object of settings"),
+    ({"student_config": '{"hidden": [0]}'}, "student_config", "hidden: must be at least 1"),
+    ({"student_config": '{"depth": 3}'}, "student_config", "depth: unknown setting"),
+    ({"student_architecture": "vit"}, "student_architecture", "must be one of"),
+    ({"student": "uploaded"}, "student", "must be one of builtin, thinner_copy"),
+    ({"seeds": 9}, "seeds", "at most 5"),
+    ({"alpha": 1.5}, "alpha", "at most 1"),
+])
+def test_bad_settings_name_their_field(values, field, problem):
+    with pytest.raises(ConfigError, match=problem) as raised:
+        parse_config("distill", values)
+    assert raised.value.field == field
+
+
+def test_a_thinner_copy_ignores_the_builtin_student_settings():
+    config = parse_config("distill", {"student": "thinner_copy", "student_config": "not json"})
+    assert (config.student, config.student_width, config.student_depth) == ("thinner_copy", 0.5, "half")
