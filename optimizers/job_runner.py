@@ -121,7 +121,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
 
     outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
-                   checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture)
+                   checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture, models=_load_models(spec))
     architecture = outcome.architecture or spec.architecture  # a distilled student has its own
 
     steps.begin("save")
@@ -175,9 +175,19 @@ def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
 
 
 def _run(recipe, model, splits, config, report, **context) -> Any:
-    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir, architecture)."""
+    """Call a recipe with the job context it asks for (keyword-only: example, checkpoint_dir, architecture,
+    models)."""
     accepted = inspect.signature(recipe.run).parameters
     return recipe.run(model, splits, config, report, **{k: v for k, v in context.items() if k in accepted})
+
+
+def _load_models(spec: JobSpec) -> dict[str, dict[str, Any]]:
+    """The other uploaded models the settings name, by role: {"student": {"model", "format", "architecture"}}."""
+    loaded = {}
+    for role, entry in spec.models.items():
+        model, fmt = load_model(entry["path"], architecture=entry["architecture"])
+        loaded[role] = {"model": model, "format": fmt, "architecture": entry["architecture"]}
+    return loaded
 
 
 def _load_splits(spec: JobSpec) -> Any:

@@ -39,6 +39,8 @@ class JobSpec:
     # Where recipes that train keep their per-epoch checkpoints: the same directory for every attempt of one
     # experiment, so a retried job resumes after the last finished epoch. None: no checkpoints.
     checkpoint_dir: str | None = None
+    # Other uploaded models the recipe's settings name, by role: {"student": {"path": ..., "architecture": ...}}.
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any) -> "JobSpec":
@@ -63,7 +65,7 @@ class JobSpec:
         # recipe and config are validated by parse_config so the user sees a ConfigError.
         return cls(action, data["model_path"], shape, dtype, data.get("recipe"), data.get("config", {}),
                    data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"),
-                   checkpoint_dir=_optional_text(data, "checkpoint_dir"))
+                   checkpoint_dir=_optional_text(data, "checkpoint_dir"), models=_models(data.get("models", {})))
 
     @classmethod
     def build(cls, **fields: Any) -> "JobSpec":
@@ -101,6 +103,20 @@ def _architecture(value: Any) -> dict[str, Any] | None:
     if not isinstance(config, dict):
         raise SpecError(f"job spec architecture config must be an object; got {type(config).__name__}")
     return {"name": value["name"], "config": config}
+
+
+def _models(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise SpecError(f"job spec models must be an object of roles; got {type(value).__name__}")
+    models = {}
+    for role, model in value.items():
+        if not isinstance(model, dict) or not isinstance(model.get("path"), str) or not model["path"]:
+            raise SpecError(f"job spec model {role!r} must be an object with a non-empty path")
+        unknown = sorted(set(model) - {"path", "architecture"})
+        if unknown:
+            raise SpecError(f"unknown job spec model keys: {', '.join(unknown)}")
+        models[str(role)] = {"path": model["path"], "architecture": _architecture(model.get("architecture"))}
+    return models
 
 
 def _dataset_fields(data: dict) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from django.conf import settings
 
 from optimizers import events
+from optimizers.configs import parse_config
 from optimizers.errors import SpecError
 from optimizers.job_spec import JobSpec
 from tasks.bridge import EventBridge
@@ -140,6 +141,18 @@ def _dataset_path(experiment, folder: Path) -> str | None:
     return str(_copy_local(prepared, folder / "dataset.npz"))
 
 
+def _referenced_models(experiment, folder: Path) -> dict[str, dict]:
+    """Copies of the other models the settings name (a distill student), checked again: still the owner's, ready."""
+    models = {}
+    for role, model_id in parse_config(experiment.recipe, experiment.config).referenced_models().items():
+        model = selectors.model_of_owner(owner_id=experiment.owner_id, model_id=model_id)
+        if model is None:
+            raise SandboxError(f"The {role} model #{model_id} is no longer one of your ready models.")
+        models[role] = {"path": str(_copy_local(model.file, folder / f"{role}.bin")),
+                        "architecture": model.architecture or None}
+    return models
+
+
 def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
@@ -147,7 +160,8 @@ def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler) -> dict:
         spec = JobSpec.build(action="run", **_model_fields(experiment.model, Path(folder)), recipe=experiment.recipe,
                              config=experiment.config, out_dir=str(out_dir),
                              dataset_path=_dataset_path(experiment, Path(folder)),
-                             checkpoint_dir=str(_checkpoint_dir(experiment.pk)))
+                             checkpoint_dir=str(_checkpoint_dir(experiment.pk)),
+                             models=_referenced_models(experiment, Path(folder)))
         summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
                                 on_sample=sampler.tick, sample_interval=sampler.interval_s,
                                 on_tick=bridge.tick)

@@ -103,6 +103,11 @@ class RecipeConfig(Settings):
         """Whether the dataset must have labels (fine-tuning does; calibration does not)."""
         return False
 
+    def referenced_models(self) -> dict[str, int]:
+        """Other uploaded models these settings name, by role ({"student": 12}): the web checks that the user owns
+        each and that it is ready; the worker hands each to the job beside the uploaded model."""
+        return {}
+
 
 def _normalized(spec: dataclasses.Field, value: Any) -> Any:
     """Check a field's value and return its normal form (ints as floats for numbers, tuples for lists)."""

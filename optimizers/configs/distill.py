@@ -15,8 +15,9 @@ from optimizers.configs.base import RecipeConfig, setting
 from optimizers.configs.finetune import FineTuneSettings
 from optimizers.errors import ConfigError
 
-BUILTIN, THINNER_COPY = "builtin", "thinner_copy"
-STUDENTS = (BUILTIN, THINNER_COPY)
+BUILTIN, THINNER_COPY, UPLOADED = "builtin", "thinner_copy", "uploaded"
+STUDENTS = (BUILTIN, THINNER_COPY, UPLOADED)
+STUDENT_ROLE = "student"
 SAME_DEPTH, HALF_DEPTH = "same", "half"
 
 
@@ -41,8 +42,12 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
         "thinner_copy: the teacher's own architecture made narrower (student_width) and shallower "
         "(student_depth), started from the teacher's strongest neurons and channels and its every other "
         "block: it converges far faster than a random start. Needs a teacher uploaded as a state dict with "
-        "its architecture.",
+        "its architecture. uploaded: another of your models (student_model), uploaded as a state dict with its "
+        "architecture, trained from its own weights.",
         choices=STUDENTS)
+    student_model: int = setting(
+        0, "uploaded: the id of your model to train as the student (a state dict with its architecture; the "
+           "number in its page's address).", min=0, max=2**53)
     student_architecture: str = setting(
         "mlp", "builtin: the student's architecture.", choices=tuple(ARCHITECTURE_CONFIGS))
     student_config: str = setting(
@@ -71,6 +76,11 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
     def check_combination(self) -> None:
         if self.student == BUILTIN:
             self.student_spec()
+        if self.student == UPLOADED and not self.student_model:
+            raise ConfigError("student_model", "choose the model to train as the student: give its id")
+
+    def referenced_models(self) -> dict[str, int]:
+        return {STUDENT_ROLE: self.student_model} if self.student == UPLOADED else {}
 
     def student_spec(self) -> ArchitectureConfig:
         """The built-in student's settings, parsed; ConfigError names student_config when they are wrong."""

@@ -59,3 +59,16 @@ def test_the_worker_builds_a_checked_spec_and_a_wrong_key_fails_there():
         JobSpec.build(action="inspect", modle_path="m", input_shape=[1, 16])
     with pytest.raises(SpecError, match="input shape dimension 0 must be at least 1"):
         JobSpec.build(action="inspect", model_path="m", input_shape=[0, -1])
+
+
+def test_other_models_travel_by_role_with_their_architecture():
+    data = {"action": "run", "model_path": "m", "input_shape": [1, 16], "recipe": "distill", "out_dir": "o",
+            "models": {"student": {"path": "s.bin", "architecture": ZOO_MLP}}}
+    spec = JobSpec.from_dict(data)
+    assert spec.models == {"student": {"path": "s.bin", "architecture": ZOO_MLP}}
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+    for models, problem in (([], "models must be an object of roles"),
+                            ({"student": {"path": ""}}, "model 'student' must be an object with a non-empty path"),
+                            ({"student": {"path": "s", "owner": 1}}, "unknown job spec model keys: owner")):
+        with pytest.raises(SpecError, match=problem):
+            JobSpec.from_dict({**data, "models": models})

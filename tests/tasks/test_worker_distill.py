@@ -26,18 +26,27 @@ def _download(api, url: str) -> bytes:
     return b"".join(response.streaming_content)
 
 
+def _upload_mlp(api, tmp_path, name: str, config: str) -> dict:
+    save_safetensors(build_model("mlp", json.loads(config)), tmp_path / f"{name}.safetensors")
+    upload = SimpleUploadedFile(name, (tmp_path / f"{name}.safetensors").read_bytes())
+    created = api.post("/api/models/", {"file": upload, "name": name, "architecture": "mlp",
+                                        "architecture_config": config, "input_shape": "1,64"},
+                       format="multipart").json()
+    model = wait_until(lambda: _settled(api, f"/api/models/{created['id']}/"), timeout=120, what="inspection")
+    assert model["status"] == "ready", model["error"]
+    return model
+
+
+def _digits(api) -> dict:
+    dataset = api.post("/api/datasets/", {"name": "digits", "kind": "digits"}, format="json").json()
+    return wait_until(lambda: _settled(api, f"/api/datasets/{dataset['id']}/"), timeout=90, what="digits")
+
+
 def test_distill_a_thinner_copy_of_a_state_dict_teacher(celery_worker, alice_api, tmp_path):
     torch.manual_seed(0)
-    save_safetensors(build_model("mlp", json.loads(TEACHER_CONFIG)), tmp_path / "teacher.safetensors")
-    upload = SimpleUploadedFile("teacher", (tmp_path / "teacher.safetensors").read_bytes())
-    created = alice_api.post("/api/models/", {"file": upload, "name": "teacher", "architecture": "mlp",
-                                              "architecture_config": TEACHER_CONFIG, "input_shape": "1,64"},
-                             format="multipart").json()
-    model = wait_until(lambda: _settled(alice_api, f"/api/models/{created['id']}/"), timeout=120, what="inspection")
-    assert model["status"] == "ready", model["error"]
+    model = _upload_mlp(alice_api, tmp_path, "teacher", TEACHER_CONFIG)
     assert model["info"]["recipes"]["distill"]["variants"]["thinner_copy"]["applicable"], model["info"]["recipes"]
-    dataset = alice_api.post("/api/datasets/", {"name": "digits", "kind": "digits"}, format="json").json()
-    wait_until(lambda: _settled(alice_api, f"/api/datasets/{dataset['id']}/"), timeout=90, what="digits")
+    dataset = _digits(alice_api)
 
     response = alice_api.post("/api/experiments/", {
         "model": model["id"], "recipe": "distill", "dataset": dataset["id"],
@@ -66,3 +75,19 @@ def test_distill_a_thinner_copy_of_a_state_dict_teacher(celery_worker, alice_api
     x = torch.rand(4, 64)
     with torch.inference_mode():
         torch.testing.assert_close(torchscript(x), student(x))
+
+
+def test_distill_into_an_uploaded_student(celery_worker, alice_api, tmp_path):
+    torch.manual_seed(0)
+    teacher = _upload_mlp(alice_api, tmp_path, "teacher", TEACHER_CONFIG)
+    student = _upload_mlp(alice_api, tmp_path, "student", '{"hidden": [12]}')
+    response = alice_api.post("/api/experiments/", {
+        "model": teacher["id"], "recipe": "distill", "dataset": _digits(alice_api)["id"],
+        "config": {"student": "uploaded", "student_model": student["id"], "epochs": 1,
+                   "compare_without_teacher": False}}, format="json")
+    assert response.status_code == 201, response.json()
+    url = f"/api/experiments/{response.json()['id']}/"
+    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=240, what="distill")
+    assert experiment["status"] == "succeeded", experiment["error"]
+    assert experiment["summary"]["architecture"]["config"]["hidden"] == [12]
+    assert experiment["summary"]["after"]["params"] == student["params"]

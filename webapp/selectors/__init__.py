@@ -16,7 +16,13 @@ from webapp.selectors.experiments import (
     experiment_series_for,
     experiments_compared_for,
 )
-from webapp.selectors.jobs import dataset_pending, dataset_prepared_file, experiment_to_run, model_pending
+from webapp.selectors.jobs import (
+    dataset_pending,
+    dataset_prepared_file,
+    experiment_to_run,
+    model_of_owner,
+    model_pending,
+)
 from webapp.selectors.uploads import (
     dataset_get_for,
     dataset_list_for,
@@ -32,5 +38,5 @@ __all__ = [
     "dataset_prepared_file", "dataset_preview_for", "dataset_ready_for", "events_after", "events_between",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",
     "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiments_compared_for",
-    "model_get_for", "model_list_for", "model_pending", "worker_list",
+    "model_get_for", "model_list_for", "model_of_owner", "model_pending", "worker_list",
 ]

@@ -17,6 +17,11 @@ def experiment_to_run(*, experiment_id: int) -> Experiment:
     return Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
 
 
+def model_of_owner(*, owner_id: int, model_id: int) -> UploadedModel | None:
+    """Another model an experiment's settings name (a distill student), if it is still its owner's and ready."""
+    return UploadedModel.objects.filter(owner_id=owner_id, pk=model_id, status=UploadedModel.Status.READY).first()
+
+
 def dataset_prepared_file(*, dataset: Dataset):
     """The normalized dataset.npz a worker made when it imported the dataset."""
     return dataset.files.get(name="dataset.npz").file

@@ -34,6 +34,22 @@ def _check_model(model: UploadedModel, recipe: str, config) -> None:
         raise ValidationError({f"config.{field}": verdict.get("reason") or "This variant does not apply."})
 
 
+def _check_referenced_models(owner, config) -> None:
+    """Every other model the settings name (a distill student) is the owner's, ready, and trainable: a state dict
+    uploaded with its architecture. Another user's model reads exactly like a missing one."""
+    for role, model_id in config.referenced_models().items():
+        key = f"config.{role}_model"
+        model = UploadedModel.objects.filter(owner=owner, pk=model_id).first()
+        if model is None:
+            raise ValidationError({key: f"You have no model #{model_id}."})
+        if model.status != UploadedModel.Status.READY:
+            raise ValidationError({key: f"Model #{model_id} is {model.status}; only a ready model can be used."})
+        if model.format != "safetensors" or not model.architecture:
+            raise ValidationError({key: f"Model #{model_id} is {model.format or 'not a state dict'}: the {role} "
+                                        "is trained and saved, so it must be a state dict (safetensors) uploaded "
+                                        "with its architecture."})
+
+
 def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> None:
     if dataset is None:
         reason = config.needs_dataset()
@@ -66,6 +82,7 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     interval = _check_telemetry_interval(telemetry_interval_s)
     parsed = _parse_recipe_config(recipe, config)
     _check_model(model, recipe, parsed)
+    _check_referenced_models(owner, parsed)
     _check_dataset(dataset, model, parsed)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,

@@ -6,6 +6,7 @@ shared fine-tuning loop on the teacher's softened outputs blended with the label
 report gives mean and standard deviation of both, and the page says whether the teacher's gain is larger
 than the spread between seeds. The best distilled student is the result.
 """
+import copy
 import dataclasses
 import os
 import statistics
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimizers.configs.distill import BUILTIN, THINNER_COPY, DistillConfig
+from optimizers.configs.distill import BUILTIN, STUDENT_ROLE, THINNER_COPY, UPLOADED, DistillConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError, first_line
 from optimizers.recipes.distill.loss import distillation_loss, teacher_logits
@@ -25,6 +26,8 @@ from optimizers.training.loop import TrainOutcome, fit, trainable
 from optimizers.zoo.models import build_model
 
 NEEDS_LABELS = "distillation trains the student on a dataset with labels; choose one for this experiment"
+UPLOADED_STUDENT = ("an uploaded student is a state dict (safetensors) uploaded with its architecture, so that it "
+                    "can be trained and saved")
 
 
 def distill_applies(model: Any) -> tuple[bool, str]:
@@ -34,13 +37,15 @@ def distill_applies(model: Any) -> tuple[bool, str]:
 def student_applicability(model: Any) -> dict[str, dict[str, Any]]:
     copy_ok, copy_reason = thinner_applies(model)
     return {BUILTIN: {"applicable": True, "reason": "a built-in architecture with the settings you give"},
-            THINNER_COPY: {"applicable": copy_ok, "reason": copy_reason}}
+            THINNER_COPY: {"applicable": copy_ok, "reason": copy_reason},
+            UPLOADED: {"applicable": True, "reason": "another of your models, uploaded as a state dict with its "
+                                                     "architecture"}}
 
 
 @register("distill", DistillConfig, applies_to=distill_applies, variants=student_applicability)
 def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: Reporter, *,
-            example: torch.Tensor, checkpoint_dir: str | None = None,
-            architecture: dict | None = None) -> RecipeResult:
+            example: torch.Tensor, checkpoint_dir: str | None = None, architecture: dict | None = None,
+            models: dict[str, dict[str, Any]] | None = None) -> RecipeResult:
     """Return the best distilled student; the teacher (`model`) is only run forward and never modified."""
     report.stage("distill")
     if data is None or data.train_y is None or data.val_y is None:
@@ -53,7 +58,8 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
     trained: dict[str, list[tuple[nn.Module, TrainOutcome]]] = {"student": [], "no_teacher": []}
     student_architecture, notes = None, []
     for kind, seed in runs:
-        student, student_architecture, notes = _new_student(model, config, architecture, config.seed + seed)
+        student, student_architecture, notes = _new_student(model, config, architecture, models or {},
+                                                            config.seed + seed)
         _check_outputs(model, student, example)
         outcome = fit(student, data, tuple(example.shape), _settings(config, seed), schedule,
                       checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
@@ -71,14 +77,25 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
         extras={"distill": {**summary, "student_architecture": student_architecture}})
 
 
-def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None, seed: int
+def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None, models: dict, seed: int
                  ) -> tuple[nn.Module, dict, list[str]]:
+    if config.student == UPLOADED:
+        return _uploaded_student(models.get(STUDENT_ROLE))
     with torch.random.fork_rng():
         torch.manual_seed(seed)  # a built-in student's random start belongs to its seed
         if config.student == THINNER_COPY:
             return thinner_copy(teacher, architecture, config.student_width, config.student_depth)
         spec = config.student_spec()
         return build_model(spec.architecture, spec), {"name": spec.architecture, "config": spec.to_dict()}, []
+
+
+def _uploaded_student(entry: dict | None) -> tuple[nn.Module, dict, list[str]]:
+    """A fresh copy of the uploaded student for each run: every seed starts from its uploaded weights."""
+    if entry is None:
+        raise RecipeError("the settings name an uploaded student, but the job was given none")
+    if entry["format"] != "safetensors" or not entry["architecture"]:
+        raise RecipeError(UPLOADED_STUDENT)
+    return copy.deepcopy(entry["model"]), entry["architecture"], []
 
 
 def _settings(config: DistillConfig, seed: int):

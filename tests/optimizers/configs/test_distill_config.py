@@ -17,7 +17,8 @@ def test_defaults_are_valid_and_need_a_labelled_dataset():
     ({"student_config": '{"hidden": [0]}'}, "student_config", "hidden: must be at least 1"),
     ({"student_config": '{"depth": 3}'}, "student_config", "depth: unknown setting"),
     ({"student_architecture": "vit"}, "student_architecture", "must be one of"),
-    ({"student": "uploaded"}, "student", "must be one of builtin, thinner_copy"),
+    ({"student": "teacher"}, "student", "must be one of builtin, thinner_copy, uploaded"),
+    ({"student": "uploaded"}, "student_model", "give its id"),
     ({"seeds": 9}, "seeds", "at most 5"),
     ({"alpha": 1.5}, "alpha", "at most 1"),
 ])
@@ -30,3 +31,8 @@ def test_bad_settings_name_their_field(values, field, problem):
 def test_a_thinner_copy_ignores_the_builtin_student_settings():
     config = parse_config("distill", {"student": "thinner_copy", "student_config": "not json"})
     assert (config.student, config.student_width, config.student_depth) == ("thinner_copy", 0.5, "half")
+
+
+def test_an_uploaded_student_is_a_referenced_model():
+    assert parse_config("distill", {"student": "uploaded", "student_model": 7}).referenced_models() == {"student": 7}
+    assert parse_config("distill", {"student_model": 7}).referenced_models() == {}  # a builtin student names none

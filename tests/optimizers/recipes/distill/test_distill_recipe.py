@@ -87,3 +87,20 @@ def test_any_loaded_teacher_can_teach_a_builtin_student(teacher, digits):
     result = distill(scripted, digits, DistillConfig(student_config='{"hidden": [8]}', epochs=1,
                                                      compare_without_teacher=False), ListReporter(), example=EXAMPLE)
     assert result.extras["distill"]["students"]["mean"] > 0.1
+
+
+def test_an_uploaded_student_trains_from_its_own_weights_on_every_seed(teacher, digits):
+    torch.manual_seed(1)
+    uploaded = build_model("mlp", {"hidden": [16]})
+    fit(uploaded, digits, (1, 64), TrainSettings(epochs=2))
+    weights = {name: tensor.clone() for name, tensor in uploaded.state_dict().items()}
+    architecture = {"name": "mlp", "config": {"hidden": [16]}}
+    models = {"student": {"model": uploaded, "format": "safetensors", "architecture": architecture}}
+    config = DistillConfig(student="uploaded", student_model=5, epochs=1, seeds=2, compare_without_teacher=False)
+    result = distill(teacher, digits, config, ListReporter(), example=EXAMPLE, models=models)
+    assert result.architecture == architecture
+    assert all(torch.equal(weights[name], tensor) for name, tensor in uploaded.state_dict().items())  # copies trained
+    assert not all(torch.equal(weights[name], tensor) for name, tensor in result.model.state_dict().items())
+    scripted = {"student": {"model": torch.jit.trace(uploaded, EXAMPLE), "format": "torchscript", "architecture": None}}
+    with pytest.raises(RecipeError, match="state dict"):
+        distill(teacher, digits, config, ListReporter(), example=EXAMPLE, models=scripted)
