@@ -52,10 +52,13 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
         raise RecipeError(NEEDS_LABELS)
     teacher_accuracy = _teacher_accuracy(model, data, example)
     report.log(f"distill: the teacher's validation accuracy is {teacher_accuracy:.4f}")
+    report.metric("teacher/val_accuracy", 0, teacher_accuracy)  # a reference line, from the first step to the last
     runs = [("student", seed) for seed in range(config.seeds)]
     runs += [("no_teacher", seed) for seed in range(config.seeds)] if config.compare_without_teacher else []
     schedule = ScheduleReporter(report, [1.0] * len(runs))
-    trained: dict[str, list[tuple[nn.Module, TrainOutcome]]] = {"student": [], "no_teacher": []}
+    # Seed i of both kinds starts from the same student: the two differ only in what they learn from.
+    outcomes: dict[str, list[TrainOutcome]] = {"student": [], "no_teacher": []}
+    best: nn.Module | None = None
     student_architecture, notes = None, []
     for kind, seed in runs:
         student, student_architecture, notes = _new_student(model, config, architecture, models or {},
@@ -65,11 +68,12 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
                       checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
                       metric_prefix=f"{kind}{seed + 1}",
                       loss_fn=distillation_loss(model, config.temperature, config.alpha) if kind == "student" else None)
-        trained[kind].append((student, outcome))
-        report.metric("teacher/val_accuracy", outcome.steps, teacher_accuracy)  # the reference line on the chart
+        if kind == "student" and all(outcome.best_val_accuracy > o.best_val_accuracy for o in outcomes[kind]):
+            best = student  # only the best distilled student is kept in memory
+        outcomes[kind].append(outcome)
+        report.metric("teacher/val_accuracy", outcome.steps, teacher_accuracy)
         schedule.next_slice()
-    best, _ = max(trained["student"], key=lambda pair: pair[1].best_val_accuracy)
-    summary = _summary(trained, teacher_accuracy, config)
+    summary = _summary(outcomes, teacher_accuracy, config)
     return RecipeResult(
         model=best, backend=f"knowledge distillation (temperature {config.temperature:g}, alpha {config.alpha:g}) "
                             f"into a {config.student} {student_architecture['name']}",
@@ -140,16 +144,17 @@ def _spread(values: list[float]) -> dict[str, Any]:
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
 
 
-def _summary(trained: dict, teacher_accuracy: float, config: DistillConfig) -> dict[str, Any]:
+def _summary(outcomes: dict[str, list[TrainOutcome]], teacher_accuracy: float, config: DistillConfig
+             ) -> dict[str, Any]:
     """Mean and spread of the best validation accuracy of each run kind, and the plain verdict on the teacher."""
-    students = _spread([outcome.best_val_accuracy for _, outcome in trained["student"]])
+    students = _spread([outcome.best_val_accuracy for outcome in outcomes["student"]])
     summary = {"teacher_accuracy": round(teacher_accuracy, 4), "students": students, "seeds": config.seeds,
                "student_share_of_teacher": round(students["mean"] / teacher_accuracy, 4) if teacher_accuracy else None}
-    if not trained["no_teacher"]:
+    if not outcomes["no_teacher"]:
         summary["verdict"] = (f"distilled student: {_percent(students)} validation accuracy (teacher "
                               f"{teacher_accuracy:.2%}); not compared with a student trained without the teacher")
         return summary
-    baseline = _spread([outcome.best_val_accuracy for _, outcome in trained["no_teacher"]])
+    baseline = _spread([outcome.best_val_accuracy for outcome in outcomes["no_teacher"]])
     gain = students["mean"] - baseline["mean"]
     noise = max(students["std"] or 0.0, baseline["std"] or 0.0)
     if config.seeds == 1:
