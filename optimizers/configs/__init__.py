@@ -7,15 +7,16 @@ from typing import Any
 
 from optimizers.configs.base import INTEGERS, RecipeConfig, Settings, setting
 from optimizers.configs.distill import DistillConfig
+from optimizers.configs.parallelize import ParallelizeConfig
 from optimizers.configs.prune import PruneConfig
 from optimizers.configs.quantize import QuantizeConfig
 from optimizers.errors import ConfigError
 
 __all__ = ["ConfigError", "INTEGERS", "Settings", "RecipeConfig", "setting", "QuantizeConfig", "PruneConfig",
-           "DistillConfig", "RECIPE_CONFIGS", "parse_config"]
+           "DistillConfig", "ParallelizeConfig", "RECIPE_CONFIGS", "parse_config"]
 
 RECIPE_CONFIGS: dict[str, type[RecipeConfig]] = {"quantize": QuantizeConfig, "prune": PruneConfig,
-                                                  "distill": DistillConfig}
+                                                  "distill": DistillConfig, "parallelize": ParallelizeConfig}
 
 
 def parse_config(recipe: str, data: Any) -> RecipeConfig:

@@ -75,9 +75,10 @@ window.SlimforgeReport = (function () {
     const s = exp.summary || {};
     if (!s.before) return;
     document.getElementById("backend").textContent = `Backend: ${s.backend || "—"} · ${s.threads || "?"} thread(s) · ${s.device || s.after.device || "cpu"}`;
+    document.getElementById("results").hidden = false;  // first: a chart drawn in a hidden box gets no width
     reportTable(s);
+    SlimforgePlanChart.draw(document.getElementById("plan-chart"), (s.extras || {}).plan_search);
     artifactList(exp);
-    document.getElementById("results").hidden = false;
   }
 
   return { load };

@@ -1,0 +1,135 @@
+"""Parallelize: find the fastest way to serve this model on this worker, measured, under an optional p95 budget.
+
+The model itself is not changed: the result is the plan (batch size, threads, memory format, compiled or not) as
+`plan.json`, a runnable `serve_plan.py` that serves the saved model with it, and every point measured (chart and
+report). The baseline is the model at batch 1 on one thread, eager, measured in the same run.
+"""
+import copy
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from optimizers.configs.parallelize import ParallelizeConfig
+from optimizers.errors import Cancelled, RecipeError, first_line
+from optimizers.measure.inference import latency_ms
+from optimizers.recipes.parallelize.search import Point, Setting, Timing, Unavailable, search
+from optimizers.recipes.parallelize.serving import PLAN_FILE, SNIPPET_FILE, plan_json, serving_snippet
+from optimizers.registry import RecipeResult, register
+from optimizers.reporters import Reporter
+
+EAGER, CHANNELS_LAST, COMPILED = "eager", "channels_last", "compiled"
+PROBE_RUNS = 3
+CLEARLY_WORSE = 0.5  # a point whose probe reaches less than half the best throughput is not timed further
+ONNX_REFUSED = "ONNX models run in onnxruntime; the plan search measures PyTorch execution"
+
+
+def parallelize_applies(model: Any) -> tuple[bool, str]:
+    if getattr(model, "onnx_path", None) is not None:
+        return False, ONNX_REFUSED
+    return True, "batch sizes, threads, memory format and compilation are measured on this worker"
+
+
+@register("parallelize", ParallelizeConfig, applies_to=parallelize_applies)
+def parallelize(model: Any, data: Any, config: ParallelizeConfig, report: Reporter, *,
+                example: torch.Tensor) -> RecipeResult:
+    applies, reason = parallelize_applies(model)
+    if not applies:
+        raise RecipeError(reason)
+    report.stage("plan search")
+    threads, notes = _thread_counts(config.threads)
+    runners, variant_notes = _runners(model, example, config, threads)
+    notes += variant_notes
+    batches = sorted({1, *config.batch_sizes})
+    previous_threads = torch.get_num_threads()
+    total = len(runners) * len(threads) * len(batches)
+    done = [0]
+
+    def on_point(point: Point) -> None:
+        done[0] += 1
+        index = done[0]
+        report.metric("plan/throughput_per_s", index, point.throughput)
+        report.metric("plan/p95_ms", index, point.timing.p95_ms)
+        report.progress(index, total, "plan search")
+        if report.cancelled():
+            raise Cancelled()
+
+    try:
+        outcome = search(list(runners), threads, batches, _measure(runners, example, config),
+                         budget_ms=config.p95_budget_ms, seconds=config.search_seconds, on_point=on_point)
+    finally:
+        torch.set_num_threads(previous_threads)
+    baseline = next(p for p in outcome.points if p.setting == Setting(EAGER, 1, 1))
+    if outcome.chosen is None:
+        raise RecipeError(f"no point met the p95 budget of {config.p95_budget_ms:g} ms; the fastest batch-1 p95 "
+                          f"was {min(p.timing.p95_ms for p in outcome.points):g} ms")
+    extras = _extras(outcome, baseline, config)
+    summary = (f"plan: {_describe(outcome.chosen.setting)}: {outcome.chosen.throughput:,.0f} samples/s, p95 "
+               f"{outcome.chosen.timing.p95_ms:g} ms per batch; {extras['speedup']:.2f}x the batch-1 single-thread "
+               f"eager baseline ({baseline.throughput:,.0f} samples/s), {len(outcome.points)} point(s) measured")
+    files = {PLAN_FILE: plan_json(extras).encode(),
+             SNIPPET_FILE: serving_snippet(outcome.chosen.setting, example).encode()}
+    return RecipeResult(model=model, backend="inference plan search (PyTorch on CPU)", notes=[summary] + notes +
+                        outcome.notes, extras={"plan_search": extras}, extra_files=files)
+
+
+def _thread_counts(wanted: tuple[int, ...]) -> tuple[list[int], list[str]]:
+    cores = len(os.sched_getaffinity(0))
+    usable = sorted({1, *(count for count in wanted if count <= cores)})
+    dropped = sorted(count for count in wanted if count > cores)
+    notes = [f"thread counts {dropped} skipped: this worker gives the job {cores} core(s)"] if dropped else []
+    return usable, notes
+
+
+def _runners(model: Any, example: torch.Tensor, config: ParallelizeConfig, threads: list[int]
+             ) -> tuple[dict[str, Any], list[str]]:
+    """Each way of running the model, on a private copy where the way changes the module; with why others are out."""
+    runners, notes = {EAGER: model}, []
+    eager_module = isinstance(model, nn.Module) and not isinstance(model, torch.jit.ScriptModule)
+    if config.channels_last:
+        if example.dim() == 4 and example.is_floating_point() and eager_module:
+            runners[CHANNELS_LAST] = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        else:
+            notes.append("channels-last skipped: it needs 4-D float image batches and a module built in Python")
+    if config.try_compile:
+        if eager_module:
+            runners[COMPILED] = torch.compile(copy.deepcopy(model))
+        else:
+            notes.append("torch.compile skipped: it compiles modules built in Python or exported graphs, not "
+                         "TorchScript")
+    return runners, notes
+
+
+def _measure(runners: dict[str, Any], example: torch.Tensor, config: ParallelizeConfig):
+    def measure(setting: Setting, best_throughput: float) -> Timing:
+        torch.set_num_threads(setting.threads)
+        batch = example.expand(setting.batch, *example.shape[1:]).contiguous()
+        if setting.variant == CHANNELS_LAST:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        module = runners[setting.variant]
+        try:
+            probe = latency_ms(module, batch, repeats=PROBE_RUNS, warmup=1, budget_s=30.0)
+            if best_throughput and setting.batch * 1000.0 / probe["p50"] < CLEARLY_WORSE * best_throughput:
+                return Timing(probe["p50"], probe["p95"], probe["runs"], stopped_early=True)
+            timed = latency_ms(module, batch, repeats=config.repeats, warmup=3, budget_s=30.0)
+        except Exception as error:  # noqa: BLE001 - a failed compile or a batch the model refuses
+            if setting.variant != EAGER:  # another way of running it; the plain model still has a plan
+                raise Unavailable(f"{_describe(setting)} failed: {first_line(error)}") from error
+            raise RecipeError(f"{_describe(setting)} failed: {first_line(error)}") from error
+        return Timing(timed["p50"], timed["p95"], timed["runs"])
+
+    return measure
+
+
+def _describe(setting: Setting) -> str:
+    return f"{setting.variant}, {setting.threads} thread(s), batch {setting.batch}"
+
+
+def _extras(outcome, baseline: Point, config: ParallelizeConfig) -> dict[str, Any]:
+    return {"plan": outcome.chosen.to_dict(), "baseline": baseline.to_dict(),
+            "speedup": round(outcome.chosen.throughput / baseline.throughput, 3) if baseline.throughput else None,
+            "p95_budget_ms": config.p95_budget_ms or None, "points": [p.to_dict() for p in outcome.points],
+            "not_measured": [vars(s) for s in outcome.not_measured],
+            "cores": len(os.sched_getaffinity(0)), "torch": torch.__version__}
+

@@ -1,0 +1,77 @@
+"""The plan search for real on a small CNN: the plan is the measured best, the budget holds, the served file runs."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from optimizers.configs import ConfigError, parse_config
+from optimizers.configs.parallelize import ParallelizeConfig
+from optimizers.errors import RecipeError
+from optimizers.recipes.parallelize.recipe import ONNX_REFUSED, parallelize, parallelize_applies
+from optimizers.reporters import ListReporter
+from optimizers.zoo.models import build_model
+
+EXAMPLE = torch.zeros(1, 1, 8, 8)
+QUICK = {"batch_sizes": (1, 8, 32), "threads": (1, 2), "repeats": 5}
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    torch.manual_seed(0)
+    return build_model("small_cnn", {"channels": [16, 32]})
+
+
+def test_the_chosen_plan_is_the_best_point_measured_and_the_baseline_is_batch_one(cnn):
+    before = {name: tensor.clone() for name, tensor in cnn.state_dict().items()}
+    report = ListReporter()
+    result = parallelize(cnn, None, ParallelizeConfig(**QUICK), report, example=EXAMPLE)
+    found = result.extras["plan_search"]
+    points = found["points"]
+    assert found["plan"] == max(points, key=lambda point: point["throughput_per_s"])
+    assert found["baseline"] == next(p for p in points if (p["variant"], p["threads"], p["batch"]) == ("eager", 1, 1))
+    assert found["speedup"] == pytest.approx(found["plan"]["throughput_per_s"] / found["baseline"]["throughput_per_s"],
+                                             rel=1e-3)
+    assert {p["variant"] for p in points} == {"eager", "channels_last"}
+    assert json.loads(result.extra_files["plan.json"]) == found
+    metrics = [e for e in report.events if e["kind"] == "metric" and e["name"] == "plan/throughput_per_s"]
+    assert len(metrics) == len(points)
+    assert result.model is cnn and all(torch.equal(before[k], v) for k, v in cnn.state_dict().items())
+
+
+def test_the_budget_holds_and_is_a_clear_refusal_when_nothing_meets_it(cnn):
+    free = parallelize(cnn, None, ParallelizeConfig(**QUICK), ListReporter(), example=EXAMPLE).extras["plan_search"]
+    # Roomy for batch 1, too tight for the largest batches (judged on this machine, in this run)
+    budget = round(5 * min(p["p95_ms"] for p in free["points"] if p["batch"] == 1), 3)
+    result = parallelize(cnn, None, ParallelizeConfig(**QUICK, p95_budget_ms=budget), ListReporter(), example=EXAMPLE)
+    found = result.extras["plan_search"]
+    within = [p for p in found["points"] if p["p95_ms"] <= budget]
+    assert found["plan"]["p95_ms"] <= budget
+    assert found["plan"] == max(within, key=lambda point: point["throughput_per_s"])
+    with pytest.raises(RecipeError, match="no point met the p95 budget of 0.0001 ms"):
+        parallelize(cnn, None, ParallelizeConfig(**QUICK, p95_budget_ms=0.0001), ListReporter(), example=EXAMPLE)
+
+
+def test_the_served_file_runs_beside_the_saved_model(cnn, tmp_path):
+    result = parallelize(cnn, None, ParallelizeConfig(batch_sizes=(1, 4), threads=(1,), repeats=3), ListReporter(),
+                         example=EXAMPLE)
+    torch.jit.save(torch.jit.trace(cnn, EXAMPLE), str(tmp_path / "model.pt"))
+    (tmp_path / "serve_plan.py").write_bytes(result.extra_files["serve_plan.py"])
+    finished = subprocess.run([sys.executable, "serve_plan.py"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    batch = result.extras["plan_search"]["plan"]["batch"]
+    assert f"served {2 * batch + 1} samples in batches of {batch}" in finished.stdout
+
+
+def test_what_does_not_apply_is_said(cnn):
+    scripted = torch.jit.trace(cnn, EXAMPLE)
+    result = parallelize(scripted, None, ParallelizeConfig(batch_sizes=(1,), threads=(1, 200), repeats=3),
+                         ListReporter(), example=EXAMPLE)
+    assert any("channels-last skipped" in note for note in result.notes)
+    assert any("thread counts [200] skipped" in note for note in result.notes)
+    onnx_like = type("OnnxModel", (), {"onnx_path": "m.onnx"})()
+    assert parallelize_applies(onnx_like) == (False, ONNX_REFUSED)
+    with pytest.raises(ConfigError, match="each batch size once"):
+        parse_config("parallelize", {"batch_sizes": [8, 8]})
