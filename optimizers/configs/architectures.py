@@ -7,6 +7,7 @@ digits that scikit-learn ships, the transformer classifies sequences of 32 token
 """
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 from optimizers.configs.base import INTEGERS, Settings, setting
@@ -27,6 +28,13 @@ class ArchitectureConfig(Settings):
     def example_input(self) -> InputSpec:
         """(shape, dtype name) of one example input, batch of 1."""
         raise NotImplementedError
+
+    def input_refusal(self, shape: tuple[int, ...], dtype: str) -> str | None:
+        """Why this architecture cannot take inputs of `shape` (batch first) and `dtype`, naming the setting to
+        change; None when it can."""
+        if dtype == "int64":
+            return f"{self.architecture} takes float images or vectors, and the input is token ids (int64)"
+        return None
 
 
 def _classes() -> Any:
@@ -58,6 +66,12 @@ class ResNetConfig(ArchitectureConfig):
     def example_input(self) -> InputSpec:
         return (1, self.in_channels, self.image_size, self.image_size), "float32"
 
+    def input_refusal(self, shape: tuple[int, ...], dtype: str) -> str | None:
+        if len(shape) != 4 or shape[1] != self.in_channels:  # any image size: the network pools adaptively
+            return (f"in_channels: the input's samples are {list(shape[1:])}; a ResNet takes images of "
+                    f"{self.in_channels} channel(s)")
+        return super().input_refusal(shape, dtype)
+
 
 @dataclasses.dataclass(frozen=True)
 class MLPConfig(ArchitectureConfig):
@@ -75,6 +89,12 @@ class MLPConfig(ArchitectureConfig):
 
     def example_input(self) -> InputSpec:
         return (1, self.in_features), "float32"
+
+    def input_refusal(self, shape: tuple[int, ...], dtype: str) -> str | None:
+        values = math.prod(shape[1:])
+        if values != self.in_features:
+            return f"in_features: the input has {values} values per sample (flattened); set in_features to {values}"
+        return super().input_refusal(shape, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +126,13 @@ class SmallCNNConfig(ArchitectureConfig):
     def example_input(self) -> InputSpec:
         return (1, self.in_channels, self.image_size, self.image_size), "float32"
 
+    def input_refusal(self, shape: tuple[int, ...], dtype: str) -> str | None:
+        wanted = (self.in_channels, self.image_size, self.image_size)
+        if tuple(shape[1:]) != wanted:
+            return (f"in_channels and image_size: the input's samples are {list(shape[1:])}, and these settings "
+                    f"take {list(wanted)}")
+        return super().input_refusal(shape, dtype)
+
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig(ArchitectureConfig):
@@ -126,6 +153,13 @@ class TransformerConfig(ArchitectureConfig):
 
     def example_input(self) -> InputSpec:
         return (1, self.max_len), "int64"
+
+    def input_refusal(self, shape: tuple[int, ...], dtype: str) -> str | None:
+        if dtype != "int64":
+            return f"the transformer takes token ids (int64), and the input is {dtype}"
+        if len(shape) != 2 or shape[1] > self.max_len:
+            return f"max_len: the input's samples are {list(shape[1:])}; the transformer takes up to {self.max_len} ids"
+        return None
 
 
 ARCHITECTURE_CONFIGS: dict[str, type[ArchitectureConfig]] = {

@@ -103,6 +103,10 @@ class RecipeConfig(Settings):
         """Whether the dataset must have labels (fine-tuning does; calibration does not)."""
         return False
 
+    def check_model(self, *, input_shape: tuple[int, ...], input_dtype: str, output_shape: list[int] | None) -> None:
+        """Raise ConfigError when these settings cannot work for a model with this input and output (known from its
+        inspection), so the web refuses them before anything is queued."""
+
     def referenced_models(self) -> dict[str, int]:
         """Other uploaded models these settings name, by role ({"student": 12}): the web checks that the user owns
         each and that it is ready; the worker hands each to the job beside the uploaded model."""

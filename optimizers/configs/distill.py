@@ -79,6 +79,19 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
         if self.student == UPLOADED and not self.student_model:
             raise ConfigError("student_model", "choose the model to train as the student: give its id")
 
+    def check_model(self, *, input_shape: tuple[int, ...], input_dtype: str, output_shape: list[int] | None) -> None:
+        """A built-in student must take the teacher's input and give as many outputs as the teacher."""
+        if self.student != BUILTIN:
+            return
+        spec = self.student_spec()
+        refusal = spec.input_refusal(tuple(input_shape), input_dtype)
+        if refusal:
+            raise ConfigError("student_config", f"the student does not take the teacher's input: {refusal}")
+        classes = output_shape[-1] if output_shape else None
+        if classes is not None and getattr(spec, "num_classes", classes) != classes:
+            raise ConfigError("student_config", f"num_classes: the teacher gives {classes} outputs and the student "
+                                                f"{spec.num_classes}; set num_classes to {classes}")
+
     def referenced_models(self) -> dict[str, int]:
         return {STUDENT_ROLE: self.student_model} if self.student == UPLOADED else {}
 

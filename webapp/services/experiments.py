@@ -28,6 +28,11 @@ def _check_model(model: UploadedModel, recipe: str, config) -> None:
     applicability = model.info.get("recipes", {}).get(recipe, {"applicable": True})
     if not applicability.get("applicable", True):
         raise ValidationError({"recipe": applicability.get("reason") or "This recipe does not apply."})
+    try:
+        config.check_model(input_shape=model.input_shape, input_dtype=model.input_dtype,
+                           output_shape=model.info.get("output_shape"))
+    except ConfigError as exc:
+        raise ValidationError({f"config.{exc.field}": exc.message}) from None
     field = type(config).variant_field
     verdict = applicability.get("variants", {}).get(getattr(config, field, None)) if field else None
     if verdict and not verdict.get("applicable", True):

@@ -135,3 +135,20 @@ def test_zoo_settings_and_the_header_check_import_without_torch(run_python):
     finished = run_python("-c", code)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("name", "values", "shape", "dtype", "problem"), [
+    ("mlp", {}, (1, 1, 8, 8), "float32", None),
+    ("mlp", {}, (1, 3, 32, 32), "float32", "in_features: the input has 3072 values per sample"),
+    ("mlp", {}, (1, 64), "int64", "token ids"),
+    ("small_cnn", {}, (1, 1, 8, 8), "float32", None),
+    ("small_cnn", {}, (1, 64), "float32", "in_channels and image_size: the input's samples are [64]"),
+    ("resnet", {"in_channels": 1}, (1, 1, 28, 28), "float32", None),
+    ("resnet", {}, (1, 1, 28, 28), "float32", "in_channels: the input's samples are [1, 28, 28]"),
+    ("transformer", {}, (1, 16), "int64", None),
+    ("transformer", {}, (1, 64), "int64", "max_len"),
+    ("transformer", {}, (1, 16), "float32", "token ids (int64)"),
+])
+def test_an_architecture_says_which_inputs_it_cannot_take(name, values, shape, dtype, problem):
+    refusal = parse_architecture(name, values).input_refusal(shape, dtype)
+    assert refusal is None if problem is None else problem in refusal

@@ -36,3 +36,14 @@ def test_a_thinner_copy_ignores_the_builtin_student_settings():
 def test_an_uploaded_student_is_a_referenced_model():
     assert parse_config("distill", {"student": "uploaded", "student_model": 7}).referenced_models() == {"student": 7}
     assert parse_config("distill", {"student_model": 7}).referenced_models() == {}  # a builtin student names none
+
+
+def test_a_builtin_student_must_fit_the_teachers_input_and_outputs():
+    fits = {"input_shape": (1, 64), "input_dtype": "float32", "output_shape": [1, 10]}
+    parse_config("distill", {"student_config": '{"hidden": [16]}'}).check_model(**fits)
+    with pytest.raises(ConfigError, match="num_classes: the teacher gives 10 outputs and the student 3") as raised:
+        parse_config("distill", {"student_config": '{"num_classes": 3}'}).check_model(**fits)
+    assert raised.value.field == "student_config"
+    with pytest.raises(ConfigError, match="does not take the teacher's input: in_channels and image_size"):
+        parse_config("distill", {"student_architecture": "small_cnn"}).check_model(**fits)
+    parse_config("distill", {"student": "thinner_copy"}).check_model(**fits)  # copies fit by construction

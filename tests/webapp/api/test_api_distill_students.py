@@ -59,3 +59,14 @@ def test_a_student_that_cannot_be_trained_and_saved_is_refused_before_queueing(a
                                 format="json")
     assert without_id.status_code == 400 and "give its id" in without_id.json()["config.student_model"][0]
     assert not Experiment.objects.exists()
+
+
+def test_a_builtin_student_that_cannot_fit_the_teacher_is_a_400_before_queueing(alice, alice_api):
+    teacher = ready_model(alice, name="teacher")  # takes [1, 64], gives [1, 10]
+    response = alice_api.post("/api/experiments/", {"model": teacher.pk, "recipe": "distill",
+                                                    "dataset": _dataset(alice).pk,
+                                                    "config": {"student_config": '{"num_classes": 2}'}},
+                              format="json")
+    assert response.status_code == 400
+    assert "set num_classes to 10" in response.json()["config.student_config"][0]
+    assert not Experiment.objects.exists()
