@@ -19,6 +19,7 @@ BUILTIN, THINNER_COPY, UPLOADED = "builtin", "thinner_copy", "uploaded"
 STUDENTS = (BUILTIN, THINNER_COPY, UPLOADED)
 STUDENT_ROLE = "student"
 SAME_DEPTH, HALF_DEPTH = "same", "half"
+SOFT_TARGETS, MSE, COSINE = "soft_targets", "mse", "cosine"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,13 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
         HALF_DEPTH, "thinner_copy: half keeps every other block of each ResNet stage and every other Transformer "
                     "layer (the way DistilBERT took every other layer of BERT); same keeps them all.",
         choices=(SAME_DEPTH, HALF_DEPTH))
+    loss: str = setting(
+        SOFT_TARGETS, "soft_targets: the teacher's class probabilities softened by temperature, blended with the "
+                      "labels by alpha (for classifiers; without labels the student learns from the teacher alone "
+                      "and is judged by its agreement with the teacher's top class). mse or cosine: match the "
+                      "teacher's outputs themselves, for models whose outputs are embeddings; judged by the mean "
+                      "cosine similarity to the teacher's outputs, no labels needed.",
+        choices=(SOFT_TARGETS, MSE, COSINE))
     temperature: float = setting(
         4.0, "Softens the teacher's and the student's outputs before they are compared: higher shows the "
              "student more of how the teacher ranks the wrong classes.", min=1.0, max=20.0)
@@ -107,7 +115,7 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
             raise ConfigError("student_config", f"{error.field}: {error.message}") from None
 
     def needs_labels(self) -> bool:
-        return True  # the blend with the hard labels, validation accuracy and the no-teacher baseline need them
+        return False  # without labels the student learns from the teacher alone
 
     def needs_dataset(self) -> str | None:
-        return "distillation trains the student on a labelled dataset (its train and validation splits)"
+        return "distillation trains the student on a dataset's samples (its train and validation splits)"

@@ -20,6 +20,9 @@ from optimizers.training.state import RunState
 
 LOSS_EVERY_STEPS = 10  # how often the step-level train loss reaches the chart (the mean since the last point)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# evaluate_fn(model) -> (validation loss, validation score): replaces cross-entropy and accuracy on the labels when
+# there are none to judge by (a student judged by its agreement with its teacher).
+EvaluateFn = Callable[[nn.Module], tuple[float, float]]
 
 
 @dataclass
@@ -34,6 +37,8 @@ class EpochRunner:
     loss_fn: LossFn | None
     after_step: Callable[[int], None] | None
     step_offset: int
+    evaluate_fn: EvaluateFn | None = None
+    score_name: str = "accuracy"  # what the validation score is called on the chart
     batch_size: int = 0
     usable_samples: int = 0  # the train samples an epoch uses (a fixed batch leaves out the rest)
     total_steps: int = 0
@@ -65,7 +70,7 @@ class EpochRunner:
                 raise Cancelled()
             index = order[start:start + self.batch_size]
             inputs = fit_to_input(self.splits.train_x[index], self.input_shape).to(device)
-            labels = self.splits.train_y[index].to(device)
+            labels = self._labels(index).to(device)
             loss, outputs = self._loss(inputs, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -76,15 +81,23 @@ class EpochRunner:
                 self.after_step(self.step_offset + step)
             losses = losses + loss.detach() * len(index)  # on the device: no sync per step
             window.append(loss.detach())
-            if outputs is not None and outputs.dim() == 2 and len(outputs) == len(labels):
+            if self.splits.train_y is not None and outputs is not None and outputs.dim() == 2 \
+                    and len(outputs) == len(labels):
                 correct, judged = correct + (outputs.detach().argmax(dim=1) == labels).sum(), judged + len(labels)
             if step % LOSS_EVERY_STEPS == 0 or start + self.batch_size >= len(order):
                 self._report_train_loss(step, torch.stack(window).mean().item())
                 window = []
-        val_loss, val_accuracy = evaluate(model, self.splits.val_x, self.splits.val_y, self.input_shape)
+        val_loss, val_accuracy = self.evaluate_fn(model) if self.evaluate_fn else \
+            evaluate(model, self.splits.val_x, self.splits.val_y, self.input_shape)
         return {"epoch": state.epoch + 1, "step": step, "train_loss": losses.item() / len(order),
                 "train_accuracy": float(correct) / judged if judged else math.nan, "val_loss": val_loss,
                 "val_accuracy": val_accuracy, "learning_rate": learning_rate}
+
+    def _labels(self, index: torch.Tensor) -> torch.Tensor:
+        """The batch's labels; placeholders when the dataset has none (then only a loss_fn that ignores them runs)."""
+        if self.splits.train_y is None:
+            return torch.zeros(len(index), dtype=torch.long)
+        return self.splits.train_y[index]
 
     def _loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.loss_fn is None:
@@ -110,12 +123,13 @@ class EpochRunner:
         step = self.step_offset + int(entry["step"])
         for measure in ("epoch_train_loss", "train_accuracy", "val_loss", "val_accuracy"):
             value = entry["train_loss" if measure == "epoch_train_loss" else measure]
+            name = f"val_{self.score_name}" if measure == "val_accuracy" else measure
             if not math.isnan(value):
-                self.report.metric(f"{self.prefix}/{measure}", step, value)
+                self.report.metric(f"{self.prefix}/{name}", step, value)
         self.report.progress(int(entry["step"]), self.total_steps, self.stage)
         self.report.log(f"{self.stage}: epoch {int(entry['epoch'])} of {self.settings.epochs}: train loss "
-                        f"{entry['train_loss']:.4f}, validation loss {entry['val_loss']:.4f}, validation accuracy "
-                        f"{entry['val_accuracy']:.4f}")
+                        f"{entry['train_loss']:.4f}, validation loss {entry['val_loss']:.4f}, validation "
+                        f"{self.score_name} {entry['val_accuracy']:.4f}")
 
 
 @torch.no_grad()

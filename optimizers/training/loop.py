@@ -17,13 +17,13 @@ from optimizers.configs.finetune import FineTuneSettings, TrainSettings
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.reporters import NullReporter, Reporter
-from optimizers.training.epochs import LOSS_EVERY_STEPS, EpochRunner, LossFn, evaluate
+from optimizers.training.epochs import LOSS_EVERY_STEPS, EpochRunner, EvaluateFn, LossFn, evaluate
 from optimizers.training.modes import mode_notes, prepare_parameters, set_training, trainable
 from optimizers.training.setup import build_optimizer, build_schedule, fingerprint
 from optimizers.training.state import RunState, resume
 
-__all__ = ["FineTuneSettings", "TrainSettings", "TrainOutcome", "LossFn", "LOSS_EVERY_STEPS", "fit", "evaluate",
-           "trainable"]
+__all__ = ["FineTuneSettings", "TrainSettings", "TrainOutcome", "LossFn", "EvaluateFn", "LOSS_EVERY_STEPS", "fit",
+           "evaluate", "trainable"]
 
 
 @dataclass
@@ -43,23 +43,26 @@ def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...
         settings: FineTuneSettings | None = None, report: Reporter | None = None, *,
         checkpoint_dir: str | None = None, stage: str = "fine-tune", metric_prefix: str | None = None,
         loss_fn: LossFn | None = None, after_step: Callable[[int], None] | None = None,
-        step_offset: int = 0) -> TrainOutcome:
+        step_offset: int = 0, evaluate_fn: EvaluateFn | None = None, score_name: str = "accuracy") -> TrainOutcome:
     """Train `model` in place; leave it in inference mode holding its best validation epoch.
 
     loss_fn(model, inputs, labels) -> scalar loss replaces cross-entropy (distillation); after_step(step)
-    runs after each optimizer step (pruning re-applies its masks there). Metrics are named
+    runs after each optimizer step (pruning re-applies its masks there). evaluate_fn(model) -> (loss, score)
+    replaces cross-entropy and accuracy on the validation labels (named `val_<score_name>` on the chart); with
+    both loss_fn and evaluate_fn the dataset needs no labels. Metrics are named
     `<metric_prefix or stage>/<measure>` at step `step_offset + steps taken`. A checkpoint_dir holds one
     run: callers that fit several times per job give each fit its own directory. settings default to TrainSettings().
     """
     usable, reason = trainable(model)
     if not usable:
         raise RecipeError(reason)
-    if splits is None or splits.train_y is None or splits.val_y is None:
+    unlabelled_ok = loss_fn is not None and evaluate_fn is not None
+    if splits is None or (not unlabelled_ok and (splits.train_y is None or splits.val_y is None)):
         raise RecipeError("fine-tuning needs a dataset with labels")
     settings = settings or TrainSettings()
     report = report or NullReporter()
     loop = EpochRunner(model, splits, input_shape, settings, report, metric_prefix or stage, stage, loss_fn,
-                       after_step, step_offset)
+                       after_step, step_offset, evaluate_fn, score_name)
     notes = loop.plan_batches() + mode_notes(model)
     prepare_parameters(model)
     optimizer = build_optimizer(model, settings)

@@ -30,3 +30,14 @@ def distillation_loss(teacher: Any, temperature: float, alpha: float) -> LossFn:
         return soft if alpha >= 1.0 else alpha * soft + (1 - alpha) * F.cross_entropy(logits, labels)
 
     return loss
+
+
+def output_matching_loss(teacher: Any, kind: str) -> LossFn:
+    """Match the teacher's outputs themselves (embeddings): mean squared error, or 1 - mean cosine similarity."""
+    def loss(student, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        outputs, target = student(inputs), teacher_logits(teacher, inputs)
+        if kind == "mse":
+            return F.mse_loss(outputs, target)
+        return 1 - F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).mean()
+
+    return loss

@@ -15,17 +15,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimizers.configs.distill import BUILTIN, STUDENT_ROLE, THINNER_COPY, UPLOADED, DistillConfig
+from optimizers.configs.distill import BUILTIN, SOFT_TARGETS, STUDENT_ROLE, THINNER_COPY, UPLOADED, DistillConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError, first_line
-from optimizers.recipes.distill.loss import distillation_loss, teacher_logits
+from optimizers.recipes.distill.judge import score_name, teacher_judge
+from optimizers.recipes.distill.loss import distillation_loss, output_matching_loss, teacher_logits
 from optimizers.recipes.distill.thinner import thinner_applies, thinner_copy
 from optimizers.registry import RecipeResult, register
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.loop import TrainOutcome, fit, trainable
 from optimizers.zoo.models import build_model
 
-NEEDS_LABELS = "distillation trains the student on a dataset with labels; choose one for this experiment"
+NEEDS_DATA = "distillation trains the student on a dataset's samples; choose one for this experiment"
 UPLOADED_STUDENT = ("an uploaded student is a state dict (safetensors) uploaded with its architecture, so that it "
                     "can be trained and saved")
 
@@ -48,37 +49,75 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
             models: dict[str, dict[str, Any]] | None = None) -> RecipeResult:
     """Return the best distilled student; the teacher (`model`) is only run forward and never modified."""
     report.stage("distill")
-    if data is None or data.train_y is None or data.val_y is None:
-        raise RecipeError(NEEDS_LABELS)
-    teacher_accuracy = _teacher_accuracy(model, data, example)
-    report.log(f"distill: the teacher's validation accuracy is {teacher_accuracy:.4f}")
-    report.metric("teacher/val_accuracy", 0, teacher_accuracy)  # a reference line, from the first step to the last
+    if data is None:
+        raise RecipeError(NEEDS_DATA)
+    plan = _Plan.of(model, data, example, config)
+    notes = list(plan.notes)
+    if plan.teacher_accuracy is not None:
+        report.log(f"distill: the teacher's validation accuracy is {plan.teacher_accuracy:.4f}")
+        report.metric("teacher/val_accuracy", 0, plan.teacher_accuracy)  # a reference line, first step to last
     runs = [("student", seed) for seed in range(config.seeds)]
-    runs += [("no_teacher", seed) for seed in range(config.seeds)] if config.compare_without_teacher else []
+    runs += [("no_teacher", seed) for seed in range(config.seeds)] if plan.baseline else []
     schedule = ScheduleReporter(report, [1.0] * len(runs))
     # Seed i of both kinds starts from the same student: the two differ only in what they learn from.
     outcomes: dict[str, list[TrainOutcome]] = {"student": [], "no_teacher": []}
     best: nn.Module | None = None
-    student_architecture, notes = None, []
+    student_architecture = None
     for kind, seed in runs:
-        student, student_architecture, notes = _new_student(model, config, architecture, models or {},
-                                                            config.seed + seed)
+        student, student_architecture, student_notes = _new_student(model, config, architecture, models or {},
+                                                                    config.seed + seed)
         _check_outputs(model, student, example)
+        taught = kind == "student"
         outcome = fit(student, data, tuple(example.shape), _settings(config, seed), schedule,
                       checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
-                      metric_prefix=f"{kind}{seed + 1}",
-                      loss_fn=distillation_loss(model, config.temperature, config.alpha) if kind == "student" else None)
-        if kind == "student" and all(outcome.best_val_accuracy > o.best_val_accuracy for o in outcomes[kind]):
+                      metric_prefix=f"{kind}{seed + 1}", loss_fn=plan.loss_fn if taught else None,
+                      evaluate_fn=plan.evaluate_fn if taught else None, score_name=plan.score if taught else "accuracy")
+        if taught and all(outcome.best_val_accuracy > o.best_val_accuracy for o in outcomes[kind]):
             best = student  # only the best distilled student is kept in memory
         outcomes[kind].append(outcome)
-        report.metric("teacher/val_accuracy", outcome.steps, teacher_accuracy)
+        if plan.teacher_accuracy is not None:
+            report.metric("teacher/val_accuracy", outcome.steps, plan.teacher_accuracy)
         schedule.next_slice()
-    summary = _summary(outcomes, teacher_accuracy, config)
+    notes += student_notes
+    summary = _summary(outcomes, plan, config)
     return RecipeResult(
         model=best, backend=f"knowledge distillation (temperature {config.temperature:g}, alpha {config.alpha:g}) "
                             f"into a {config.student} {student_architecture['name']}",
         notes=notes + [summary["verdict"]], architecture=student_architecture,
         extras={"distill": {**summary, "student_architecture": student_architecture}})
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the students learn from and how they are judged, given the loss and whether the dataset has labels."""
+    loss_fn: Any
+    evaluate_fn: Any  # None: cross-entropy and accuracy on the validation labels
+    score: str  # what the validation score is: accuracy, agreement (with the teacher's top class) or cosine
+    teacher_accuracy: float | None
+    baseline: bool  # train the same students on the labels alone too
+    notes: list[str]
+
+    @classmethod
+    def of(cls, teacher: Any, data: DataSplits, example: torch.Tensor, config: DistillConfig) -> "_Plan":
+        labelled = data.train_y is not None and data.val_y is not None
+        notes = []
+        if config.loss == SOFT_TARGETS:
+            alpha = config.alpha if labelled else 1.0
+            if not labelled:
+                notes.append("the dataset has no labels: the students learn from the teacher alone (alpha 1) and "
+                              "are judged by their agreement with the teacher's top class")
+            loss_fn = distillation_loss(teacher, config.temperature, alpha)
+        else:
+            loss_fn = output_matching_loss(teacher, config.loss)
+        judged_by_labels = labelled and config.loss == SOFT_TARGETS
+        evaluate_fn = None if judged_by_labels else teacher_judge(teacher, data, example, config.loss, loss_fn)
+        baseline = config.compare_without_teacher and judged_by_labels
+        if config.compare_without_teacher and not baseline:
+            notes.append("no comparison with students trained without the teacher: " + (
+                "it needs labels to learn from" if not labelled else "matched outputs have no labels to learn"))
+        accuracy = _teacher_accuracy(teacher, data, example) if judged_by_labels else None
+        return cls(loss_fn, evaluate_fn, "accuracy" if judged_by_labels else score_name(config.loss), accuracy,
+                   baseline, notes)
 
 
 def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None, models: dict, seed: int
@@ -144,15 +183,17 @@ def _spread(values: list[float]) -> dict[str, Any]:
             "std": round(statistics.stdev(values), 4) if len(values) > 1 else None}
 
 
-def _summary(outcomes: dict[str, list[TrainOutcome]], teacher_accuracy: float, config: DistillConfig
-             ) -> dict[str, Any]:
-    """Mean and spread of the best validation accuracy of each run kind, and the plain verdict on the teacher."""
+def _summary(outcomes: dict[str, list[TrainOutcome]], plan: "_Plan", config: DistillConfig) -> dict[str, Any]:
+    """Mean and spread of the best validation score of each run kind, and the plain verdict on the teacher."""
     students = _spread([outcome.best_val_accuracy for outcome in outcomes["student"]])
-    summary = {"teacher_accuracy": round(teacher_accuracy, 4), "students": students, "seeds": config.seeds,
-               "student_share_of_teacher": round(students["mean"] / teacher_accuracy, 4) if teacher_accuracy else None}
+    teacher = plan.teacher_accuracy
+    summary = {"score": plan.score, "teacher_accuracy": round(teacher, 4) if teacher is not None else None,
+               "students": students, "seeds": config.seeds,
+               "student_share_of_teacher": round(students["mean"] / teacher, 4) if teacher else None}
     if not outcomes["no_teacher"]:
-        summary["verdict"] = (f"distilled student: {_percent(students)} validation accuracy (teacher "
-                              f"{teacher_accuracy:.2%}); not compared with a student trained without the teacher")
+        reference = f" (teacher {teacher:.2%})" if teacher is not None else ""
+        summary["verdict"] = (f"distilled student: {_percent(students)} validation {plan.score}{reference}; not "
+                              f"compared with a student trained without the teacher")
         return summary
     baseline = _spread([outcome.best_val_accuracy for outcome in outcomes["no_teacher"]])
     gain = students["mean"] - baseline["mean"]

@@ -8,7 +8,7 @@ from optimizers.configs.distill import DistillConfig
 def test_defaults_are_valid_and_need_a_labelled_dataset():
     config = parse_config("distill", {})
     assert RECIPE_CONFIGS["distill"] is DistillConfig and config.student == "builtin"
-    assert config.needs_labels() and "labelled dataset" in config.needs_dataset()
+    assert not config.needs_labels() and "dataset's samples" in config.needs_dataset()
     assert config.student_spec().architecture == "mlp"
 
 

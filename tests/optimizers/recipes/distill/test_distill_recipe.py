@@ -1,4 +1,5 @@
 """Distillation on the digits: students with and without the teacher, on several seeds, reported as measured."""
+import dataclasses
 import statistics
 
 import pytest
@@ -77,9 +78,41 @@ def test_a_student_that_cannot_take_the_input_is_refused_before_training(teacher
         distill(teacher, digits, config, ListReporter(), example=EXAMPLE)
 
 
-def test_distillation_needs_labels(teacher):
-    with pytest.raises(RecipeError, match="dataset with labels"):
+def test_distillation_needs_a_dataset(teacher):
+    with pytest.raises(RecipeError, match="choose one for this experiment"):
         distill(teacher, None, DistillConfig(), ListReporter(), example=EXAMPLE)
+
+
+def test_without_labels_the_student_learns_from_the_teacher_alone(teacher, digits):
+    unlabelled = dataclasses.replace(digits, train_y=None, val_y=None)
+    report = ListReporter()
+    config = DistillConfig(student_config='{"hidden": [16]}', epochs=2, seeds=1)
+    result = distill(teacher, unlabelled, config, report, example=EXAMPLE)
+    summary = result.extras["distill"]
+    assert summary["score"] == "agreement" and summary["teacher_accuracy"] is None and "no_teacher" not in summary
+    assert any("no labels: the students learn from the teacher alone" in note for note in result.notes)
+    # The score is the student's top-1 agreement with the teacher on the validation split, as measured here
+    with torch.no_grad():
+        agreement = float((result.model(digits.val_x.reshape(-1, 64)).argmax(1)
+                           == teacher(digits.val_x.reshape(-1, 64)).argmax(1)).float().mean())
+    assert summary["students"]["mean"] == pytest.approx(agreement, abs=1e-4)
+    names = {event["name"] for event in report.events if event["kind"] == "metric"}
+    assert "student1/val_agreement" in names and "teacher/val_accuracy" not in names
+
+
+@pytest.mark.parametrize("loss", ["cosine", "mse"])
+def test_embedding_outputs_are_matched_and_judged_by_cosine(digits, loss):
+    torch.manual_seed(0)
+    embedder = build_model("mlp", {"hidden": [64], "num_classes": 16})  # 16 numbers out: an embedding, no classes
+    config = DistillConfig(student_config='{"hidden": [32], "num_classes": 16}', loss=loss, epochs=3, seeds=1)
+    result = distill(embedder, digits, config, ListReporter(), example=EXAMPLE)
+    summary = result.extras["distill"]
+    assert summary["score"] == "cosine" and "no_teacher" not in summary
+    with torch.no_grad():
+        inputs = digits.val_x.reshape(-1, 64)
+        cosine = float(torch.nn.functional.cosine_similarity(result.model(inputs), embedder(inputs)).mean())
+    assert summary["students"]["mean"] == pytest.approx(cosine, abs=1e-4)
+    assert any("matched outputs have no labels to learn" in note for note in result.notes)
 
 
 def test_any_loaded_teacher_can_teach_a_builtin_student(teacher, digits):
