@@ -70,3 +70,15 @@ def test_a_builtin_student_that_cannot_fit_the_teacher_is_a_400_before_queueing(
     assert response.status_code == 400
     assert "set num_classes to 10" in response.json()["config.student_config"][0]
     assert not Experiment.objects.exists()
+
+
+def test_an_unlabelled_dataset_is_enough_for_distill_but_not_for_prune(alice, alice_api):
+    teacher, dataset = ready_model(alice, name="teacher"), _dataset(alice)
+    dataset.info["has_labels"] = False
+    dataset.save()
+    distill = alice_api.post("/api/experiments/", {"model": teacher.pk, "recipe": "distill", "dataset": dataset.pk},
+                             format="json")
+    assert distill.status_code == 201, distill.json()
+    prune = alice_api.post("/api/experiments/", {"model": teacher.pk, "recipe": "prune", "dataset": dataset.pk},
+                           format="json")
+    assert prune.status_code == 400 and "no labels" in " ".join(prune.json()["dataset"])
