@@ -5,6 +5,7 @@ The model itself is not changed: the result is the plan (batch size, threads, me
 report). The baseline is the model at batch 1 on one thread, eager, measured in the same run.
 """
 import copy
+import itertools
 import os
 from typing import Any
 
@@ -43,12 +44,11 @@ def parallelize(model: Any, data: Any, config: ParallelizeConfig, report: Report
     notes += variant_notes
     batches = sorted({1, *config.batch_sizes})
     previous_threads = torch.get_num_threads()
-    total = len(runners) * len(threads) * len(batches)
-    done = [0]
+    total = len(runners) * len(threads) * len(batches)  # at most: the search skips what cannot win
+    numbers = itertools.count(1)
 
     def on_point(point: Point) -> None:
-        done[0] += 1
-        index = done[0]
+        index = next(numbers)
         report.metric("plan/throughput_per_s", index, point.throughput)
         report.metric("plan/p95_ms", index, point.timing.p95_ms)
         report.progress(index, total, "plan search")
