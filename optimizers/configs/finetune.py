@@ -52,6 +52,13 @@ class FineTuneSettings(Settings):
     )
     seed: int = setting(0, "Seeds shuffling and dropout, so a rerun with the same settings trains the same.",
                         min=0, max=2**31 - 1)
+    ranks: int = setting(
+        1,
+        "Data-parallel replicas (DDP) that share each batch: one per GPU over NCCL, or CPU processes over gloo. "
+        "1 trains in one process; 0 takes every device the worker gives the job. The report shows samples/s "
+        "at 1..ranks and the scaling efficiency.",
+        min=0, max=64,
+    )
 
     def to_train_settings(self) -> "FineTuneSettings":
         """Only the fine-tuning fields, as a plain FineTuneSettings (drops a subclass's recipe fields)."""

@@ -17,8 +17,10 @@ from optimizers.configs.finetune import FineTuneSettings, TrainSettings
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.reporters import NullReporter, Reporter
-from optimizers.training.epochs import LOSS_EVERY_STEPS, EpochRunner, EvaluateFn, LossFn, evaluate
+from optimizers.training.distributed import RankGroup, choose_ranks
+from optimizers.training.epochs import LOSS_EVERY_STEPS, EpochRunner, EvaluateFn, LossFn, device_of, evaluate
 from optimizers.training.modes import mode_notes, prepare_parameters, set_training, trainable
+from optimizers.training.replicated import fit_replicated, measure_scaling
 from optimizers.training.setup import build_optimizer, build_schedule, fingerprint
 from optimizers.training.state import RunState, resume
 
@@ -37,13 +39,16 @@ class TrainOutcome:
     resumed_from_epoch: int = 0  # 0: started from scratch
     steps: int = 0  # optimizer steps of the whole run; the next fit's step_offset to continue a chart
     notes: list[str] = field(default_factory=list)
+    # With ranks > 1: backend, ranks, replica_checks, and scaling ([{ranks, samples_per_s, efficiency}] or None).
+    distributed: dict | None = None
 
 
 def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...],
         settings: FineTuneSettings | None = None, report: Reporter | None = None, *,
         checkpoint_dir: str | None = None, stage: str = "fine-tune", metric_prefix: str | None = None,
         loss_fn: LossFn | None = None, after_step: Callable[[int], None] | None = None,
-        step_offset: int = 0, evaluate_fn: EvaluateFn | None = None, score_name: str = "accuracy") -> TrainOutcome:
+        step_offset: int = 0, evaluate_fn: EvaluateFn | None = None, score_name: str = "accuracy",
+        measure_ranks: bool = True) -> TrainOutcome:
     """Train `model` in place; leave it in inference mode holding its best validation epoch.
 
     loss_fn(model, inputs, labels) -> scalar loss replaces cross-entropy (distillation); after_step(step)
@@ -61,16 +66,35 @@ def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...
         raise RecipeError("fine-tuning needs a dataset with labels")
     settings = settings or TrainSettings()
     report = report or NullReporter()
-    loop = EpochRunner(model, splits, input_shape, settings, report, metric_prefix or stage, stage, loss_fn,
-                       after_step, step_offset, evaluate_fn, score_name)
+    options = {"checkpoint_dir": checkpoint_dir, "stage": stage, "prefix": metric_prefix or stage, "loss_fn": loss_fn,
+               "after_step": after_step, "step_offset": step_offset, "evaluate_fn": evaluate_fn,
+               "score_name": score_name}
+    ranks, backend = choose_ranks(settings.ranks, device_of(model))
+    if ranks == 1:
+        return train(model, splits, input_shape, settings, report, **options)
+    scaling = measure_scaling(train, model, splits, input_shape, settings, report, options, ranks, backend) \
+        if measure_ranks else None
+    outcome = fit_replicated(train, model, splits, input_shape, settings, report, options, ranks, backend)
+    outcome.distributed = {**outcome.distributed, "scaling": scaling}
+    return outcome
+
+
+def train(model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...], settings: FineTuneSettings,
+          report: Reporter, *, checkpoint_dir: str | None, stage: str, prefix: str, loss_fn: LossFn | None,
+          after_step: Callable[[int], None] | None, step_offset: int, evaluate_fn: EvaluateFn | None,
+          score_name: str, group: "RankGroup | None" = None, forward_model: nn.Module | None = None) -> TrainOutcome:
+    """fit's loop in this process: alone, or as one rank of `group` (then `forward_model` is the DDP wrapper)."""
+    loop = EpochRunner(model, splits, input_shape, settings, report, prefix, stage, loss_fn,
+                       after_step, step_offset, evaluate_fn, score_name, group=group, forward_model=forward_model)
     notes = loop.plan_batches() + mode_notes(model)
     prepare_parameters(model)
     optimizer = build_optimizer(model, settings)
     schedule = build_schedule(optimizer, settings, loop.total_steps)
-    shuffle = torch.Generator().manual_seed(settings.seed)
+    shuffle = torch.Generator().manual_seed(settings.seed)  # the same order on every rank: each takes its share
+    saves = checkpoint_dir is not None and (group is None or group.rank == 0)  # the replicas' weights are the same
     report.stage(stage)
     with torch.random.fork_rng(devices=range(torch.cuda.device_count())):  # the caller's generators stay as they were
-        torch.manual_seed(settings.seed)
+        torch.manual_seed(settings.seed + (group.rank if group is not None else 0))  # each replica its own dropout
         state = RunState()
         if checkpoint_dir is not None:
             run_fingerprint = fingerprint(model, settings)
@@ -84,7 +108,7 @@ def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...
         while state.epoch < settings.epochs and not _patience_ran_out(state, settings):
             entry = loop.train_epoch(state, optimizer, schedule, shuffle)
             state.record_epoch(model, entry)
-            if checkpoint_dir is not None:
+            if saves:
                 state.save(checkpoint_dir, model, optimizer, schedule, shuffle, run_fingerprint)
             loop.report_epoch(entry)
     stopped = _patience_ran_out(state, settings) and state.epoch < settings.epochs

@@ -53,11 +53,12 @@ def resync_learning_rate(optimizer: torch.optim.Optimizer, schedule: torch.optim
 def fingerprint(model: nn.Module, settings: FineTuneSettings) -> dict:
     """What must match for a checkpoint to belong to this run: the model's tensors and the training settings.
 
-    epochs and early_stopping_patience may change between the run and its resumption (train for longer).
+    epochs and early_stopping_patience may change between the run and its resumption (train for longer), and so
+    may ranks: replicas hold identical weights, so a checkpoint does not depend on how many trained it.
     """
     tensors = [f"{name}:{tuple(value.shape)}:{value.dtype}" for name, value in model.state_dict().items()]
     training = {key: value for key, value in settings.to_train_settings().to_dict().items()
-                if key not in ("epochs", "early_stopping_patience")}
+                if key not in ("epochs", "early_stopping_patience", "ranks")}
     return {"tensors": tensors, "settings": training}
 
 

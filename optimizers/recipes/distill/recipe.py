@@ -24,6 +24,7 @@ from optimizers.recipes.distill.thinner import thinner_applies, thinner_copy
 from optimizers.registry import RecipeResult, register
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.loop import TrainOutcome, fit, trainable
+from optimizers.training.replicated import distributed_extras
 from optimizers.zoo.models import build_model
 
 NEEDS_DATA = "distillation trains the student on a dataset's samples; choose one for this experiment"
@@ -71,7 +72,8 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
         outcome = fit(student, data, tuple(example.shape), _settings(config, seed), schedule,
                       checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
                       metric_prefix=f"{kind}{seed + 1}", loss_fn=plan.loss_fn if taught else None,
-                      evaluate_fn=plan.evaluate_fn if taught else None, score_name=plan.score if taught else "accuracy")
+                      evaluate_fn=plan.evaluate_fn if taught else None, score_name=plan.score if taught else "accuracy",
+                      measure_ranks=not any(outcomes.values()))
         if taught and all(outcome.best_val_accuracy > o.best_val_accuracy for o in outcomes[kind]):
             best = student  # only the best distilled student is kept in memory
         outcomes[kind].append(outcome)
@@ -84,7 +86,8 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
         model=best, backend=f"knowledge distillation (temperature {config.temperature:g}, alpha {config.alpha:g}) "
                             f"into a {config.student} {student_architecture['name']}",
         notes=notes + [summary["verdict"]], architecture=student_architecture,
-        extras={"distill": {**summary, "student_architecture": student_architecture}})
+        extras={"distill": {**summary, "student_architecture": student_architecture},
+                **distributed_extras([outcome.distributed for kind in outcomes for outcome in outcomes[kind]])})
 
 
 @dataclasses.dataclass

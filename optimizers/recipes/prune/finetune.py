@@ -42,20 +42,26 @@ def recipe_example(model: nn.Module, data: DataSplits, example: torch.Tensor | N
 
 def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: PruneConfig,
              report: ScheduleReporter, *, epochs: int, stage: str, masks: Masks | None = None,
-             weights: dict | None = None, checkpoint_dir: str | None = None) -> None:
-    """Train `model` in place for `epochs`, re-applying `masks` to `weights` after every optimizer step."""
+             weights: dict | None = None, checkpoint_dir: str | None = None) -> dict | None:
+    """Train `model` in place for `epochs`, re-applying `masks` to `weights` after every optimizer step.
+
+    Returns the data-parallel figures (TrainOutcome.distributed) when it trained on several replicas; the first
+    fine-tuning of a job measures the scaling at 1..ranks replicas, the later ones reuse it.
+    """
     stop_if_cancelled(report)
     if epochs <= 0:
-        return
+        return None
     settings = dataclasses.replace(config.to_train_settings(), epochs=epochs)
     # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights.
     after_step = (lambda step: apply_masks(weights, masks)) if masks else None
     outcome = fit(model, data, tuple(example.shape), settings, report, checkpoint_dir=checkpoint_dir, stage=stage,
-                  after_step=after_step, step_offset=report.steps)
+                  after_step=after_step, step_offset=report.steps, measure_ranks=report.steps == 0)
     report.steps = outcome.steps
     if masks:
         apply_masks(weights, masks)  # whatever epoch fit kept, its zeros are where the masks say
     stop_if_cancelled(report)
+    return outcome.distributed
+
 
 
 def step_checkpoints(checkpoint_dir: str | None, step: int) -> str | None:

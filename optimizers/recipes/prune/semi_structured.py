@@ -19,6 +19,7 @@ from optimizers.recipes.prune.layers import private_copy
 from optimizers.recipes.prune.two_four import LayerTiming, two_four_mask
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.training.replicated import distributed_extras
 
 # Weight rows and columns must be multiples of these for the fp16 2:4 kernels (CUTLASS's limits, the stricter).
 ROW_MULTIPLE, COLUMN_MULTIPLE = 32, 64
@@ -90,8 +91,8 @@ def prune_semi_structured(model: nn.Module, data: DataSplits, config: PruneConfi
     masks = {name: two_four_mask(weight) for name, weight in weights.items()}
     speedup = statistics.median(timings[name].speedup for name in chosen)
     schedule = ScheduleReporter(report, [1.0])
-    finetune(pruned, data, example, config, schedule, epochs=config.epochs, stage="fine-tune", masks=masks,
-             weights=weights, checkpoint_dir=step_checkpoints(checkpoint_dir, 1))
+    trained = finetune(pruned, data, example, config, schedule, epochs=config.epochs, stage="fine-tune", masks=masks,
+                       weights=weights, checkpoint_dir=step_checkpoints(checkpoint_dir, 1))
     return RecipeResult(
         model=pruned.eval(),
         backend=f"2:4 magnitude pruning of {len(chosen)} Linear layer(s), timed on {torch.cuda.get_device_name()}",
@@ -101,5 +102,5 @@ def prune_semi_structured(model: nn.Module, data: DataSplits, config: PruneConfi
         extras={"layer_timings": {name: {"dense_ms": t.dense_ms, "sparse_ms": t.sparse_ms,
                                           "speedup": round(t.speedup, 3), "used": name in chosen}
                                   for name, t in timings.items()},
-                "untimed_layers": skipped, "timed_batch": TIMED_BATCH},
+                "untimed_layers": skipped, "timed_batch": TIMED_BATCH, **distributed_extras([trained])},
     )

@@ -19,6 +19,7 @@ from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_i
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.training.replicated import distributed_extras
 
 INCREMENTS = 200  # each pruner step removes 1/INCREMENTS of every layer's channels: targets are met closely
 MAX_CHANNEL_SHARE = 0.9  # no layer loses more than this share of its channels (a 1-channel layer is a bottleneck)
@@ -50,6 +51,7 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
     steps = config.agp_steps
     epochs = [config.epochs_per_step] * (steps - 1) + [config.epochs]
     schedule = ScheduleReporter(report, [max(count, 0.2) for count in epochs])
+    trained: list[dict | None] = []
     for step in range(1, steps + 1):
         stop_if_cancelled(report)
         schedule.stage(f"prune step {step}/{steps}")
@@ -60,11 +62,13 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
         report.metric("prune/macs_ratio", schedule.steps, reached[0])
         report.metric("prune/params_ratio", schedule.steps, reached[1])
         report.log(f"step {step}/{steps}: {reached[0]:.1%} of the MACs and {reached[1]:.1%} of the parameters left")
-        finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune",
-                 checkpoint_dir=step_checkpoints(checkpoint_dir, step))
+        trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune",
+                                checkpoint_dir=step_checkpoints(checkpoint_dir, step)))
         schedule.next_slice()
     pruned.eval()
-    return _result(pruned, example, config, before, channels_before)
+    result = _result(pruned, example, config, before, channels_before)
+    result.extras.update(distributed_extras(trained))
+    return result
 
 
 def _prune_until(pruner, model: nn.Module, example: torch.Tensor, before: tuple[int, int], goal: tuple[float, float],

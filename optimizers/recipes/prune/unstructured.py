@@ -22,6 +22,7 @@ from optimizers.recipes.prune.layers import (
 )
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.training.replicated import distributed_extras
 
 
 def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, report: Reporter, *,
@@ -35,6 +36,7 @@ def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, 
     epochs = [config.epochs_per_step] * (steps - 1) + [config.epochs]
     schedule = ScheduleReporter(report, [max(count, 0.2) for count in epochs])
     masks = None
+    trained: list[dict | None] = []
     for step in range(1, steps + 1):
         stop_if_cancelled(report)
         schedule.stage(f"prune step {step}/{steps}")
@@ -44,10 +46,12 @@ def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, 
         reached = sparsity(weights)
         report.metric("prune/sparsity", schedule.steps, reached)
         report.log(f"step {step}/{steps}: {reached:.1%} of the weights in {len(weights)} layers are zero")
-        finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune", masks=masks,
-                 weights=weights, checkpoint_dir=step_checkpoints(checkpoint_dir, step))
+        trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune",
+                                masks=masks, weights=weights, checkpoint_dir=step_checkpoints(checkpoint_dir, step)))
         schedule.next_slice()
-    return _result(pruned, weights, config)
+    result = _result(pruned, weights, config)
+    result.extras.update(distributed_extras(trained))
+    return result
 
 
 def _result(pruned: nn.Module, weights: dict[str, torch.Tensor], config: PruneConfig) -> RecipeResult:

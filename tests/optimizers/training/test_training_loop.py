@@ -114,7 +114,7 @@ def test_settings_are_validated_and_described_for_forms():
         FineTuneSettings(learning_rate=0.0)
     fields = {field["name"]: field for field in FineTuneSettings.describe_fields()}
     assert set(fields) == {"optimizer", "learning_rate", "momentum", "weight_decay", "lr_schedule", "epochs",
-                           "batch_size", "early_stopping_patience", "seed"}
+                           "batch_size", "early_stopping_patience", "seed", "ranks"}
     assert all(field["help"] for field in fields.values())
     assert fields["lr_schedule"]["choices"] == ["cosine", "step", "constant"] and fields["epochs"]["min"] == 1
     assert TrainSettings().to_train_settings() == FineTuneSettings(learning_rate=3e-3, epochs=10,
