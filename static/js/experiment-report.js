@@ -39,7 +39,7 @@ window.SlimforgeReport = (function () {
     document.getElementById("findings").textContent = findings(s.extras || {});
   }
 
-  // What a recipe found out, in words: the accuracy budget and the layers it kept in float.
+  // What a recipe found out, in words: the accuracy budget, the layers it kept in float, its data-parallel scaling.
   function findings(extras) {
     const lines = [];
     const budget = extras.budget;
@@ -48,6 +48,15 @@ window.SlimforgeReport = (function () {
       lines.push(`Accuracy budget ${budget.metric} ≥ ${budget.min}: ${budget.met ? "met" : "NOT met"} (achieved ${achieved}).`);
     }
     if (extras.kept_float && extras.kept_float.length) lines.push(`Kept in floating point: ${extras.kept_float.join(", ")}.`);
+    const ddp = extras.distributed;
+    if (ddp) {
+      lines.push(`Fine-tuned on ${ddp.ranks} data-parallel replicas (DDP over ${ddp.backend}); their weights were ` +
+                 `compared after each of ${ddp.replica_checks} steps and were identical.`);
+      const rates = (ddp.scaling || []).map((entry) => `${entry.ranks} replica${entry.ranks > 1 ? "s" : ""}: ` +
+        `${Math.round(entry.samples_per_s).toLocaleString("en")} samples/s` +
+        (entry.ranks > 1 ? ` (scaling efficiency ${entry.efficiency.toFixed(2)})` : ""));
+      if (rates.length) lines.push(`Training throughput — ${rates.join("; ")}.`);
+    }
     return lines.join(" ");
   }
 
