@@ -20,7 +20,7 @@ from optimizers.reporters import NullReporter  # noqa: E402
 from optimizers.zoo.models import build_model  # noqa: E402
 
 MODELS = ("small_cnn", "cnn_wide", "resnet")
-CONFIG = ParallelizeConfig(batch_sizes=(1, 8, 32, 128, 512), threads=(1, 2))
+CONFIG = ParallelizeConfig(device="cpu", batch_sizes=(1, 8, 32, 128, 512), threads=(1, 2))
 
 
 def row(name: str) -> str:

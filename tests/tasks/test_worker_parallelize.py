@@ -22,7 +22,7 @@ def test_plan_search_on_an_uploaded_torchscript_model(celery_worker, alice_api, 
                        what="the inspection")
     assert model["info"]["recipes"]["parallelize"]["applicable"], model["info"]["recipes"]
     response = alice_api.post("/api/experiments/", {"model": model["id"], "recipe": "parallelize", "config": {
-        "batch_sizes": [1, 8, 32], "threads": [1, 2], "repeats": 5}}, format="json")
+        "device": "cpu", "batch_sizes": [1, 8, 32], "threads": [1, 2], "repeats": 5}}, format="json")
     assert response.status_code == 201, response.json()
     url = f"/api/experiments/{response.json()['id']}/"
     experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=180, what="the search")

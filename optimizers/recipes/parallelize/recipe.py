@@ -5,6 +5,8 @@ The model itself is not changed: the result is the plan (batch size, threads, me
 report). The baseline is the model at batch 1 on one thread, eager, measured in the same run.
 """
 import copy
+import dataclasses
+import functools
 import itertools
 import os
 from typing import Any
@@ -15,8 +17,23 @@ from torch import nn
 from optimizers.configs.parallelize import ParallelizeConfig
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.measure.inference import latency_ms
+from optimizers.recipes.parallelize.cuda_plans import (
+    FP32,
+    CudaOptions,
+    CudaServer,
+    parts,
+    precision_differences,
+    prepared_module,
+    staged_variants,
+)
 from optimizers.recipes.parallelize.search import Point, Setting, Timing, Unavailable, search
-from optimizers.recipes.parallelize.serving import PLAN_FILE, SNIPPET_FILE, plan_json, serving_snippet
+from optimizers.recipes.parallelize.serving import (
+    PLAN_FILE,
+    SNIPPET_FILE,
+    cuda_serving_snippet,
+    plan_json,
+    serving_snippet,
+)
 from optimizers.registry import RecipeResult, register
 from optimizers.reporters import Reporter
 
@@ -39,39 +56,97 @@ def parallelize(model: Any, data: Any, config: ParallelizeConfig, report: Report
     if not applies:
         raise RecipeError(reason)
     report.stage("plan search")
-    threads, notes = _thread_counts(config.threads)
-    runners, variant_notes = _runners(model, example, config, threads)
-    notes += variant_notes
+    device = _search_device(config.device)
+    ways = _cuda_ways(model, example, config, device) if device.type == "cuda" else _cpu_ways(model, example, config)
     batches = sorted({1, *config.batch_sizes})
     previous_threads = torch.get_num_threads()
-    total = len(runners) * len(threads) * len(batches)  # at most: the search skips what cannot win
+    total = ways.count * len(ways.threads) * len(batches)  # at most: the search skips what cannot win
     numbers = itertools.count(1)
 
     def on_point(point: Point) -> None:
         index = next(numbers)
         report.metric("plan/throughput_per_s", index, point.throughput)
         report.metric("plan/p95_ms", index, point.timing.p95_ms)
-        report.progress(index, total, "plan search")
+        report.progress(min(index, total), total, "plan search")
         if report.cancelled():
             raise Cancelled()
 
     try:
-        outcome = search(list(runners), threads, batches, _measure(runners, example, config),
-                         budget_ms=config.p95_budget_ms, seconds=config.search_seconds, on_point=on_point)
+        outcome = search(ways.variants, ways.threads, batches, ways.measure, budget_ms=config.p95_budget_ms,
+                         seconds=config.search_seconds, on_point=on_point)
     finally:
         torch.set_num_threads(previous_threads)
-    baseline = next(p for p in outcome.points if p.setting == Setting(EAGER, 1, 1))
+    baseline = next(p for p in outcome.points if p.setting == Setting(ways.baseline, ways.threads[0], 1))
     if outcome.chosen is None:
         raise RecipeError(f"no point met the p95 budget of {config.p95_budget_ms:g} ms; the fastest batch-1 p95 "
                           f"was {min(p.timing.p95_ms for p in outcome.points):g} ms")
-    extras = _extras(outcome, baseline, config)
+    notes = ways.notes + (_precision_notes(model, example, device, outcome) if device.type == "cuda" else [])
+    extras = {**_extras(outcome, baseline, config), "device": _device_name(device)}
     summary = (f"plan: {_describe(outcome.chosen.setting)}: {outcome.chosen.throughput:,.0f} samples/s, p95 "
-               f"{outcome.chosen.timing.p95_ms:g} ms per batch; {extras['speedup']:.2f}x the batch-1 single-thread "
-               f"eager baseline ({baseline.throughput:,.0f} samples/s), {len(outcome.points)} point(s) measured")
-    files = {PLAN_FILE: plan_json(extras).encode(),
-             SNIPPET_FILE: serving_snippet(outcome.chosen.setting, example).encode()}
-    return RecipeResult(model=model, backend="inference plan search (PyTorch on CPU)", notes=[summary] + notes +
-                        outcome.notes, extras={"plan_search": extras}, extra_files=files)
+               f"{outcome.chosen.timing.p95_ms:g} ms per batch; {extras['speedup']:.2f}x the batch-1 "
+               f"{'fp32' if device.type == 'cuda' else 'single-thread eager'} baseline "
+               f"({baseline.throughput:,.0f} samples/s), {len(outcome.points)} point(s) measured")
+    snippet = cuda_serving_snippet if device.type == "cuda" else serving_snippet
+    files = {PLAN_FILE: plan_json(extras).encode(), SNIPPET_FILE: snippet(outcome.chosen.setting, example).encode()}
+    return RecipeResult(model=model, backend=f"inference plan search (PyTorch on {extras['device']})",
+                        notes=[summary] + notes + outcome.notes, extras={"plan_search": extras}, extra_files=files)
+
+
+@dataclasses.dataclass
+class _Ways:
+    """How the search runs on one device: the ways to try, the thread counts, how a point is timed, the baseline."""
+    variants: Any  # a list, or staged_variants bound to its options
+    threads: list[int]
+    measure: Any
+    count: int  # ways at most, for the progress bar
+    baseline: str
+    notes: list[str]
+
+
+def _cpu_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig) -> _Ways:
+    threads, notes = _thread_counts(config.threads)
+    runners, variant_notes = _runners(model, example, config, threads)
+    return _Ways(list(runners), threads, _measure(_cpu_call(runners), config, example), len(runners), EAGER,
+                 notes + variant_notes)
+
+
+def _cuda_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig, device: torch.device) -> _Ways:
+    if not isinstance(model, nn.Module):
+        raise RecipeError(f"a {type(model).__name__} cannot be moved to the GPU here")
+    eager_module = not isinstance(model, torch.jit.ScriptModule)
+    options = CudaOptions(half_precision=config.half_precision, bf16=torch.cuda.is_bf16_supported(),
+                          channels_last=config.channels_last and example.dim() == 4 and eager_module,
+                          compile=config.try_compile and eager_module, graphs=config.cuda_graphs,
+                          streams=config.copy_streams)
+    cache: dict = {}
+
+    def call(setting: Setting, batch: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        module = prepared_module(model, setting.variant, device, cache)
+        return CudaServer(module, setting.variant, batch, device), batch
+
+    notes = [] if not config.channels_last or options.channels_last else [
+        "channels-last skipped: it needs 4-D float image batches and a module built in Python"]
+    variants = functools.partial(staged_variants, budget_ms=config.p95_budget_ms, options=options)
+    return _Ways(variants, [torch.get_num_threads()], _measure(call, config, example, FP32), 8, FP32, notes)
+
+
+def _search_device(wanted: str) -> torch.device:
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("device cuda was asked for, but this worker has no GPU; use auto or cpu")
+    return torch.device("cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+
+def _precision_notes(model: Any, example: torch.Tensor, device: torch.device, outcome) -> list[str]:
+    tried = sorted({parts(point.setting.variant)[0] for point in outcome.points} - {FP32})
+    if not tried:
+        return []
+    differences = precision_differences(model, example, device, tried)
+    return [f"{name} autocast: outputs differ from fp32 by at most {difference:.3g} on the example input"
+            for name, difference in differences.items()]
 
 
 def _thread_counts(wanted: tuple[int, ...]) -> tuple[list[int], list[str]]:
@@ -101,20 +176,30 @@ def _runners(model: Any, example: torch.Tensor, config: ParallelizeConfig, threa
     return runners, notes
 
 
-def _measure(runners: dict[str, Any], example: torch.Tensor, config: ParallelizeConfig):
+def _cpu_call(runners: dict[str, Any]):
+    def call(setting: Setting, batch: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        if setting.variant == CHANNELS_LAST:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return runners[setting.variant], batch
+    return call
+
+
+def _measure(make_call, config: ParallelizeConfig, example: torch.Tensor, baseline_way: str = EAGER):
+    """Time one point: a short probe, then the full repeats unless the probe is clearly worse than the best so far.
+
+    make_call(setting, batch) -> (what to call, its argument): the CPU's module and batch, or a CudaServer.
+    """
     def measure(setting: Setting, best_throughput: float) -> Timing:
         torch.set_num_threads(setting.threads)
         batch = example.expand(setting.batch, *example.shape[1:]).contiguous()
-        if setting.variant == CHANNELS_LAST:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        module = runners[setting.variant]
         try:
+            module, batch = make_call(setting, batch)
             probe = latency_ms(module, batch, repeats=PROBE_RUNS, warmup=1, budget_s=30.0)
             if best_throughput and setting.batch * 1000.0 / probe["p50"] < CLEARLY_WORSE * best_throughput:
                 return Timing(probe["p50"], probe["p95"], probe["runs"], stopped_early=True)
             timed = latency_ms(module, batch, repeats=config.repeats, warmup=3, budget_s=30.0)
         except Exception as error:  # noqa: BLE001 - a failed compile or a batch the model refuses
-            if setting.variant != EAGER:  # another way of running it; the plain model still has a plan
+            if setting.variant != baseline_way:  # another way of running it; the plain model still has a plan
                 raise Unavailable(f"{_describe(setting)} failed: {first_line(error)}") from error
             raise RecipeError(f"{_describe(setting)} failed: {first_line(error)}") from error
         return Timing(timed["p50"], timed["p95"], timed["runs"])

@@ -1,14 +1,15 @@
 """The plan search: which points to measure, when to stop a line of them, and which plan wins.
 
 Pure logic around a `measure` function, so its rules are tested with made-up timings. For each way of running the
-model (eager, channels-last, compiled) and each thread count, batch sizes grow until one of two things says the
+model (eager, channels-last, compiled; on a GPU, the stages of optimizers.recipes.parallelize.cuda_plans) and
+each thread count, batch sizes grow until one of two things says the
 larger ones cannot win: throughput stopped growing (less than `MIN_GAIN` over the best so far on that line), or
 the p95 budget broke (a larger batch only takes longer). `measure` may also stop a point after a short probe
 when it is clearly worse than the best point so far. The chosen plan is the measured point with the highest
 throughput among those within the budget.
 """
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 MIN_GAIN = 0.05  # a larger batch that is not at least 5% faster per sample ends its line
@@ -16,7 +17,7 @@ MIN_GAIN = 0.05  # a larger batch that is not at least 5% faster per sample ends
 
 @dataclass(frozen=True)
 class Setting:
-    variant: str  # "eager", "channels_last" or "compiled"
+    variant: str  # CPU: "eager", "channels_last" or "compiled"; GPU: parts joined by "+" (see cuda_plans)
     threads: int
     batch: int
 
@@ -62,11 +63,14 @@ class Unavailable(Exception):
     notes the reason and skips that way's remaining points."""
 
 
-def search(variants: list[str], threads: list[int], batches: list[int], measure: Measure, *,
-           budget_ms: float = 0.0, seconds: float = 60.0, on_point: Callable[[Point], None] = lambda p: None,
+def search(variants: list[str] | Callable[[list[Point]], Iterable[str]], threads: list[int], batches: list[int],
+           measure: Measure, *, budget_ms: float = 0.0, seconds: float = 60.0,
+           on_point: Callable[[Point], None] = lambda p: None,
            clock: Callable[[], float] = time.monotonic) -> SearchOutcome:
+    """Measure each way's lines of batch sizes. `variants` is a list, or a function of the points measured so far
+    that yields the ways one by one, each asked for after the previous one's points are in (the GPU's stages)."""
     run = _Search(measure, budget_ms, clock() + seconds, on_point, clock)
-    for variant in variants:
+    for variant in (variants(run.points) if callable(variants) else variants):
         try:
             for thread_count in threads:
                 run.line(variant, thread_count, batches)

@@ -61,3 +61,90 @@ if __name__ == "__main__":
     results = serve(model, samples)
     print(f"served {{len(results)}} samples in batches of {{BATCH}} on {{THREADS}} thread(s)")
 '''
+
+
+def cuda_serving_snippet(setting: Setting, example: torch.Tensor) -> str:
+    """The GPU plan as a runnable file: autocast precision, channels-last, compiled or a CUDA graph, a copy stream."""
+    chosen = setting.variant.split("+")
+    precision = {"fp16": "torch.float16", "bf16": "torch.bfloat16"}.get(chosen[0], "None")
+    shape = list(example.shape[1:])
+    dtype = str(example.dtype).removeprefix("torch.")
+    flags = {name: name in chosen for name in ("channels_last", "compiled", "graph", "streams")}
+    return f'''"""Serve the optimized model with the plan Slimforge measured on its GPU:
+{setting.variant}, batches of {setting.batch}. Run it beside model.pt2 or model.pt on a machine with CUDA:
+
+    python serve_plan.py
+"""
+import contextlib
+from pathlib import Path
+
+import torch
+
+BATCH, PRECISION = {setting.batch}, {precision}
+CHANNELS_LAST, COMPILED = {flags["channels_last"]}, {flags["compiled"]}
+GRAPH, STREAMS = {flags["graph"]}, {flags["streams"]}
+HERE = Path(__file__).resolve().parent
+DEVICE = torch.device("cuda")
+FORMAT = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
+
+
+def load_model():
+    if (HERE / "model.pt2").exists():
+        model = torch.export.load(str(HERE / "model.pt2")).module()
+    else:
+        model = torch.jit.load(str(HERE / "model.pt"), map_location=DEVICE).eval()
+    model = model.to(DEVICE)
+    if CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if COMPILED else model
+
+
+def forward(model, inputs):
+    autocast = torch.autocast("cuda", dtype=PRECISION) if PRECISION else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        return model(inputs)
+
+
+def runner(model, static):
+    """Run the model on `static`; with GRAPH, captured once and replayed (the input must be copied into `static`)."""
+    if not GRAPH:
+        return lambda: forward(model, static)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            forward(model, static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = forward(model, static)
+    return lambda: (graph.replay(), output)[1]
+
+
+def serve(model, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Outputs (on the CPU) of each host batch of BATCH samples; with STREAMS the next batch is copied to the GPU
+    on a side stream while this one computes."""
+    static = torch.empty((BATCH, *batches[0].shape[1:]), dtype=batches[0].dtype, device=DEVICE, memory_format=FORMAT)
+    run = runner(model, static)
+    copier = torch.cuda.Stream()
+    staged, outputs = [torch.empty_like(static) for _ in range(2)], []
+    pinned = [batch.pin_memory() for batch in batches]
+    with torch.cuda.stream(copier):
+        staged[0].copy_(pinned[0], non_blocking=True)
+    for index in range(len(pinned)):
+        torch.cuda.current_stream().wait_stream(copier)
+        static.copy_(staged[index % 2])
+        if index + 1 < len(pinned):
+            copier.wait_stream(torch.cuda.current_stream())  # the buffer it refills was read by this batch's copy
+            with torch.cuda.stream(copier if STREAMS else torch.cuda.current_stream()):
+                staged[(index + 1) % 2].copy_(pinned[index + 1], non_blocking=True)
+        outputs.append(run().float().cpu())
+    return outputs
+
+
+if __name__ == "__main__":
+    model = load_model()
+    batches = [torch.zeros([BATCH, *{shape}], dtype=torch.{dtype}) for _ in range(4)]
+    results = serve(model, batches)
+    print(f"served {{len(results) * BATCH}} samples in batches of {{BATCH}} on {{torch.cuda.get_device_name()}}")
+'''

@@ -1,4 +1,4 @@
-"""Data-parallel fine-tuning on 2 gloo ranks: replicas in step, the result kept, failures and cancels that end cleanly."""
+"""Data-parallel fine-tuning on 2 gloo ranks: replicas in step, the result kept, failures and cancels end cleanly."""
 import functools
 import hashlib
 import multiprocessing

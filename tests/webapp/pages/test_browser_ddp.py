@@ -1,4 +1,4 @@
-"""A prune fine-tuned on two replicas, in Chromium: the page says how many, that they stayed identical, and the scaling."""
+"""A prune fine-tuned on two replicas, in Chromium: how many, that they stayed identical, and the scaling."""
 import pytest
 
 from tests.browser import log_in, save_screenshot

@@ -14,7 +14,7 @@ from optimizers.reporters import ListReporter
 from optimizers.zoo.models import build_model
 
 EXAMPLE = torch.zeros(1, 1, 8, 8)
-QUICK = {"batch_sizes": (1, 8, 32), "threads": (1, 2), "repeats": 5}
+QUICK = {"device": "cpu", "batch_sizes": (1, 8, 32), "threads": (1, 2), "repeats": 5}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_the_budget_holds_and_is_a_clear_refusal_when_nothing_meets_it(cnn):
 
 
 def test_the_served_file_runs_beside_the_saved_model(cnn, tmp_path):
-    result = parallelize(cnn, None, ParallelizeConfig(batch_sizes=(1, 4), threads=(1,), repeats=3), ListReporter(),
+    result = parallelize(cnn, None, ParallelizeConfig(device="cpu", batch_sizes=(1, 4), threads=(1,), repeats=3), ListReporter(),
                          example=EXAMPLE)
     torch.jit.save(torch.jit.trace(cnn, EXAMPLE), str(tmp_path / "model.pt"))
     (tmp_path / "serve_plan.py").write_bytes(result.extra_files["serve_plan.py"])
@@ -67,7 +67,7 @@ def test_the_served_file_runs_beside_the_saved_model(cnn, tmp_path):
 
 def test_what_does_not_apply_is_said(cnn):
     scripted = torch.jit.trace(cnn, EXAMPLE)
-    result = parallelize(scripted, None, ParallelizeConfig(batch_sizes=(1,), threads=(1, 200), repeats=3),
+    result = parallelize(scripted, None, ParallelizeConfig(device="cpu", batch_sizes=(1,), threads=(1, 200), repeats=3),
                          ListReporter(), example=EXAMPLE)
     assert any("channels-last skipped" in note for note in result.notes)
     assert any("thread counts [200] skipped" in note for note in result.notes)
