@@ -105,7 +105,7 @@ class CudaServer:
             self.run = self._captured()
 
     def __call__(self, _unused: Any = None) -> Any:
-        """Serve the batch once; returns the outputs (on the device; a CUDA graph's are overwritten by its next call)."""
+        """Serve the batch once; returns the outputs on the device (a CUDA graph overwrites them on its next call)."""
         if not self.streamed:
             self.inputs[0].copy_(self.host, non_blocking=True)
             output = self.run(self.inputs[0])

@@ -54,8 +54,8 @@ def test_the_budget_holds_and_is_a_clear_refusal_when_nothing_meets_it(cnn):
 
 
 def test_the_served_file_runs_beside_the_saved_model(cnn, tmp_path):
-    result = parallelize(cnn, None, ParallelizeConfig(device="cpu", batch_sizes=(1, 4), threads=(1,), repeats=3), ListReporter(),
-                         example=EXAMPLE)
+    config = ParallelizeConfig(device="cpu", batch_sizes=(1, 4), threads=(1,), repeats=3)
+    result = parallelize(cnn, None, config, ListReporter(), example=EXAMPLE)
     torch.jit.save(torch.jit.trace(cnn, EXAMPLE), str(tmp_path / "model.pt"))
     (tmp_path / "serve_plan.py").write_bytes(result.extra_files["serve_plan.py"])
     finished = subprocess.run([sys.executable, "serve_plan.py"], cwd=tmp_path, capture_output=True, text=True,
