@@ -30,6 +30,10 @@ class ParallelizeConfig(RecipeConfig):
     threads: INTEGERS = setting(
         (1, 2), "Intra-op thread counts to try (capped at the cores this worker gives the job). One thread is "
                 "always measured: it is the baseline.", min=1, max=256, min_items=1, max_items=8)
+    replicas: INTEGERS = setting(
+        (1, 2), "CPU: replica processes to try, each a copy of the model with one thread serving whole batches at once "
+                "(often faster than threads for small models); capped at the cores this worker gives the job.",
+        min=1, max=256, min_items=1, max_items=8)
     channels_last: bool = setting(
         True, "Also try channels-last memory format, for models that take 4-D image batches (often faster "
               "convolutions).")
@@ -57,3 +61,5 @@ class ParallelizeConfig(RecipeConfig):
             raise ConfigError("batch_sizes", "each batch size once, please")
         if len(set(self.threads)) != len(self.threads):
             raise ConfigError("threads", "each thread count once, please")
+        if len(set(self.replicas)) != len(self.replicas):
+            raise ConfigError("replicas", "each replica count once, please")

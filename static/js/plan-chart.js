@@ -2,7 +2,8 @@
 // latency, one colour per way of running the model, the chosen plan starred and the budget as a dashed line.
 window.SlimforgePlanChart = (function () {
   const NICE_MS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
-  const label = (p) => `${p.variant}, ${p.threads} thread(s), batch ${p.batch}${p.stopped_early ? " (probe only)" : ""}`;
+  const label = (p) => `${p.variant}, ${p.threads} thread(s)${p.replicas > 1 ? ` × ${p.replicas} processes` : ""}, ` +
+    `batch ${p.batch}${p.stopped_early ? " (probe only)" : ""}`;
 
   function draw(div, search) {
     if (!search || !search.points || !search.points.length) return;

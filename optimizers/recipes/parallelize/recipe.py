@@ -26,6 +26,7 @@ from optimizers.recipes.parallelize.cuda_plans import (
     prepared_module,
     staged_variants,
 )
+from optimizers.recipes.parallelize.replicas import time_replicas
 from optimizers.recipes.parallelize.search import Point, Setting, Timing, Unavailable, search
 from optimizers.recipes.parallelize.serving import (
     PLAN_FILE,
@@ -104,9 +105,9 @@ class _Ways:
 
 
 def _cpu_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig) -> _Ways:
-    threads, notes = _thread_counts(config.threads)
-    runners, variant_notes = _runners(model, example, config, threads)
-    return _Ways(list(runners), threads, _measure(_cpu_call(runners), config, example), len(runners), EAGER,
+    layouts, notes = _layouts(config.threads, config.replicas)
+    runners, variant_notes = _runners(model, example, config)
+    return _Ways(list(runners), layouts, _measure(_cpu_call(runners), config, example), len(runners), EAGER,
                  notes + variant_notes)
 
 
@@ -149,16 +150,22 @@ def _precision_notes(model: Any, example: torch.Tensor, device: torch.device, ou
             for name, difference in differences.items()]
 
 
-def _thread_counts(wanted: tuple[int, ...]) -> tuple[list[int], list[str]]:
+def _layouts(threads: tuple[int, ...], replicas: tuple[int, ...]) -> tuple[list[Any], list[str]]:
+    """Thread counts of one process, then (1 thread, N replica processes) layouts, each within the job's cores.
+
+    Replicas come last: a way that cannot run in them (compiled) has had its one-process points by then.
+    """
     cores = len(os.sched_getaffinity(0))
-    usable = sorted({1, *(count for count in wanted if count <= cores)})
-    dropped = sorted(count for count in wanted if count > cores)
+    usable = sorted({1, *(count for count in threads if count <= cores)})
+    copies = sorted(count for count in replicas if 1 < count <= cores)
+    dropped = sorted(count for count in threads if count > cores)
     notes = [f"thread counts {dropped} skipped: this worker gives the job {cores} core(s)"] if dropped else []
-    return usable, notes
+    too_many = sorted(count for count in replicas if count > cores)
+    notes += [f"replica counts {too_many} skipped: this worker gives the job {cores} core(s)"] if too_many else []
+    return usable + [(1, count) for count in copies], notes
 
 
-def _runners(model: Any, example: torch.Tensor, config: ParallelizeConfig, threads: list[int]
-             ) -> tuple[dict[str, Any], list[str]]:
+def _runners(model: Any, example: torch.Tensor, config: ParallelizeConfig) -> tuple[dict[str, Any], list[str]]:
     """Each way of running the model, on a private copy where the way changes the module; with why others are out."""
     runners, notes = {EAGER: model}, []
     eager_module = isinstance(model, nn.Module) and not isinstance(model, torch.jit.ScriptModule)
@@ -190,16 +197,22 @@ def _measure(make_call, config: ParallelizeConfig, example: torch.Tensor, baseli
     make_call(setting, batch) -> (what to call, its argument): the CPU's module and batch, or a CudaServer.
     """
     def measure(setting: Setting, best_throughput: float) -> Timing:
+        if setting.replicas > 1 and setting.variant == COMPILED:
+            raise Unavailable(f"not in {setting.replicas} replica processes (a compiled model is not forked: it "
+                              "serves from one process)")
         torch.set_num_threads(setting.threads)
         batch = example.expand(setting.batch, *example.shape[1:]).contiguous()
         try:
             module, batch = make_call(setting, batch)
+            if setting.replicas > 1:
+                timed = time_replicas(module, batch, setting.replicas, config.repeats, budget_s=30.0)
+                return Timing(timed["p50"], timed["p95"], timed["runs"])
             probe = latency_ms(module, batch, repeats=PROBE_RUNS, warmup=1, budget_s=30.0)
             if best_throughput and setting.batch * 1000.0 / probe["p50"] < CLEARLY_WORSE * best_throughput:
                 return Timing(probe["p50"], probe["p95"], probe["runs"], stopped_early=True)
             timed = latency_ms(module, batch, repeats=config.repeats, warmup=3, budget_s=30.0)
         except Exception as error:  # noqa: BLE001 - a failed compile or a batch the model refuses
-            if setting.variant != baseline_way:  # another way of running it; the plain model still has a plan
+            if setting.variant != baseline_way or setting.replicas > 1:  # the plain model in one process has a plan
                 raise Unavailable(f"{_describe(setting)} failed: {first_line(error)}") from error
             raise RecipeError(f"{_describe(setting)} failed: {first_line(error)}") from error
         return Timing(timed["p50"], timed["p95"], timed["runs"])
@@ -208,7 +221,8 @@ def _measure(make_call, config: ParallelizeConfig, example: torch.Tensor, baseli
 
 
 def _describe(setting: Setting) -> str:
-    return f"{setting.variant}, {setting.threads} thread(s), batch {setting.batch}"
+    copies = f" in each of {setting.replicas} replica processes" if setting.replicas > 1 else ""
+    return f"{setting.variant}, {setting.threads} thread(s){copies}, batch {setting.batch}"
 
 
 def _extras(outcome, baseline: Point, config: ParallelizeConfig) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class Setting:
     variant: str  # CPU: "eager", "channels_last" or "compiled"; GPU: parts joined by "+" (see cuda_plans)
     threads: int
     batch: int
+    replicas: int = 1  # processes serving at once, each with `threads` threads (CPU)
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,10 @@ class Point:
 
     @property
     def throughput(self) -> float:
-        """Samples per second at the median batch latency."""
-        return self.setting.batch * 1000.0 / self.timing.p50_ms if self.timing.p50_ms > 0 else 0.0
+        """Samples per second at the median batch latency, over every replica serving at once."""
+        if self.timing.p50_ms <= 0:
+            return 0.0
+        return self.setting.batch * self.setting.replicas * 1000.0 / self.timing.p50_ms
 
     def within(self, budget_ms: float) -> bool:
         return budget_ms <= 0 or self.timing.p95_ms <= budget_ms
@@ -63,17 +66,19 @@ class Unavailable(Exception):
     notes the reason and skips that way's remaining points."""
 
 
-def search(variants: list[str] | Callable[[list[Point]], Iterable[str]], threads: list[int], batches: list[int],
+def search(variants: list[str] | Callable[[list[Point]], Iterable[str]], threads: list[int | tuple[int, int]],
+           batches: list[int],
            measure: Measure, *, budget_ms: float = 0.0, seconds: float = 60.0,
            on_point: Callable[[Point], None] = lambda p: None,
            clock: Callable[[], float] = time.monotonic) -> SearchOutcome:
     """Measure each way's lines of batch sizes. `variants` is a list, or a function of the points measured so far
-    that yields the ways one by one, each asked for after the previous one's points are in (the GPU's stages)."""
+    that yields the ways one by one, each asked for after the previous one's points are in (the GPU's stages).
+    `threads` lists thread counts, or (threads, replica processes) layouts."""
     run = _Search(measure, budget_ms, clock() + seconds, on_point, clock)
     for variant in (variants(run.points) if callable(variants) else variants):
         try:
-            for thread_count in threads:
-                run.line(variant, thread_count, batches)
+            for layout in threads:
+                run.line(variant, *(layout if isinstance(layout, tuple) else (layout, 1)), batches)
         except Unavailable as reason:
             run.notes.append(f"{variant} skipped: {reason}")
     if run.not_measured:
@@ -94,11 +99,12 @@ class _Search:
     notes: list[str] = field(default_factory=list)
     not_measured: list[Setting] = field(default_factory=list)
 
-    def line(self, variant: str, thread_count: int, batches: list[int]) -> None:
-        """Batch sizes in order on one way and thread count, until a larger batch cannot win."""
+    def line(self, variant: str, thread_count: int, replicas: int, batches: list[int]) -> None:
+        """Batch sizes in order on one way and layout, until a larger batch cannot win."""
         line_best = 0.0
+        where = f"{variant}, {thread_count} thread(s)" + (f" × {replicas} replicas" if replicas > 1 else "")
         for index, batch in enumerate(batches):
-            setting = Setting(variant, thread_count, batch)
+            setting = Setting(variant, thread_count, batch, replicas)
             if self.clock() > self.deadline:
                 self.not_measured.append(setting)
                 continue
@@ -108,12 +114,12 @@ class _Search:
             more = index + 1 < len(batches)
             if not point.within(self.budget_ms):
                 if more:
-                    self.notes.append(f"{variant}, {thread_count} thread(s): batch {batch} broke the p95 budget "
+                    self.notes.append(f"{where}: batch {batch} broke the p95 budget "
                                       f"({point.timing.p95_ms:g} ms > {self.budget_ms:g} ms); larger batches skipped")
                 return
             if point.throughput < line_best * (1 + MIN_GAIN):
                 if more:
-                    self.notes.append(f"{variant}, {thread_count} thread(s): batch {batch} was not {MIN_GAIN:.0%} "
+                    self.notes.append(f"{where}: batch {batch} was not {MIN_GAIN:.0%} "
                                       "faster per sample than a smaller one; larger batches skipped")
                 return
             line_best = max(line_best, point.throughput)

@@ -20,15 +20,18 @@ def serving_snippet(setting: Setting, example: torch.Tensor) -> str:
     shape = list(example.shape[1:])
     dtype = str(example.dtype).removeprefix("torch.")
     return f'''"""Serve the optimized model with the plan Slimforge measured on its worker:
-{setting.variant}, {setting.threads} thread(s), batches of {setting.batch}. Run it beside model.pt2 or model.pt:
+{setting.variant}, {setting.threads} thread(s) in each of {setting.replicas} process(es), batches of {setting.batch}.
+Run it beside model.pt2 or model.pt:
 
     python serve_plan.py
 """
+import multiprocessing
 from pathlib import Path
 
 import torch
 
 THREADS, BATCH, CHANNELS_LAST, COMPILED = {setting.threads}, {setting.batch}, {channels_last}, {compiled}
+REPLICAS = {setting.replicas}  # processes serving at once, each with its own copy of the model
 HERE = Path(__file__).resolve().parent
 
 
@@ -54,12 +57,32 @@ def serve(model, samples: list[torch.Tensor]) -> list[torch.Tensor]:
     return outputs
 
 
-if __name__ == "__main__":
+def _start_replica():
+    global REPLICA_MODEL
     torch.set_num_threads(THREADS)
-    model = load_model()
-    samples = [torch.zeros({shape}, dtype=torch.{dtype}) for _ in range(2 * BATCH + 1)]
-    results = serve(model, samples)
-    print(f"served {{len(results)}} samples in batches of {{BATCH}} on {{THREADS}} thread(s)")
+    REPLICA_MODEL = load_model()
+
+
+def _serve_share(samples):
+    return serve(REPLICA_MODEL, samples)
+
+
+def serve_in_replicas(samples: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The samples in whole batches, dealt out to REPLICAS processes that serve at once; outputs in sample order."""
+    batches = [samples[start:start + BATCH] for start in range(0, len(samples), BATCH)]
+    with multiprocessing.get_context("spawn").Pool(REPLICAS, initializer=_start_replica) as pool:
+        return [output for outputs in pool.map(_serve_share, batches) for output in outputs]
+
+
+if __name__ == "__main__":
+    samples = [torch.zeros({shape}, dtype=torch.{dtype}) for _ in range(2 * BATCH * REPLICAS + 1)]
+    if REPLICAS > 1:
+        results = serve_in_replicas(samples)
+    else:
+        torch.set_num_threads(THREADS)
+        results = serve(load_model(), samples)
+    print(f"served {{len(results)}} samples in batches of {{BATCH}} on {{REPLICAS}} process(es) of {{THREADS}} "
+          "thread(s)")
 '''
 
 

@@ -1,5 +1,6 @@
 """The plan search for real on a small CNN: the plan is the measured best, the budget holds, the served file runs."""
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,9 @@ from optimizers.configs import ConfigError, parse_config
 from optimizers.configs.parallelize import ParallelizeConfig
 from optimizers.errors import RecipeError
 from optimizers.recipes.parallelize.recipe import ONNX_REFUSED, parallelize, parallelize_applies
+from optimizers.recipes.parallelize.replicas import time_replicas
+from optimizers.recipes.parallelize.search import Setting
+from optimizers.recipes.parallelize.serving import serving_snippet
 from optimizers.reporters import ListReporter
 from optimizers.zoo.models import build_model
 
@@ -61,8 +65,38 @@ def test_the_served_file_runs_beside_the_saved_model(cnn, tmp_path):
     finished = subprocess.run([sys.executable, "serve_plan.py"], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120)
     assert finished.returncode == 0, finished.stderr
-    batch = result.extras["plan_search"]["plan"]["batch"]
-    assert f"served {2 * batch + 1} samples in batches of {batch}" in finished.stdout
+    plan = result.extras["plan_search"]["plan"]
+    batch, replicas = plan["batch"], plan["replicas"]
+    assert f"served {2 * batch * replicas + 1} samples in batches of {batch} on {replicas} process(es)" in \
+        finished.stdout
+
+
+def test_the_served_file_runs_a_replica_plan_in_that_many_processes(cnn, tmp_path):
+    torch.jit.save(torch.jit.trace(cnn, EXAMPLE), str(tmp_path / "model.pt"))
+    (tmp_path / "serve_plan.py").write_text(serving_snippet(Setting("channels_last", 1, 4, 2), EXAMPLE))
+    finished = subprocess.run([sys.executable, "serve_plan.py"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert "served 17 samples in batches of 4 on 2 process(es) of 1 thread(s)" in finished.stdout
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_replica_processes_are_measured_serving_at_once(cnn):
+    config = ParallelizeConfig(device="cpu", batch_sizes=(1, 8), threads=(1,), replicas=(2, 64), repeats=5,
+                               channels_last=False)
+    result = parallelize(cnn, None, config, ListReporter(), example=EXAMPLE)
+    points = result.extras["plan_search"]["points"]
+    assert [(p["threads"], p["replicas"]) for p in points if p["batch"] == 1] == [(1, 1), (1, 2)]
+    two = next(p for p in points if p["replicas"] == 2 and p["batch"] == 1)
+    assert two["runs"] == 2 * 5 and two["throughput_per_s"] == pytest.approx(2 * 1000 / two["p50_ms"], rel=1e-3)
+    assert any("replica counts [64] skipped" in note for note in result.notes)
+
+
+def test_a_replica_that_fails_says_why():
+    def broken(batch):
+        raise ValueError("this model refuses to be served")
+    with pytest.raises(RuntimeError, match="ValueError: this model refuses to be served"):
+        time_replicas(broken, EXAMPLE, replicas=2, repeats=3)
 
 
 def test_what_does_not_apply_is_said(cnn):
