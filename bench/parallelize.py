@@ -34,8 +34,8 @@ def row(name: str) -> str:
     held = found["speedup"] >= 3 and seconds <= 60
     print(f"{name}: {plan} vs {baseline} in {seconds:.1f} s")
     return (f"| {name} | {baseline['throughput_per_s']:,.0f} | {plan['variant']}, {plan['threads']} thread(s) × "
-            f"{plan['replicas']} process(es), batch {plan['batch']} | {plan['throughput_per_s']:,.0f} | {plan['p95_ms']:g} | "
-            f"{found['speedup']:.2f}× | "
+            f"{plan['replicas']} process(es), batch {plan['batch']} | {plan['throughput_per_s']:,.0f} | "
+            f"{plan['p95_ms']:g} | {found['speedup']:.2f}× | "
             f"{len(found['points'])} | {seconds:.1f} | {'held' if held else 'missed'} |")
 
 
