@@ -74,6 +74,11 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
              "student more of how the teacher ranks the wrong classes.", min=1.0, max=20.0)
     alpha: float = setting(
         0.7, "Weight of imitating the teacher; 1 - alpha weighs the dataset's own labels.", min=0.0, max=1.0)
+    hint_weight: float = setting(
+        0.0, "Weight of the feature (hint) loss, as in FitNets: the features the student hands its classifier, "
+             "through a learned projection, match the teacher's. 0 turns it off. It needs to see inside both "
+             "models: a teacher uploaded as a state dict with its architecture, and a student with a Linear "
+             "classifier.", min=0.0, max=100.0)
     seeds: int = setting(
         1, "Students trained, each from its own seed; with more than one the report gives mean and standard "
            "deviation, and the best one is kept.", min=1, max=5)

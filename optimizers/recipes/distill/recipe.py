@@ -18,6 +18,7 @@ from torch import nn
 from optimizers.configs.distill import BUILTIN, SOFT_TARGETS, STUDENT_ROLE, THINNER_COPY, UPLOADED, DistillConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError, first_line
+from optimizers.recipes.distill.hint import FeatureCatcher, HintedStudent, hinted_loss, last_linear
 from optimizers.recipes.distill.judge import score_name, teacher_judge
 from optimizers.recipes.distill.loss import distillation_loss, output_matching_loss, teacher_logits
 from optimizers.recipes.distill.thinner import thinner_applies, thinner_copy
@@ -69,7 +70,8 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
                                                                     config.seed + seed)
         _check_outputs(model, student, example)
         taught = kind == "student"
-        outcome = fit(student, data, tuple(example.shape), _settings(config, seed), schedule,
+        trained = HintedStudent(student, plan.hint_width) if taught and plan.hint_width else student
+        outcome = fit(trained, data, tuple(example.shape), _settings(config, seed), schedule,
                       checkpoint_dir=_run_dir(checkpoint_dir, kind, seed), stage=f"{kind} {seed + 1}",
                       metric_prefix=f"{kind}{seed + 1}", loss_fn=plan.loss_fn if taught else None,
                       evaluate_fn=plan.evaluate_fn if taught else None, score_name=plan.score if taught else "accuracy",
@@ -99,6 +101,7 @@ class _Plan:
     teacher_accuracy: float | None
     baseline: bool  # train the same students on the labels alone too
     notes: list[str]
+    hint_width: int = 0  # with the hint loss: the width of the teacher's features the students' are projected onto
 
     @classmethod
     def of(cls, teacher: Any, data: DataSplits, example: torch.Tensor, config: DistillConfig) -> "_Plan":
@@ -119,8 +122,14 @@ class _Plan:
             notes.append("no comparison with students trained without the teacher: " + (
                 "it needs labels to learn from" if not labelled else "matched outputs have no labels to learn"))
         accuracy = _teacher_accuracy(teacher, data, example) if judged_by_labels else None
+        hint_width = 0
+        if config.hint_weight > 0:  # judged as without it; trained with it
+            layer = last_linear(teacher, "teacher")
+            loss_fn, hint_width = hinted_loss(loss_fn, FeatureCatcher(layer), config.hint_weight), layer.in_features
+            notes.append(f"hint loss (weight {config.hint_weight:g}): the students' features before their classifier, "
+                         f"projected onto the teacher's {hint_width}, match the teacher's")
         return cls(loss_fn, evaluate_fn, "accuracy" if judged_by_labels else score_name(config.loss), accuracy,
-                   baseline, notes)
+                   baseline, notes, hint_width)
 
 
 def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None, models: dict, seed: int
