@@ -20,6 +20,7 @@ urlpatterns = [
     path("models/", uploaded_models.model_list, name="model-list"),
     path("models/<int:model_id>/", uploaded_models.model_detail, name="model-detail"),
     path("models/<int:model_id>/experiments/", uploaded_models.experiment_create, name="experiment-create"),
+    path("models/<int:model_id>/student-size/", uploaded_models.student_size, name="student-size"),
     path("experiments/", experiments.experiment_list, name="experiment-list"),
     path("experiments/<int:experiment_id>/", experiments.experiment_detail, name="experiment-detail"),
     path("compare/", experiments.compare, name="compare"),

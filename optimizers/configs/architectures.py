@@ -25,6 +25,10 @@ class ArchitectureConfig(Settings):
 
     architecture: ClassVar[str] = ""
 
+    def parameter_count(self) -> int:
+        """Parameters of the module these settings build, counted from the settings alone (no torch)."""
+        raise NotImplementedError
+
     def example_input(self) -> InputSpec:
         """(shape, dtype name) of one example input, batch of 1."""
         raise NotImplementedError
@@ -35,6 +39,10 @@ class ArchitectureConfig(Settings):
         if dtype == "int64":
             return f"{self.architecture} takes float images or vectors, and the input is token ids (int64)"
         return None
+
+
+RESNET_BASE_WIDTHS = (64, 128, 256, 512)
+RESNET_MIN_CHANNELS = 8
 
 
 def _classes() -> Any:
@@ -63,6 +71,28 @@ class ResNetConfig(ArchitectureConfig):
         "also run.", min=8, max=1024)
     num_classes: int = _classes()
 
+    def stage_widths(self) -> tuple[int, ...]:
+        return tuple(max(RESNET_MIN_CHANNELS, round(base * self.width)) for base in RESNET_BASE_WIDTHS)
+
+    def parameter_count(self) -> int:
+        expansion = 4 if self.block == "bottleneck" else 1
+        widths = self.stage_widths()
+        stem = 7 if not self.small_input else 3
+        total = self.in_channels * widths[0] * stem * stem + 2 * widths[0]
+        planes_in = widths[0]
+        for stage, (planes, blocks) in enumerate(zip(widths, self.layers, strict=True)):
+            for index in range(blocks):
+                stride = 2 if stage and not index else 1
+                out = planes * expansion
+                if expansion == 1:
+                    total += planes_in * planes * 9 + planes * planes * 9 + 4 * planes
+                else:
+                    total += planes_in * planes + planes * planes * 9 + planes * out + 4 * planes + 2 * out
+                if stride != 1 or planes_in != out:
+                    total += planes_in * out + 2 * out  # the shortcut's 1x1 convolution and batch norm
+                planes_in = out
+        return total + planes_in * self.num_classes + self.num_classes
+
     def example_input(self) -> InputSpec:
         return (1, self.in_channels, self.image_size, self.image_size), "float32"
 
@@ -86,6 +116,10 @@ class MLPConfig(ArchitectureConfig):
     num_classes: int = _classes()
     dropout: float = setting(0.1, "Dropout after each hidden layer while training (0 turns it off).",
                              min=0.0, max=0.9)
+
+    def parameter_count(self) -> int:
+        sizes = [self.in_features, *self.hidden, self.num_classes]
+        return sum(inputs * outputs + outputs for inputs, outputs in zip(sizes, sizes[1:]))
 
     def example_input(self) -> InputSpec:
         return (1, self.in_features), "float32"
@@ -123,6 +157,11 @@ class SmallCNNConfig(ArchitectureConfig):
         side = self.image_size >> len(self.channels)
         return self.channels[-1] * side * side
 
+    def parameter_count(self) -> int:
+        sizes = [self.in_channels, *self.channels]
+        convolutions = sum(inputs * outputs * 9 + 2 * outputs for inputs, outputs in zip(sizes, sizes[1:]))
+        return convolutions + self.classifier_features() * self.num_classes + self.num_classes
+
     def example_input(self) -> InputSpec:
         return (1, self.in_channels, self.image_size, self.image_size), "float32"
 
@@ -146,6 +185,13 @@ class TransformerConfig(ArchitectureConfig):
     layers: int = setting(2, "Encoder layers (pre-norm, feed-forward 4 x d_model).", min=1, max=48)
     num_classes: int = setting(2, "Number of classes the model tells apart (size of its output).",
                                min=1, max=100000)
+
+    def parameter_count(self) -> int:
+        d = self.d_model
+        # attention (in and out projections), feed-forward 4 x d_model, two layer norms; with biases
+        per_layer = (3 * d * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d) + 4 * d
+        return (self.vocab_size * d + self.max_len * d + self.layers * per_layer + 2 * d
+                + d * self.num_classes + self.num_classes)
 
     def check_combination(self) -> None:
         if self.d_model % self.heads:

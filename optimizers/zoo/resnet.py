@@ -10,8 +10,6 @@ from torch import nn
 
 from optimizers.configs.architectures import ResNetConfig
 
-BASE_WIDTHS = (64, 128, 256, 512)
-MIN_CHANNELS = 8
 
 
 class BasicBlock(nn.Module):
@@ -59,15 +57,11 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
     return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False), nn.BatchNorm2d(out_planes))
 
 
-def stage_widths(width: float) -> tuple[int, ...]:
-    return tuple(max(MIN_CHANNELS, round(base * width)) for base in BASE_WIDTHS)
-
-
 class ResNet(nn.Module):
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__()
         block = Bottleneck if config.block == "bottleneck" else BasicBlock
-        widths = stage_widths(config.width)
+        widths = config.stage_widths()
         self.in_planes = widths[0]
         if config.small_input:
             self.conv1 = nn.Conv2d(config.in_channels, widths[0], 3, stride=1, padding=1, bias=False)

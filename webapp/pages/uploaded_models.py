@@ -1,13 +1,14 @@
 """The models pages: the list with the upload form, one model with its recipe forms, and submitting an experiment."""
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from optimizers.configs import RECIPE_CONFIGS
+from optimizers.configs import RECIPE_CONFIGS, ConfigError, parse_config
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
-from webapp.pages.forms import architecture_forms, recipe_forms
+from webapp.pages.forms import architecture_forms, recipe_config_form, recipe_forms
 
 
 def home(request):
@@ -59,6 +60,21 @@ def experiment_create(request, model_id):
         else:
             return redirect("experiment-detail", experiment_id=experiment.pk)
     return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400)
+
+
+@require_http_methods(["GET"])
+def student_size(request, model_id):
+    """JSON: the distill student the form's settings make, its parameters against this model's (the teacher's)."""
+    teacher = selectors.model_get_for(user=request.user, model_id=model_id)
+    form = recipe_config_form("distill", request.GET)
+    if not form.is_valid():
+        field, messages = next(iter(form.errors.items()))
+        return JsonResponse({"error": f"{field}: {' '.join(messages)}"}, status=400)
+    try:
+        config = parse_config("distill", form.cleaned_data)
+    except ConfigError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse(selectors.student_size_for(user=request.user, teacher=teacher, config=config))
 
 
 def _seconds_or_none(request, field: str) -> float | None:

@@ -23,6 +23,7 @@ from webapp.selectors.jobs import (
     model_of_owner,
     model_pending,
 )
+from webapp.selectors.students import student_size_for
 from webapp.selectors.uploads import (
     dataset_get_for,
     dataset_list_for,
@@ -34,6 +35,7 @@ from webapp.selectors.uploads import (
 from webapp.selectors.workers import worker_list
 
 __all__ = [
+    "student_size_for",
     "EVENTS_PAGE", "artifact_get_for", "comparison_for", "dataset_get_for", "dataset_list_for", "dataset_pending",
     "dataset_prepared_file", "dataset_preview_for", "dataset_ready_for", "events_after", "events_between",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",

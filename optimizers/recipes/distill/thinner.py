@@ -13,6 +13,7 @@ from torch import nn
 
 from optimizers.configs.architectures import parse_architecture
 from optimizers.configs.distill import HALF_DEPTH
+from optimizers.configs.thinner import every_other, thinner_settings
 from optimizers.errors import RecipeError
 from optimizers.zoo.models import build_model
 from optimizers.zoo.resnet import ResNet
@@ -40,7 +41,7 @@ def thinner_copy(teacher: nn.Module, architecture: dict | None, width: float, de
     name = architecture["name"]
     config = parse_architecture(name, architecture.get("config", {})).to_dict()
     copy = _COPIES[name]
-    student_config, notes = copy.settings(config, width, depth == HALF_DEPTH)
+    student_config, notes = thinner_settings(name, config, width, depth == HALF_DEPTH)
     student = build_model(name, student_config)
     with torch.no_grad():
         student.load_state_dict(copy.weights(teacher, student), strict=True)
@@ -53,16 +54,7 @@ def _strongest(weight: torch.Tensor, keep: int) -> torch.Tensor:
     return norms.topk(keep).indices.sort().values
 
 
-def _kept(count: int, width: float) -> int:
-    return max(1, round(count * width))
-
-
 class _MLPCopy:
-    @staticmethod
-    def settings(config: dict, width: float, half: bool) -> tuple[dict, list[str]]:
-        notes = ["an MLP keeps its depth: its hidden layers differ in width"] if half and config["hidden"] else []
-        return {**config, "hidden": [_kept(size, width) for size in config["hidden"]]}, notes
-
     @staticmethod
     def weights(teacher: nn.Module, student: nn.Module) -> dict[str, torch.Tensor]:
         linears = [name for name, module in teacher.named_modules() if isinstance(module, nn.Linear)]
@@ -79,11 +71,6 @@ class _MLPCopy:
 
 
 class _SmallCNNCopy:
-    @staticmethod
-    def settings(config: dict, width: float, half: bool) -> tuple[dict, list[str]]:
-        notes = ["a small CNN keeps its stages: each halves the image"] if half else []
-        return {**config, "channels": [_kept(size, width) for size in config["channels"]]}, notes
-
     @staticmethod
     def weights(teacher: nn.Module, student: nn.Module) -> dict[str, torch.Tensor]:
         teacher_state, state, inputs = teacher.state_dict(), {}, None
@@ -107,10 +94,6 @@ class _SmallCNNCopy:
         return state
 
 
-def _every_other(count: int) -> list[int]:
-    return list(range(0, count, 2))
-
-
 def _renumbered(teacher_state: dict, pattern: str, kept: dict[str, list[int]]) -> dict[str, torch.Tensor]:
     """The teacher's state with the blocks of each group renumbered to the kept ones (others dropped)."""
     state = {}
@@ -126,15 +109,8 @@ def _renumbered(teacher_state: dict, pattern: str, kept: dict[str, list[int]]) -
 
 class _ResNetCopy:
     @staticmethod
-    def settings(config: dict, width: float, half: bool) -> tuple[dict, list[str]]:
-        notes = ["a ResNet copy keeps its channel width (student_width applies to MLPs and small CNNs): narrow "
-                 "it with a builtin student"] if width < 1 else []
-        layers = [len(_every_other(count)) for count in config["layers"]] if half else config["layers"]
-        return {**config, "layers": layers}, notes
-
-    @staticmethod
     def weights(teacher: nn.Module, student: nn.Module) -> dict[str, torch.Tensor]:
-        kept = {f"layer{stage}": _every_other(len(getattr(teacher, f"layer{stage}")))
+        kept = {f"layer{stage}": every_other(len(getattr(teacher, f"layer{stage}")))
                 if len(getattr(student, f"layer{stage}")) < len(getattr(teacher, f"layer{stage}"))
                 else list(range(len(getattr(teacher, f"layer{stage}")))) for stage in range(1, 5)}
         return _renumbered(teacher.state_dict(), r"(?P<group>layer[1-4])\.(?P<index>\d+)\.(?P<rest>.+)", kept)
@@ -142,15 +118,9 @@ class _ResNetCopy:
 
 class _TransformerCopy:
     @staticmethod
-    def settings(config: dict, width: float, half: bool) -> tuple[dict, list[str]]:
-        notes = ["a Transformer copy keeps its width (student_width applies to MLPs and small CNNs)"] \
-            if width < 1 else []
-        return {**config, "layers": len(_every_other(config["layers"])) if half else config["layers"]}, notes
-
-    @staticmethod
     def weights(teacher: nn.Module, student: nn.Module) -> dict[str, torch.Tensor]:
         count = len(teacher.encoder.layers)
-        kept = _every_other(count) if len(student.encoder.layers) < count else list(range(count))
+        kept = every_other(count) if len(student.encoder.layers) < count else list(range(count))
         return _renumbered(teacher.state_dict(), r"(?P<group>encoder\.layers)\.(?P<index>\d+)\.(?P<rest>.+)",
                            {"encoder.layers": kept})
 
