@@ -7,6 +7,7 @@ digits that scikit-learn ships, the transformer classifies sequences of 32 token
 """
 
 import dataclasses
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -119,7 +120,7 @@ class MLPConfig(ArchitectureConfig):
 
     def parameter_count(self) -> int:
         sizes = [self.in_features, *self.hidden, self.num_classes]
-        return sum(inputs * outputs + outputs for inputs, outputs in zip(sizes, sizes[1:]))
+        return sum(inputs * outputs + outputs for inputs, outputs in itertools.pairwise(sizes))
 
     def example_input(self) -> InputSpec:
         return (1, self.in_features), "float32"
@@ -159,7 +160,7 @@ class SmallCNNConfig(ArchitectureConfig):
 
     def parameter_count(self) -> int:
         sizes = [self.in_channels, *self.channels]
-        convolutions = sum(inputs * outputs * 9 + 2 * outputs for inputs, outputs in zip(sizes, sizes[1:]))
+        convolutions = sum(inputs * outputs * 9 + 2 * outputs for inputs, outputs in itertools.pairwise(sizes))
         return convolutions + self.classifier_features() * self.num_classes + self.num_classes
 
     def example_input(self) -> InputSpec:

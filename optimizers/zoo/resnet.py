@@ -11,7 +11,6 @@ from torch import nn
 from optimizers.configs.architectures import ResNetConfig
 
 
-
 class BasicBlock(nn.Module):
     expansion = 1
 

@@ -1,4 +1,4 @@
-"""The feature (hint) loss: it trains a projection with the student, drops it afterwards, and says when it cannot see."""
+"""The feature (hint) loss: a projection trains with the student, is dropped afterwards, and is refused unseen."""
 import pytest
 import torch
 from torch import nn
