@@ -1,4 +1,4 @@
-"""The feature (hint) loss: a projection trains with the student, is dropped afterwards, and is refused unseen."""
+"""The feature (hint) loss: a projection trained with the student, then dropped; refused where layers are hidden."""
 import pytest
 import torch
 from torch import nn
