@@ -27,6 +27,7 @@ from optimizers.recipes.parallelize.cuda_plans import (
     staged_variants,
 )
 from optimizers.recipes.parallelize.replicas import time_replicas
+from optimizers.recipes.parallelize.saved_form import CHANNELS_LAST_NOTE, GPU_NOTE, compiled_form
 from optimizers.recipes.parallelize.search import Point, Setting, Timing, Unavailable, search
 from optimizers.recipes.parallelize.serving import (
     PLAN_FILE,
@@ -89,8 +90,23 @@ def parallelize(model: Any, data: Any, config: ParallelizeConfig, report: Report
                f"({baseline.throughput:,.0f} samples/s), {len(outcome.points)} point(s) measured")
     snippet = cuda_serving_snippet if device.type == "cuda" else serving_snippet
     files = {PLAN_FILE: plan_json(extras).encode(), SNIPPET_FILE: snippet(outcome.chosen.setting, example).encode()}
-    return RecipeResult(model=model, backend=f"inference plan search (PyTorch on {extras['device']})",
-                        notes=[summary] + notes + outcome.notes, extras={"plan_search": extras}, extra_files=files)
+    result_model, form_files, form_notes = _plan_form(model, ways, outcome.chosen.setting, example, device)
+    return RecipeResult(model=result_model, backend=f"inference plan search (PyTorch on {extras['device']})",
+                        notes=[summary] + notes + form_notes + outcome.notes, extras={"plan_search": extras},
+                        extra_files={**files, **form_files})
+
+
+def _plan_form(model: Any, ways: "_Ways", chosen: Setting, example: torch.Tensor, device: torch.device
+               ) -> tuple[Any, dict[str, bytes], list[str]]:
+    """The result model and files in the form the plan runs, where that form can be saved (see saved_form)."""
+    if device.type == "cuda":
+        return model, {}, [GPU_NOTE]
+    if chosen.variant == CHANNELS_LAST:
+        return ways.modules[CHANNELS_LAST], {}, [CHANNELS_LAST_NOTE]
+    if chosen.variant == COMPILED:
+        files, notes = compiled_form(model, example)
+        return model, files, notes
+    return model, {}, []
 
 
 @dataclasses.dataclass
@@ -102,13 +118,14 @@ class _Ways:
     count: int  # ways at most, for the progress bar
     baseline: str
     notes: list[str]
+    modules: dict[str, Any] = dataclasses.field(default_factory=dict)  # CPU: each way's module, by name
 
 
 def _cpu_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig) -> _Ways:
     layouts, notes = _layouts(config.threads, config.replicas)
     runners, variant_notes = _runners(model, example, config)
     return _Ways(list(runners), layouts, _measure(_cpu_call(runners), config, example), len(runners), EAGER,
-                 notes + variant_notes)
+                 notes + variant_notes, runners)
 
 
 def _cuda_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig, device: torch.device) -> _Ways:

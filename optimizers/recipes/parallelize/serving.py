@@ -36,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_model():
+    if COMPILED and (HERE / "model_compiled.pt2").exists():
+        return torch._inductor.aoti_load_package(str(HERE / "model_compiled.pt2"))  # compiled ahead of time
     if (HERE / "model.pt2").exists():
         model = torch.export.load(str(HERE / "model.pt2")).module()
     else:

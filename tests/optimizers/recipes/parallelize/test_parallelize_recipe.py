@@ -41,7 +41,10 @@ def test_the_chosen_plan_is_the_best_point_measured_and_the_baseline_is_batch_on
     assert json.loads(result.extra_files["plan.json"]) == found
     metrics = [e for e in report.events if e["kind"] == "metric" and e["name"] == "plan/throughput_per_s"]
     assert len(metrics) == len(points)
-    assert result.model is cnn and all(torch.equal(before[k], v) for k, v in cnn.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in cnn.state_dict().items())  # the upload is untouched
+    # The result is the same weights, in channels-last memory format when that is the plan (see test_saved_form).
+    assert all(torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+    assert (result.model is cnn) == (found["plan"]["variant"] != "channels_last")
 
 
 def test_the_budget_holds_and_is_a_clear_refusal_when_nothing_meets_it(cnn):
