@@ -21,3 +21,10 @@ def experiment_with_artifact(owner) -> tuple[Experiment, Artifact]:
     artifact = Artifact(experiment=experiment, name="report.json", size_bytes=2, sha256="1" * 64)
     artifact.file.save("report.json", ContentFile(b"{}"))
     return experiment, artifact
+
+
+def finished_experiment(owner, recipe: str, backend: str, extras: dict) -> Experiment:
+    """A succeeded experiment whose report holds only `extras` and a parameter count (for the report's pages)."""
+    summary = {"before": {"params": 10}, "after": {"params": 10}, "backend": backend, "notes": [], "extras": extras}
+    return Experiment.objects.create(owner=owner, model=ready_model(owner), recipe=recipe,
+                                     status=Experiment.Status.SUCCEEDED, summary=summary, progress=1.0)

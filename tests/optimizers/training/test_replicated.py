@@ -32,14 +32,25 @@ def _record_weights(folder, model, step):
         file.write(f"{step} {digest}\n")
 
 
-def _no_children_left():
-    """Processes this test process still has; multiprocessing's resource tracker (one per parent, started by the
-    first spawn, kept for later ones) is not a rank."""
-    return [child for child in psutil.Process().children(recursive=True) if child.is_running()
-            and child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(child.cmdline())]
+def _children() -> set[int]:
+    return {child.pid for child in psutil.Process().children(recursive=True)}
 
 
-def test_two_ranks_stay_identical_after_every_step_and_keep_the_best_epoch(digits, tmp_path):
+@pytest.fixture
+def no_rank_left():
+    """Fails the test when it leaves a process behind: the session's servers, started before, are not counted, and
+    neither is multiprocessing's resource tracker (one per parent, started by the first spawn, kept for later ones)."""
+    before = _children()
+
+    def check():
+        left = [psutil.Process(pid) for pid in _children() - before]
+        return [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                and "resource_tracker" not in " ".join(p.cmdline())]
+
+    return check
+
+
+def test_two_ranks_stay_identical_after_every_step_and_keep_the_best_epoch(digits, tmp_path, no_rank_left):
     torch.manual_seed(0)
     model = build_model("mlp", {})
     report = ListReporter()
@@ -60,10 +71,10 @@ def test_two_ranks_stay_identical_after_every_step_and_keep_the_best_epoch(digit
     assert evaluate(model, digits.val_x, digits.val_y, MLP_SHAPE)[1] == pytest.approx(outcome.best_val_accuracy)
     assert outcome.best_val_accuracy > 0.7 and outcome.steps == steps
     assert outcome.distributed["scaling"] is None  # not asked for
-    assert not _no_children_left()
+    assert not no_rank_left()
 
 
-def test_the_scaling_is_measured_at_one_and_two_ranks(digits):
+def test_the_scaling_is_measured_at_one_and_two_ranks(digits, no_rank_left):
     report = ListReporter()
     outcome = fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, ranks=2), report)
     scaling = outcome.distributed["scaling"]
@@ -73,7 +84,7 @@ def test_the_scaling_is_measured_at_one_and_two_ranks(digits):
     assert any("data-parallel scaling over gloo" in line for line in logs)
     assert {"fine-tune/train_loss", "fine-tune/val_accuracy"} <= {e["name"] for e in report.events
                                                                    if e["kind"] == "metric"}
-    assert not _no_children_left()
+    assert not no_rank_left()
 
 
 def test_two_ranks_learn_as_one_process_does(digits):
@@ -92,12 +103,12 @@ def _die_in_rank_one(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_killed_rank_fails_the_training_and_leaves_no_process(digits):
+def test_a_killed_rank_fails_the_training_and_leaves_no_process(digits, no_rank_left):
     with pytest.raises(RecipeError, match=r"training replica 1 of 2 was killed by SIGKILL.*other replicas were "
                                           r"stopped"):
         fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=3, ranks=2), after_step=_die_in_rank_one,
             measure_ranks=False)
-    assert not _no_children_left()
+    assert not no_rank_left()
 
 
 def _refuse_in_rank_one(model, inputs, labels):
@@ -106,11 +117,11 @@ def _refuse_in_rank_one(model, inputs, labels):
     return nn.functional.cross_entropy(model(inputs), labels)
 
 
-def test_a_rank_that_raises_passes_its_message_on(digits):
+def test_a_rank_that_raises_passes_its_message_on(digits, no_rank_left):
     with pytest.raises(RecipeError, match="rank one's loss refused"):
         fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, ranks=2), loss_fn=_refuse_in_rank_one,
             measure_ranks=False)
-    assert not _no_children_left()
+    assert not no_rank_left()
 
 
 class _CancelAfterEpochOne(ListReporter):
@@ -118,11 +129,11 @@ class _CancelAfterEpochOne(ListReporter):
         return any(event["kind"] == "log" and "epoch 1 of" in event["message"] for event in self.events)
 
 
-def test_cancelling_stops_every_rank(digits):
+def test_cancelling_stops_every_rank(digits, no_rank_left):
     with pytest.raises(Cancelled):
         fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=50, ranks=2), _CancelAfterEpochOne(),
             measure_ranks=False)
-    assert not _no_children_left()
+    assert not no_rank_left()
 
 
 def test_ranks_are_chosen_from_the_devices_the_worker_gives():
@@ -140,7 +151,7 @@ def test_batches_too_small_to_share_are_refused(digits):
             measure_ranks=False)
 
 
-def test_spawned_ranks_get_their_work_through_a_file(digits, tmp_path):
+def test_spawned_ranks_get_their_work_through_a_file(digits, tmp_path, no_rank_left):
     """The GPU path (spawn, as CUDA cannot be forked), here over gloo: model, data and settings arrive by torch.save."""
     torch.manual_seed(0)
     model = build_model("mlp", {})
@@ -154,4 +165,4 @@ def test_spawned_ranks_get_their_work_through_a_file(digits, tmp_path):
     trained = torch.load(tmp_path / "rank0-weights.pt", weights_only=True)
     assert not torch.equal(trained["layers.1.weight"], model.state_dict()["layers.1.weight"])  # the job's is untouched
     assert any(event["kind"] == "metric" for event in report.events)
-    assert not _no_children_left()
+    assert not no_rank_left()

@@ -2,8 +2,7 @@
 import pytest
 
 from tests.browser import log_in, save_screenshot
-from tests.factories import ready_model
-from webapp.models import Experiment
+from tests.factories import finished_experiment
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -12,10 +11,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def pruned_on_two_ranks(carol):
     scaling = [{"ranks": 1, "samples_per_s": 2110.4, "efficiency": 1.0},
                {"ranks": 2, "samples_per_s": 1816.9, "efficiency": 0.4305}]
-    summary = {"before": {"params": 10}, "after": {"params": 10}, "backend": "global magnitude pruning", "notes": [],
-               "extras": {"distributed": {"backend": "gloo", "ranks": 2, "replica_checks": 46, "scaling": scaling}}}
-    return Experiment.objects.create(owner=carol, model=ready_model(carol), recipe="prune",
-                                     status=Experiment.Status.SUCCEEDED, summary=summary, progress=1.0)
+    return finished_experiment(carol, "prune", "global magnitude pruning", {
+        "distributed": {"backend": "gloo", "ranks": 2, "replica_checks": 46, "scaling": scaling}})
 
 
 def test_the_report_tells_the_replicas_and_their_scaling(pruned_on_two_ranks, browser_page, web_server, tmp_path):

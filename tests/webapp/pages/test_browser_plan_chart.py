@@ -2,8 +2,7 @@
 import pytest
 
 from tests.browser import log_in, save_screenshot
-from tests.factories import ready_model
-from webapp.models import Experiment
+from tests.factories import finished_experiment
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,11 +16,9 @@ def _point(variant, threads, batch, p50, p95):
 def searched(carol):
     points = [_point("eager", 1, 1, 0.4, 0.5), _point("eager", 1, 32, 3.0, 3.5), _point("eager", 2, 32, 2.0, 2.6),
               _point("channels_last", 2, 32, 1.5, 1.9), _point("channels_last", 2, 128, 5.0, 6.5)]
-    summary = {"before": {"params": 10}, "after": {"params": 10}, "backend": "inference plan search", "notes": [],
-               "extras": {"plan_search": {"plan": points[3], "baseline": points[0], "points": points,
-                                          "speedup": 8.53, "p95_budget_ms": 4.0, "not_measured": []}}}
-    return Experiment.objects.create(owner=carol, model=ready_model(carol), recipe="parallelize",
-                                     status=Experiment.Status.SUCCEEDED, summary=summary, progress=1.0)
+    return finished_experiment(carol, "parallelize", "inference plan search", {
+        "plan_search": {"plan": points[3], "baseline": points[0], "points": points, "speedup": 8.53,
+                        "p95_budget_ms": 4.0, "not_measured": []}})
 
 
 def test_the_plan_chart_shows_every_point_and_stars_the_chosen_one(searched, browser_page, web_server, tmp_path):
