@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from launcher import bubblewrap
 from launcher.postgres import start_postgres
 from launcher.processes import spawn, stop_processes
 from launcher.redis_server import start_redis
@@ -81,6 +82,7 @@ def child_env(var_dir: Path, servers: list[EmbeddedServer]) -> dict[str, str]:
 
 def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
     port = _port(env)
+    bubblewrap.for_run(env, _say)
     for step in (["migrate", "--noinput"], ["ensure_admin"]):
         code = subprocess.run([sys.executable, str(ROOT / "manage.py"), *step], env=env, cwd=ROOT).returncode
         if code != 0:
@@ -104,7 +106,7 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
 
 
 def test(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
-    return _foreground([sys.executable, "-m", "pytest", "-m", "not slow", *args], env)
+    return _foreground([sys.executable, "-m", "pytest", "-m", "not slow", *args], bubblewrap.for_tests(env, _say))
 
 
 def manage(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:

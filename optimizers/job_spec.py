@@ -42,6 +42,16 @@ class JobSpec:
     # Other uploaded models the recipe's settings name, by role: {"student": {"path": ..., "architecture": ...}}.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def files_read(self) -> list[str]:
+        """Every file the job reads (the sandbox shows it these, read-only, and nothing else of the worker's)."""
+        paths = [self.model_path, self.dataset_path, self.dataset_source,
+                 *(entry["path"] for entry in self.models.values())]
+        return [path for path in paths if path]
+
+    def folders_written(self) -> list[str]:
+        """Every folder the job writes (the sandbox shows it these, writable)."""
+        return [path for path in (self.out_dir, self.checkpoint_dir) if path]
+
     @classmethod
     def from_dict(cls, data: Any) -> "JobSpec":
         if not isinstance(data, dict):

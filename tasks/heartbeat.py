@@ -16,6 +16,7 @@ from celery import signals
 from django.conf import settings
 from django.db import connection
 
+from tasks import isolation
 from tasks.gpu_telemetry import gpu_devices
 from tasks.process_tree import MIB, tree_usage
 from webapp import services
@@ -46,6 +47,8 @@ class Heartbeat:
         self.process = psutil.Process()
         self.started_at = datetime.fromtimestamp(self.process.create_time(), tz=UTC)
         self.devices = gpu_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))  # fixed while it runs
+        self.isolation = isolation.describe()  # probed once, at start-up
+        log.info("worker %s: sandbox: %s", name, self.isolation)
         self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat {name}", daemon=True)
@@ -68,7 +71,7 @@ class Heartbeat:
         try:
             services.worker_heartbeat(name=self.name, host=socket.gethostname(), pid=self.process.pid,
                                       started_at=self.started_at, queues=self.read_queues(), devices=self.devices,
-                                      load=machine_load(self.process))
+                                      load=machine_load(self.process), isolation=self.isolation)
         except Exception:  # noqa: BLE001 - whatever failed (the database is down, say), the worker must live on
             self._failed()
             return False

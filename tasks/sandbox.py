@@ -20,6 +20,7 @@ import psutil
 
 from optimizers.events import ERROR_LINE, RESULT_LINE, Event
 from optimizers.job_spec import JobSpec
+from tasks import isolation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The pump wakes at least this often, so an event waiting in the bridge's batch is flushed within about this long.
@@ -35,6 +36,9 @@ class Limits:
     wall_seconds: float
     memory_mb: int
     threads: int = 1
+    file_mb: int = 4096  # the largest file the job may write (the saved model in every format, checkpoints)
+    open_files: int = 1024
+    processes: int = 512  # threads count too: torch's pools, DDP ranks and their threads
 
 
 @dataclass
@@ -63,7 +67,30 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
         cpu_seconds = int(limits.wall_seconds * max(1, limits.threads)) + 5
         # The soft limit sends SIGXCPU (reported as such); the hard one, a little later, SIGKILL.
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * 1024 * 1024,) * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files,) * 2)
+        if os.geteuid() == 0:
+            # Counted per user, so only where the job runs as the sandbox's own user (a root worker drops to it):
+            # a worker run by a person would count that person's other processes too.
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
     return apply
+
+
+def start_sandboxed(argv: list[str], *, workdir: str, writable: list[str], limits: Limits, stdout, stderr
+                    ) -> tuple[subprocess.Popen, "isolation.Command"]:
+    """Start `argv` in the operating-system sandbox with the resource limits, a minimal environment and a session of
+    its own; it sees `workdir` (read-only) and `writable`. Every job starts here (and the red-team tests)."""
+    try:
+        sandboxed = isolation.command(argv, readable=[workdir], writable=writable, workdir=workdir)
+    except isolation.Unsandboxed as refusal:
+        raise SandboxError(str(refusal)) from None
+    try:
+        process = subprocess.Popen(sandboxed.argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                   cwd=workdir, env=_child_env(limits), preexec_fn=_apply_limits(limits),
+                                   start_new_session=True, pass_fds=sandboxed.pass_fds)
+    finally:
+        sandboxed.close()
+    return process, sandboxed
 
 
 def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], None],
@@ -76,17 +103,23 @@ def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], 
         spec_path.write_text(json.dumps(spec.to_dict()))
         stderr_path = Path(folder) / "stderr.log"
         with open(stderr_path, "wb") as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "optimizers.job_child", str(spec_path)], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=stderr, cwd=folder, env=_child_env(limits),
-                preexec_fn=_apply_limits(limits), start_new_session=True,
-            )
+            process, sandboxed = start_sandboxed(
+                [sys.executable, "-m", "optimizers.job_child", str(spec_path)], workdir=folder,
+                writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=stderr)
             child = _Child(process)
             try:
                 _pump(child, limits, on_event, on_sample, sample_interval, on_tick)
             finally:
                 _kill_group(process)
-        return _outcome(child, limits, stderr_path.read_text(errors="replace"))
+        return _outcome(child, sandboxed.signal_of(child.process.returncode), limits,
+                        stderr_path.read_text(errors="replace"))
+
+
+def _job_folders(spec: JobSpec) -> list[str]:
+    """What the job may write: its output and checkpoint folders, and the folders its inputs were copied into (the
+    worker copies each job's inputs into a folder of the job's own; tools such as onnxruntime write beside them)."""
+    folders = [*spec.folders_written(), *(str(Path(path).parent) for path in spec.files_read())]
+    return sorted(set(folders))
 
 
 def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
@@ -152,8 +185,7 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.stdout.close()
 
 
-def _outcome(child: _Child, limits: Limits, stderr: str) -> dict:
-    code = child.process.returncode
+def _outcome(child: _Child, code: int | None, limits: Limits, stderr: str) -> dict:
     if child.outcome and child.outcome.get("kind") == RESULT_LINE and code == 0:
         return child.outcome["result"]
     if child.outcome and child.outcome.get("kind") == ERROR_LINE:

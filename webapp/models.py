@@ -179,6 +179,7 @@ class Worker(models.Model):
     queues = models.JSONField(default=list, blank=True)
     devices = models.JSONField(default=list, blank=True)  # [{"index", "name", "memory_mb"}] of its GPUs
     load = models.JSONField(default=dict, blank=True)  # {"cpu_percent", "memory_percent", "loadavg_1m", ...}
+    isolation = models.CharField(max_length=500, blank=True)  # the sandbox its jobs run in, in words
     current_experiment = models.ForeignKey(Experiment, on_delete=models.SET_NULL, null=True, blank=True,
                                            related_name="+")
     started_at = models.DateTimeField()

@@ -158,6 +158,8 @@ def _rank_main(rank: int, world: int, backend: str, folder: str, threads: int, w
     try:
         torch.set_num_threads(threads)
         device = torch.device("cpu")
+        if backend == "gloo":  # the sandbox has a loopback and no name for it: meet on lo, not the host name
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
         if backend == "nccl":
             device = torch.device("cuda", rank)
             torch.cuda.set_device(device)

@@ -34,7 +34,8 @@
   const round = (value, digits = 0) => (typeof value === "number" ? value.toFixed(digits) : "?");
 
   function nameCell(w) {
-    return lines(el("td"), [el("strong", w.name), el("small", `${w.host} · pid ${w.pid}`, "hint")]);
+    return lines(el("td"), [el("strong", w.name), el("small", `${w.host} · pid ${w.pid}`, "hint"),
+                            el("small", `sandbox: ${w.isolation || "not reported"}`, "hint isolation")]);
   }
 
   function devicesCell(w) {

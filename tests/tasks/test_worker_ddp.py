@@ -43,10 +43,15 @@ def _prune(api, model, dataset, **config) -> str:
 
 
 def _ranks_of(worker) -> list[psutil.Process]:
-    """The job's rank processes: forked by the sandboxed job process, so they share its command line."""
-    jobs = [p for p in psutil.Process(worker.pid).children(recursive=True) if "optimizers.job_child" in
-            " ".join(p.cmdline())]
-    return [p for p in jobs if p.parent() is not None and p.parent().pid in {job.pid for job in jobs}]
+    """The job's rank processes: forked by the job's Python process, so they share its command line."""
+    jobs = [p for p in psutil.Process(worker.pid).children(recursive=True) if _is_job(p)]
+    return [p for p in jobs if p.parent() is not None and _is_job(p.parent())]
+
+
+def _is_job(process: psutil.Process) -> bool:
+    """The job's Python process or a rank forked from it (not bubblewrap, whose command line holds the job's)."""
+    command = process.cmdline()
+    return "optimizers.job_child" in command and "python" in command[0]
 
 
 def test_prune_fine_tunes_on_two_ranks_and_reports_the_scaling(celery_worker, alice_api, tmp_path):
@@ -87,4 +92,4 @@ def test_a_rank_killed_from_outside_fails_the_job_and_leaves_no_process(celery_w
     wait_until(lambda: not any(rank.is_running() and rank.status() != psutil.STATUS_ZOMBIE for rank in ranks),
                timeout=10, what="the ranks to be gone")
     assert not [p for p in psutil.Process(celery_worker.pid).children(recursive=True)
-                if "optimizers.job_child" in " ".join(p.cmdline())]
+                if "optimizers.job_child" in p.cmdline()]

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from tasks import isolation
 from tests import processes
 from tests.modelfiles import EXAMPLE_SHAPE, linear_torchscript_bytes
 from tests.waiting import wait_until
@@ -46,6 +47,7 @@ def test_a_killed_worker_turns_offline_after_its_missed_beats(alice_api, process
         assert seen["load"]["cpu_count"] == os.cpu_count() and seen["load"]["rss_mb"] > 20
         assert all(set(device) == {"index", "name", "memory_mb"} for device in seen["devices"])
         assert seen["current_job"] is None and seen["stopped_at"] is None
+        assert seen["isolation"] == isolation.describe()  # what the worker found at start-up, in words
         wait_until(lambda: _find(alice_api, prefix=prefix)["last_heartbeat"] != seen["last_heartbeat"],
                    timeout=10, interval=0.1, what="a second beat")
 

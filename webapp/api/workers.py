@@ -20,7 +20,7 @@ def _job_json(job: OwnJob | BusyElsewhere | None, request) -> dict | None:
 def worker_json(worker: WorkerInfo, request) -> dict:
     return {
         "name": worker.name, "host": worker.host, "pid": worker.pid, "queues": worker.queues,
-        "devices": worker.devices, "load": worker.load, "state": worker.state,
+        "devices": worker.devices, "load": worker.load, "isolation": worker.isolation, "state": worker.state,
         "last_heartbeat": worker.last_heartbeat, "seconds_since_heartbeat": worker.seconds_since_heartbeat,
         "started_at": worker.started_at, "stopped_at": worker.stopped_at,
         "current_job": _job_json(worker.current_job, request),

@@ -35,6 +35,7 @@ class WorkerInfo:
     queues: list
     devices: list
     load: dict
+    isolation: str
     state: str
     started_at: datetime
     last_heartbeat: datetime
@@ -82,7 +83,8 @@ def worker_info(worker: Worker, *, viewer, now: datetime) -> WorkerInfo:
     job = _job_for(worker.current_experiment, viewer=viewer) if state == ONLINE else None
     return WorkerInfo(
         name=worker.name, host=worker.host, pid=worker.pid, queues=worker.queues, devices=worker.devices,
-        load=worker.load, state=state, started_at=worker.started_at, last_heartbeat=worker.last_heartbeat,
+        load=worker.load, isolation=worker.isolation, state=state, started_at=worker.started_at,
+        last_heartbeat=worker.last_heartbeat,
         seconds_since_heartbeat=round(max(0.0, (now - worker.last_heartbeat).total_seconds()), 1),
         stopped_at=worker.stopped_at, current_job=job,
     )

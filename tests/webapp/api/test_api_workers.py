@@ -24,7 +24,8 @@ GPU = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
 
 def _beat(name="gpu0@box", **overrides) -> Worker:
     fields = {"host": "box", "pid": 4242, "started_at": timezone.now() - timedelta(minutes=5),
-              "queues": ["gpu0"], "devices": [GPU], "load": {"cpu_percent": 12.5, "cpu_count": 16}}
+              "queues": ["gpu0"], "devices": [GPU], "load": {"cpu_percent": 12.5, "cpu_count": 16},
+              "isolation": "bubblewrap: no network"}
     return services.worker_heartbeat(name=name, **{**fields, **overrides})
 
 
@@ -85,9 +86,10 @@ def test_a_clean_stop_reads_stopped_even_right_after_a_beat(alice_api):
 def test_the_answer_has_every_field_of_a_worker(alice_api):
     _beat()
     listed = _listed(alice_api, "gpu0@box")
-    assert set(listed) == {"name", "host", "pid", "queues", "devices", "load", "state", "last_heartbeat",
-                           "seconds_since_heartbeat", "started_at", "stopped_at", "current_job"}
+    assert set(listed) == {"name", "host", "pid", "queues", "devices", "load", "isolation", "state",
+                           "last_heartbeat", "seconds_since_heartbeat", "started_at", "stopped_at", "current_job"}
     assert (listed["host"], listed["pid"], listed["queues"], listed["devices"]) == ("box", 4242, ["gpu0"], [GPU])
+    assert listed["isolation"] == "bubblewrap: no network"
     assert listed["current_job"] is None
 
 
