@@ -35,7 +35,8 @@
 
   function nameCell(w) {
     return lines(el("td"), [el("strong", w.name), el("small", `${w.host} · pid ${w.pid}`, "hint"),
-                            el("small", `sandbox: ${w.isolation || "not reported"}`, "hint isolation")]);
+                            el("small", `sandbox: ${w.isolation || "not reported"}`,
+                               `${(w.isolation || "").startsWith("none") ? "error" : "hint"} isolation`)]);
   }
 
   function devicesCell(w) {
