@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -25,6 +25,8 @@ from tasks import isolation
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The pump wakes at least this often, so an event waiting in the bridge's batch is flushed within about this long.
 PUMP_WAKE_S = 0.05
+MAX_EVENT_LINE = 16 * 2**20  # the final result line holds the whole report: generous, and still bounded
+STDERR_DRAIN_S = 2.0
 
 
 class SandboxError(Exception):
@@ -41,11 +43,34 @@ class Limits:
     processes: int = 512  # threads count too: torch's pools, DDP ranks and their threads
 
 
+class BoundedLog:
+    """What a job wrote on stderr, in bounded memory: the first and the last KEEP bytes, and how many between were
+    dropped (a model can print without end)."""
+
+    KEEP = 64 * 1024
+
+    def __init__(self) -> None:
+        self.head, self.tail, self.dropped = b"", b"", 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.KEEP - len(self.head)
+        self.head, chunk = self.head + chunk[:room], chunk[room:]
+        self.tail += chunk
+        if len(self.tail) > self.KEEP:
+            self.dropped += len(self.tail) - self.KEEP
+            self.tail = self.tail[-self.KEEP:]
+
+    def text(self) -> str:
+        gap = f"\n[... {self.dropped:,} bytes dropped ...]\n" if self.dropped else ""
+        return (self.head + gap.encode() + self.tail).decode(errors="replace")
+
+
 @dataclass
 class _Child:
     process: subprocess.Popen
     buffer: bytes = b""
     outcome: dict | None = None
+    stderr: BoundedLog = field(default_factory=BoundedLog)
 
 
 def _child_env(limits: Limits) -> dict:
@@ -101,18 +126,15 @@ def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], 
     with tempfile.TemporaryDirectory(prefix="slimforge-spec-") as folder:
         spec_path = Path(folder) / "spec.json"
         spec_path.write_text(json.dumps(spec.to_dict()))
-        stderr_path = Path(folder) / "stderr.log"
-        with open(stderr_path, "wb") as stderr:
-            process, sandboxed = start_sandboxed(
-                [sys.executable, "-m", "optimizers.job_child", str(spec_path)], workdir=folder,
-                writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=stderr)
-            child = _Child(process)
-            try:
-                _pump(child, limits, on_event, on_sample, sample_interval, on_tick)
-            finally:
-                _kill_group(process)
-        return _outcome(child, sandboxed.signal_of(child.process.returncode), limits,
-                        stderr_path.read_text(errors="replace"))
+        process, sandboxed = start_sandboxed(
+            [sys.executable, "-m", "optimizers.job_child", str(spec_path)], workdir=folder,
+            writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child = _Child(process)
+        try:
+            _pump(child, limits, on_event, on_sample, sample_interval, on_tick)
+        finally:
+            _kill_group(process)
+        return _outcome(child, sandboxed.signal_of(child.process.returncode), limits, child.stderr.text())
 
 
 def _job_folders(spec: JobSpec) -> list[str]:
@@ -127,25 +149,47 @@ def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
     probe = psutil.Process(child.process.pid)
     next_sample = time.monotonic() + sample_interval
     with selectors.DefaultSelector() as selector:
-        selector.register(child.process.stdout, selectors.EVENT_READ)
+        selector.register(child.process.stdout, selectors.EVENT_READ, "events")
+        selector.register(child.process.stderr, selectors.EVENT_READ, "stderr")
         open_stream = True
         while open_stream:
             now = time.monotonic()
             if now > deadline:
                 raise SandboxError(f"The job took longer than its limit of {limits.wall_seconds:.0f} s "
                                    "and was stopped.")
-            if selector.select(timeout=max(0.0, min(PUMP_WAKE_S, next_sample - now))):
-                open_stream = _read_lines(child, on_event)
+            for key, _ in selector.select(timeout=max(0.0, min(PUMP_WAKE_S, next_sample - now))):
+                if key.data == "events":
+                    open_stream = _read_lines(child, on_event)
+                elif not _read_stderr(child):
+                    selector.unregister(child.process.stderr)
             if on_sample and time.monotonic() >= next_sample:
                 # Late (a slow flush)? The next sample is one interval away, not a burst to catch up.
                 next_sample = max(next_sample + sample_interval, time.monotonic() + sample_interval / 2)
                 _sample(probe, on_sample)
             if on_tick:
                 on_tick()
+        _drain_stderr(child, selector)
     try:
         child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         raise SandboxError("The model process closed its output but did not exit, and was stopped.") from None
+
+
+def _read_stderr(child: _Child) -> bool:
+    chunk = os.read(child.process.stderr.fileno(), 65536)
+    child.stderr.add(chunk)
+    return bool(chunk)
+
+
+def _drain_stderr(child: _Child, selector) -> None:
+    """After the events end: what is left on stderr (its last lines say why a job failed), for a moment at most."""
+    selector.unregister(child.process.stdout)  # at its end: always "readable", it would spin the loop below
+    if child.process.stderr not in {key.fileobj for key in selector.get_map().values()}:
+        return
+    until = time.monotonic() + STDERR_DRAIN_S
+    while time.monotonic() < until and selector.select(timeout=max(0.0, until - time.monotonic())):
+        if not _read_stderr(child):
+            return
 
 
 def _read_lines(child: _Child, on_event) -> bool:
@@ -154,6 +198,9 @@ def _read_lines(child: _Child, on_event) -> bool:
         return False
     child.buffer += chunk
     *lines, child.buffer = child.buffer.split(b"\n")
+    if len(child.buffer) > MAX_EVENT_LINE:
+        raise SandboxError(f"The job wrote more than {MAX_EVENT_LINE // 2**20} MB on its event stream without a line "
+                           "end, and was stopped.")
     for line in lines:
         if not line.strip():
             continue
@@ -183,6 +230,7 @@ def _kill_group(process: subprocess.Popen) -> None:
             pass
         process.wait()
     process.stdout.close()
+    process.stderr.close()
 
 
 def _outcome(child: _Child, code: int | None, limits: Limits, stderr: str) -> dict:

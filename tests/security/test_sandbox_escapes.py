@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+import tasks.sandbox as sandbox
+from optimizers.job_spec import JobSpec
 from tasks import isolation
-from tasks.sandbox import Limits, start_sandboxed
+from tasks.sandbox import BoundedLog, Limits, SandboxError, run_sandboxed, start_sandboxed
+from tests.modelfiles import linear_model, save_scripted
 
 pytestmark = pytest.mark.skipif(not isolation.detect().active, reason="needs bubblewrap (the strongest sandbox)")
 CANARY = "slimforge-canary-7f3a9c"
@@ -151,3 +154,30 @@ def test_a_file_past_the_size_limit_is_cut_off(tmp_path):
             print(json.dumps({"written_mb": written, "error": error.strerror}))
     """, limits=Limits(wall_seconds=60, memory_mb=2048, file_mb=8))
     assert result["written_mb"] <= 8 and result["error"] == "File too large"
+
+
+def test_a_flood_on_stderr_is_kept_bounded_and_the_job_still_answers(tmp_path, monkeypatch):
+    """A model that prints without end: the worker keeps the first and last 64 KB, counts the rest, and lives on."""
+    save_scripted(linear_model(), tmp_path / "mlp.pt")
+    spec = JobSpec.build(action="inspect", model_path=str(tmp_path / "mlp.pt"), input_shape=[1, 64],
+                         input_dtype="float32")
+    # The flood comes from the job's own process: sitecustomize runs in every Python that starts with it on its path
+    # (the folder is the job's own, beside its model, so the sandbox shows it).
+    flood = tmp_path / "flood"
+    flood.mkdir()
+    (flood / "sitecustomize.py").write_text(
+        "import os\nfor _ in range(200):\n    os.write(2, b'x' * 1024 * 1024)\nraise SystemExit('flooded')\n")
+    original = sandbox._child_env
+    monkeypatch.setattr(sandbox, "_child_env", lambda limits: {
+        **original(limits), "PYTHONPATH": f"{flood}:{original(limits)['PYTHONPATH']}"})
+    with pytest.raises(SandboxError, match="flooded"):  # its last words, from the tail that was kept
+        run_sandboxed(spec, limits=Limits(wall_seconds=60, memory_mb=2048), on_event=lambda event: None)
+
+
+def test_the_kept_log_is_its_first_and_last_bytes_and_a_count():
+    log = BoundedLog()
+    for index in range(300):
+        log.add(f"{index:04d}".encode() * 256)  # 1 KB a line
+    text = log.text()
+    assert text.startswith("0000") and text.endswith("0299" * 256)
+    assert f"[... {300 * 1024 - 2 * BoundedLog.KEEP:,} bytes dropped ...]" in text

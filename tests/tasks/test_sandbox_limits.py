@@ -42,7 +42,8 @@ def test_inspection_reports_events_and_samples(tmp_path):
                          sample_interval=0.1)
     assert info["format"] == "torchscript" and info["output_shape"] == [1, 10]
     assert {e["kind"] for e in events} >= {"stage", "progress"}
-    assert samples and all(rss > 10 for _, rss in samples)  # a real process with torch loaded
+    # A real process with torch loaded (the first and last samples may catch bubblewrap alone, starting or ending).
+    assert samples and max(rss for _, rss in samples) > 50
     assert len({pid for pid, _ in samples}) == 1  # always the same child: the root of the sandbox's processes
 
 
