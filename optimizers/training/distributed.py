@@ -9,7 +9,8 @@ On CPU the ranks are forked: they inherit the model, the data and the recipe's h
 that may be an onnxruntime session) without copying them through pickle. CUDA cannot be used in a process forked
 after it was initialised, so GPU ranks are spawned and the work they run goes to them through torch.save, one
 file for all of it, so the hooks still point at the model's own parameters (pickle keeps shared references).
-The ranks meet through a file store in a private folder: no network port is opened.
+The ranks meet through a file store in a private folder (no port to agree on); gloo's own
+connections then run over the loopback, which in the job's sandbox is the job's alone.
 """
 import dataclasses
 import multiprocessing
