@@ -48,4 +48,8 @@ def _member_names(path: Path) -> list[str]:
         raise ModelFileError(f"{NOT_A_MODEL}: the zip archive is truncated or corrupt") from error
     if not names:
         raise ModelFileError(f"{NOT_A_MODEL}: the zip archive is empty")
+    distinct = set(names)
+    if len({name.lower() for name in distinct}) != len(distinct):
+        # Two members one reader tells apart and another may not: which one torch opens is then not the one checked.
+        raise ModelFileError(f"{NOT_A_MODEL}: the zip archive holds two members whose names differ only in case")
     return names

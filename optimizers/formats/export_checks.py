@@ -28,6 +28,7 @@ _REFUSED = "the torch.export archive is refused"
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
 # Members of the format written before the pt2 archive layout; each is a torch.save pickle.
 _OLD_FORMAT_PICKLES = ("serialized_state_dict.pt", "serialized_constants.pt", "serialized_example_inputs.pt")
+_PICKLE_HEADERS = {b"\x80" + bytes([protocol]) for protocol in range(2, 6)}  # PROTO 2-5, what torch.save writes
 
 
 def check_export_archive(path: str | os.PathLike) -> None:
@@ -48,9 +49,12 @@ class _Archive:
     def __init__(self, archive: zipfile.ZipFile):
         self.archive = archive
         names = archive.namelist()
-        # With two members of one name, this reader and torch's could each pick a different one.
+        # With two members of one name, this reader and torch's could each pick a different one; so too with two
+        # names that differ only in case, should a reader ignore case.
         if len(set(names)) != len(names):
             raise ModelFileError(f"{_REFUSED}: it holds two members under the same name")
+        if len({name.lower() for name in names}) != len(set(names)):
+            raise ModelFileError(f"{_REFUSED}: it holds two members whose names differ only in case")
         # torch's reader takes the first member's folder as the root and reads only below it.
         self.root = names[0].split("/", 1)[0] + "/" if "/" in names[0] else None
         if self.root and any(not name.startswith(self.root) for name in names):
@@ -91,6 +95,27 @@ def _check(archive: _Archive, pt2: ModuleType) -> None:
         constants_config = pt2.CONSTANTS_CONFIG_FILENAME_FORMAT.format(model_name)
         _check_payloads(archive, pt2.WEIGHTS_DIR, weights_config, model_name, pt2.OPAQUE_OBJ_FILENAME_PREFIX)
         _check_payloads(archive, pt2.CONSTANTS_DIR, constants_config, model_name, pt2.OPAQUE_OBJ_FILENAME_PREFIX)
+    _check_hidden_pickles(archive, pt2, models)
+
+
+def _check_hidden_pickles(archive: _Archive, pt2: ModuleType, models: list[str]) -> None:
+    """A pickle is a pickle whatever its member is called: every member that is not a raw tensor payload and
+    looks like one (a pickle's protocol header, or a torch.save zip) must load with the safe unpickler."""
+    raw = set()
+    for model_file in models:
+        model_name = model_file[len(pt2.MODELS_DIR):-len(".json")]
+        for directory, config in ((pt2.WEIGHTS_DIR, pt2.WEIGHTS_CONFIG_FILENAME_FORMAT),
+                                  (pt2.CONSTANTS_DIR, pt2.CONSTANTS_CONFIG_FILENAME_FORMAT)):
+            name = config.format(model_name)
+            entries = archive.json(name).get("config", {}) if name in archive.members else {}
+            raw |= {f"{directory}{entry.get('path_name', '')}" for entry in entries.values()
+                    if isinstance(entry, dict)} if isinstance(entries, dict) else set()
+    for name in archive.members:
+        if name in raw:
+            continue
+        data = archive.read(name)
+        if data[:2] in _PICKLE_HEADERS or data[:4] == b"PK\x03\x04":
+            _check_pickle(data, name)
 
 
 def _check_payloads(archive: _Archive, directory: str, config_file: str, model_name: str, opaque: str) -> None:

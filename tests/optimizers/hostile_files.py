@@ -96,6 +96,7 @@ def build_cases(folder: Path, marker: Path, dynamic_pt2: Path) -> dict[str, tupl
     torch.jit.save(torch.jit.script(build(MLP)), str(scripted))
     torch.export.save(torch.export.export(build(MLP), (torch.randn(MLP_INPUT),)), str(exported))
     root = zipfile.ZipFile(exported).namelist()[0].split("/")[0]
+    scripted_root = zipfile.ZipFile(scripted).namelist()[0].split("/")[0]
     linear_onnx = onnx_files.linear_onnx(folder / "linear.onnx")
     weight, _ = onnx_files._weights()
     (folder / "secret.bin").write_bytes(bytes(48))  # what a hostile ONNX file would point onnxruntime at
@@ -135,6 +136,18 @@ def build_cases(folder: Path, marker: Path, dynamic_pt2: Path) -> dict[str, tupl
         ".pt2 with a duplicated member": (
             _with_member(exported, folder / "twice.pt2", f"{root}/models/model.json", b"{}"),
             {}, PT2_REFUSED + "it holds two members under the same name"),
+        ".pt2 with members differing only in case": (
+            _with_member(exported, folder / "case.pt2", f"{root}/MODELS/model.json", b"{}"),
+            {}, NOT_A_MODEL + "the zip archive holds two members whose names differ only in case"),
+        "TorchScript with members differing only in case": (
+            _with_member(scripted, folder / "case_ts.pt", f"{scripted_root}/CONSTANTS.PKL", evil),
+            {}, NOT_A_MODEL + "the zip archive holds two members whose names differ only in case"),
+        ".pt2 with a pickle under another name": (
+            _with_member(exported, folder / "hidden.pt2", f"{root}/data/extra/readme.txt", evil_zip),
+            {}, PT2_REFUSED + "data/extra/readme.txt holds pickled objects beyond plain tensors (it names io.open)"),
+        ".pt2 with a raw pickle under another name": (
+            _with_member(exported, folder / "hidden_raw.pt2", f"{root}/extra.json", evil),
+            {}, PT2_REFUSED + "extra.json holds pickled objects beyond plain tensors"),
         ".pt2 with a second root folder": (
             _with_member(exported, folder / "roots.pt2", "other/models/model.json", b"{}"),
             {}, PT2_REFUSED + "its members are not all inside one folder"),
