@@ -1,4 +1,5 @@
 """Django settings: every value comes from the environment through webapp.envconf's strict helpers."""
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -24,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "axes",
     "webapp",
 ]
 
@@ -37,6 +39,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers for a locked-out login
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -89,6 +92,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Logins (the page and the API token endpoint) are rate-limited by django-axes: after AXES_FAILURE_LIMIT failures
+# in a row, the account, and separately the address, is locked out for AXES_COOLOFF_TIME; a success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("SLIMFORGE_LOGIN_FAILURES", 5, low=1, high=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SLIMFORGE_LOGIN_LOCKOUT_MIN", 15, low=1, high=24 * 60))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one, alone, reaching the limit locks it out
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "model-list"
 LOGOUT_REDIRECT_URL = "login"
