@@ -23,7 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "channels",
     "axes",
     "webapp",
@@ -100,13 +100,16 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("SLIMFORGE_LOGIN_LOCKOUT_MIN", 15,
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one, alone, reaching the limit locks it out
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+# API tokens (django-rest-knox): stored as hashes, expiring, revocable one by one.
+API_TOKEN_TTL = timedelta(days=env_int("SLIMFORGE_TOKEN_DAYS", 30, low=1, high=3650))
+REST_KNOX = {"TOKEN_TTL": API_TOKEN_TTL, "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "model-list"
 LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -2,12 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
 from webapp.api import compare as compare_api
 from webapp.api import datasets as datasets_api
 from webapp.api import experiments as experiments_api
 from webapp.api import series as series_api
+from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
 from webapp.pages import datasets, experiments, uploaded_models, workers
@@ -36,7 +36,8 @@ def _api(view):
 
 
 urlpatterns += [
-    path("api/auth/token/", _api(obtain_auth_token), name="api-token"),
+    path("api/auth/token/", _api(tokens_api.TokenCreate), name="api-token"),
+    path("api/auth/token/revoke/", _api(tokens_api.TokenRevoke), name="api-token-revoke"),
     path("api/models/", _api(models_api.ModelListCreate), name="api-models"),
     path("api/models/<int:model_id>/", _api(models_api.ModelDetail), name="api-model"),
     path("api/datasets/", _api(datasets_api.DatasetListCreate), name="api-datasets"),

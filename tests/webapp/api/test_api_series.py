@@ -4,7 +4,7 @@ import io
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.factories import ready_model
@@ -143,9 +143,9 @@ def test_daphne_streams_the_csv(alice, web_server):
     # Under ASGI a plain iterator would be read whole before sending: this takes the real server's path.
     experiment = _experiment(alice)
     _a_long_job(experiment, n=12_000)
-    token, _ = Token.objects.get_or_create(user=alice)
+    _, token = AuthToken.objects.create(alice)
     with requests.get(f"{web_server}/api/experiments/{experiment.pk}/series.csv", stream=True, timeout=30,
-                      headers={"Authorization": f"Token {token.key}"}) as response:
+                      headers={"Authorization": f"Token {token}"}) as response:
         assert response.status_code == 200 and "Content-Length" not in response.headers
         assert response.headers["Transfer-Encoding"] == "chunked"
         lines = b"".join(response.iter_content(chunk_size=None)).decode().splitlines()
