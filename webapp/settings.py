@@ -12,6 +12,17 @@ VAR_DIR = var_dir()
 SECRET_KEY = secret_key(VAR_DIR)
 DEBUG = env_bool("SLIMFORGE_DEBUG", False)
 ALLOWED_HOSTS = env_list("SLIMFORGE_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+# Served over HTTPS (behind a proxy that terminates TLS and sets X-Forwarded-Proto): secure cookies, redirects to
+# HTTPS and HSTS. Off by default: `make run` serves plain HTTP on 127.0.0.1.
+HTTPS = env_bool("SLIMFORGE_HTTPS", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("SLIMFORGE_HSTS_SECONDS", 31536000, low=0, high=2 * 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
 CSRF_TRUSTED_ORIGINS = env_list("SLIMFORGE_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
@@ -31,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "webapp.security_headers.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "webapp.input_guard.HostileInputMiddleware",

@@ -27,7 +27,7 @@ def test_upload_quantize_watch_and_download(web_server, celery_worker, browser_p
     page.wait_for_url(f"{web_server}/datasets/*/")
     page.wait_for_selector("#record-status:text('ready')", timeout=90_000)
     assert page.text_content("#samples").strip() == "1797"
-    page.wait_for_function("[...document.querySelectorAll('.previews img')].every(i => i.naturalWidth >= 64)")
+    page.wait_for_function("() => [...document.querySelectorAll('.previews img')].every(i => i.naturalWidth >= 64)")
     assert page.locator(".previews img").count() == 8
 
     page.goto(f"{web_server}/models/")

@@ -87,7 +87,7 @@ def _traces(page) -> dict:
 def _choose_axes(page, x, y) -> dict:
     page.select_option("#x-axis", x)
     page.select_option("#y-axis", y)
-    page.wait_for_function(f"document.getElementById('pareto').dataset.axes === '{x}|{y}'")
+    page.wait_for_function(f"() => document.getElementById('pareto').dataset.axes === '{x}|{y}'")
     return _traces(page)
 
 
@@ -103,13 +103,13 @@ def test_choose_three_runs_on_the_list_and_compare_them(web_server, celery_worke
     unfinished_at_first = page.eval_on_selector_all(rows, "rs => rs.filter(r => r.dataset.status !== 'succeeded')"
                                                           ".length")
     assert unfinished_at_first > 0, "the runs finished before the list could show them live"
-    page.wait_for_function(f"[...document.querySelectorAll('{rows}')].every(r => "
+    page.wait_for_function(f"() => [...document.querySelectorAll('{rows}')].every(r => "
                            "['succeeded', 'failed', 'cancelled'].includes(r.dataset.status))", timeout=240_000)
     for pk in ids:  # the badges changed in place, from the API, without a reload
         experiment = api.get(f"/api/experiments/{pk}/")
         assert experiment["status"] == "succeeded", experiment["error"]
         assert page.text_content(f"tr[data-id='{pk}'] [data-role=status]").strip() == "succeeded"
-    page.wait_for_function("document.getElementById('experiment-table').dataset.polling === 'done'")
+    page.wait_for_function("() => document.getElementById('experiment-table').dataset.polling === 'done'")
 
     assert page.is_disabled("#compare-button")
     for pk in ids:
@@ -122,7 +122,7 @@ def test_choose_three_runs_on_the_list_and_compare_them(web_server, celery_worke
     after = {e["id"]: e["values"] for e in comparison["experiments"]}
     url_ids = lambda trace: [int(u.rstrip("/").rsplit("/", 1)[1]) for u in trace["urls"]]  # noqa: E731
 
-    page.wait_for_function("document.getElementById('pareto').dataset.axes === 'latency|accuracy'")
+    page.wait_for_function("() => document.getElementById('pareto').dataset.axes === 'latency|accuracy'")
     traces = _traces(page)
     drawn = url_ids(traces[FRONT_TRACE]) + url_ids(traces["dominated"])
     assert sorted(drawn) == ids and len(traces[FRONT_TRACE]["x"]) >= 1
