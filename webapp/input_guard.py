@@ -5,10 +5,13 @@ reach the database driver and end as a 500. JSON nested thousands deep makes Pyt
 another 500. Both are refused here, for every URL, whoever asks.
 """
 import json
+import re
 
 from django.http import HttpResponse, JsonResponse
 
 MAX_JSON_DEPTH = 64  # far beyond any settings object; far below Python's recursion limit
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class HostileInputMiddleware:
@@ -63,22 +66,10 @@ def _json_problem(body: bytes) -> str | None:
 
 
 def _depth(body: bytes) -> int:
-    """The deepest nesting of [ and { outside strings, counted without parsing (so without recursion)."""
+    """The deepest nesting of [ and { outside strings, counted without parsing (so without recursion): strings are
+    cut out first, then only the brackets are walked."""
     deepest = depth = 0
-    in_string = escaped = False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
     return deepest

@@ -22,6 +22,7 @@ from optimizers.recipes.parallelize.search import Point
 FP32, FP16, BF16 = "fp32", "fp16", "bf16"
 CHANNELS_LAST, COMPILED, GRAPH, STREAMS = "channels_last", "compiled", "graph", "streams"
 PRECISIONS = {FP32: None, FP16: torch.float16, BF16: torch.bfloat16}
+STAGES = 7  # the most ways staged_variants yields: three precisions, channels-last, compiled, graph, streams
 GRAPH_WARMUP = 3  # eager runs on a side stream before capture, as torch.cuda.graphs asks
 
 

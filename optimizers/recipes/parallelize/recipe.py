@@ -19,6 +19,7 @@ from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.measure.inference import latency_ms
 from optimizers.recipes.parallelize.cuda_plans import (
     FP32,
+    STAGES,
     CudaOptions,
     CudaServer,
     parts,
@@ -145,7 +146,7 @@ def _cuda_ways(model: Any, example: torch.Tensor, config: ParallelizeConfig, dev
     notes = [] if not config.channels_last or options.channels_last else [
         "channels-last skipped: it needs 4-D float image batches and a module built in Python"]
     variants = functools.partial(staged_variants, budget_ms=config.p95_budget_ms, options=options)
-    return _Ways(variants, [torch.get_num_threads()], _measure(call, config, example, FP32), 8, FP32, notes)
+    return _Ways(variants, [torch.get_num_threads()], _measure(call, config, example, FP32), STAGES, FP32, notes)
 
 
 def _search_device(wanted: str) -> torch.device:
