@@ -76,11 +76,10 @@ def test_the_workers_environment_and_processes_are_out_of_sight(tmp_path, monkey
     assert result["uid"] != 0 and result["euid"] != 0
 
 
-@pytest.mark.parametrize(("host", "port"), [("127.0.0.1", 5432), ("127.0.0.1", 6379), ("8.8.8.8", 53)])
-def test_no_network_reaches_the_database_redis_or_the_world(tmp_path, host, port):
-    if host == "127.0.0.1":
-        with socket.create_connection((host, port), timeout=5):
-            pass  # the canary: the server is there, from outside the sandbox
+@pytest.mark.parametrize(("host", "port"), [("127.0.0.1", 5432), ("127.0.0.1", 6379)])
+def test_no_network_reaches_the_database_or_redis(tmp_path, host, port):
+    with socket.create_connection((host, port), timeout=5):
+        pass  # the canary: the server is there, from outside the sandbox
     _, result, _ = run_payload(tmp_path, f"""
         import json, socket
         s = socket.socket()
@@ -90,13 +89,24 @@ def test_no_network_reaches_the_database_redis_or_the_world(tmp_path, host, port
     assert result["connect"] != 0
 
 
+def test_the_only_network_is_its_own_loopback(tmp_path):
+    assert len(socket.if_nameindex()) > 1  # the canary: the worker's machine has more than a loopback
+    _, result, _ = run_payload(tmp_path, """
+        import json, socket
+        print(json.dumps({"interfaces": [name for _, name in socket.if_nameindex()]}))
+    """)
+    assert result["interfaces"] == ["lo"]  # the internet, the host's interfaces: none of them is there
+
+
 def test_unix_sockets_of_the_servers_are_not_there(tmp_path):
     sockets = [path for path in ("/var/run/postgresql/.s.PGSQL.5432", "/var/run/redis/redis-server.sock")
                if os.path.exists(path)]
+    if not sockets:
+        pytest.skip("no server listens on a unix socket on this machine")
     _, result, _ = run_payload(tmp_path, f"""
         import json, socket
         results = {{}}
-        for path in {sockets!r} + ["/var/run/postgresql/.s.PGSQL.5432"]:
+        for path in {sockets!r}:
             s = socket.socket(socket.AF_UNIX)
             results[path] = s.connect_ex(path)
         print(json.dumps(results))
@@ -121,7 +131,7 @@ def test_the_syscalls_an_escape_needs_are_denied(tmp_path):
 def test_a_fork_bomb_meets_the_process_limit(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the process limit applies where the worker runs as root and drops to the sandbox's own user")
-    code, result, _ = run_payload(tmp_path, """
+    _, result, _ = run_payload(tmp_path, """
         import json, os, time
         children, refused = [], None
         for _ in range(2000):
@@ -140,7 +150,7 @@ def test_a_fork_bomb_meets_the_process_limit(tmp_path):
 
 
 def test_a_file_past_the_size_limit_is_cut_off(tmp_path):
-    code, result, _ = run_payload(tmp_path, """
+    _, result, _ = run_payload(tmp_path, """
         import json, signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills it: either way the file stops
         written = 0
