@@ -112,6 +112,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env_int("SLIMFORGE_LOGIN_LOCKOUT_MIN", 15,
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one, alone, reaching the limit locks it out
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"  # a page in the site's own look, with status 429
 # API tokens (django-rest-knox): stored as hashes, expiring, revocable one by one.
 API_TOKEN_TTL = timedelta(days=env_int("SLIMFORGE_TOKEN_DAYS", 30, low=1, high=3650))
 REST_KNOX = {"TOKEN_TTL": API_TOKEN_TTL, "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
