@@ -22,6 +22,7 @@ import torch
 
 from optimizers.errors import ModelFileError, first_line
 from optimizers.formats.archives import NEVER_UNPICKLES
+from optimizers.formats.operators import check_exported_targets
 from optimizers.formats.safe_expressions import unsafe_expression
 
 _REFUSED = "the torch.export archive is refused"
@@ -148,11 +149,30 @@ def _check_pickle(data: bytes, name: str) -> None:
 
 
 def _check_program(program: Any, name: str) -> None:
+    # torch.export.load resolves each node's target with getattr from `torch`, whatever the chain: only
+    # operator names pass, read from the parsed JSON (escapes and all), the form torch resolves.
+    check_exported_targets(_node_targets(program), name)
     for text in _code_strings(program):
         problem = unsafe_expression(text)
         if problem:
             raise ModelFileError(f"{_REFUSED}: {name} carries a size expression or shape guard with {problem}, "
                                  "which torch would run as Python code")
+
+
+def _node_targets(node: Any) -> Iterator[Any]:
+    """Every operator the program names: each graph node's "target" (subgraphs of control flow included) and
+    every operator passed as an argument ("as_operator"), which some higher-order operators call."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "target" in item and "inputs" in item:
+                yield item["target"]
+            if "as_operator" in item:
+                yield item["as_operator"]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _code_strings(node: Any) -> Iterator[Any]:

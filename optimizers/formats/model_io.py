@@ -19,6 +19,7 @@ from optimizers.errors import ModelFileError, first_line
 from optimizers.formats.archives import EXPORT, NEVER_UNPICKLES, NOT_A_MODEL, TORCHSCRIPT, zip_model_format
 from optimizers.formats.export_checks import check_export_archive
 from optimizers.formats.export_program import export_program
+from optimizers.formats.operators import check_graph_module, check_torchscript_module
 from optimizers.formats.torchscript_checks import check_torchscript_archive
 
 ONNX = "onnx"
@@ -101,16 +102,21 @@ def load_model(path: str | os.PathLike, architecture: dict | None = None) -> tup
         check_torchscript_archive(path)
     try:
         if fmt == TORCHSCRIPT:
-            module = torch.jit.load(str(path), map_location="cpu")
-            # Scripted code branches on self.training (dropout, batch norm): always infer.
-            return module.eval(), fmt
-        # A file object, because torch.export.load warns about any path not ending in .pt2
-        # and uploads are stored under server-made names.
-        with open(path, "rb") as file:
-            program = torch.export.load(file)
-        return program.module(), fmt
+            loaded = torch.jit.load(str(path), map_location="cpu")
+        else:
+            # A file object, because torch.export.load warns about any path not ending in .pt2
+            # and uploads are stored under server-made names.
+            with open(path, "rb") as file:
+                loaded = torch.export.load(file)
     except Exception as error:  # noqa: BLE001 - any failure inside torch means an unusable file
         raise ModelFileError(f"cannot load the {fmt} model: {first_line(error)}") from error
+    # What torch compiled, not what the archive's text says: the operators its graphs really call.
+    if fmt == TORCHSCRIPT:
+        check_torchscript_module(loaded)
+        # Scripted code branches on self.training (dropout, batch norm): always infer.
+        return loaded.eval(), fmt
+    check_graph_module(loaded.graph_module)
+    return loaded.module(), fmt
 
 
 def _load_safetensors(path: str | os.PathLike, architecture: dict | None) -> nn.Module:

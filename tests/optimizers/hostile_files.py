@@ -78,6 +78,49 @@ def first_weight_pickled(name: str, data: bytes) -> bytes:
     return json.dumps(config).encode()
 
 
+class MakesZeros(torch.nn.Module):
+    """Its exported graph has an aten.zeros node of 16 bytes: the place a hostile edit puts aten.from_file."""
+
+    def forward(self, x):
+        return x + torch.zeros(16, dtype=torch.uint8).float()
+
+
+def file_reading_pt2(folder: Path, secret: Path, name: str, target: str = "torch.ops.aten.from_file.default",
+                     escape: bool = False) -> Path:
+    """A .pt2 whose graph calls `target` with the secret's path where a zeros node was: with aten.from_file, bare
+    torch.export.load runs it and the model's output is the secret's first 16 bytes. `escape` spells the target
+    with JSON escapes, so that the archive's raw text never holds the operator's name."""
+    clean = folder / "makes_zeros.pt2"
+    if not clean.exists():
+        torch.export.save(torch.export.export(MakesZeros(), (torch.zeros(16),)), str(clean))
+
+    def change(member, data):
+        if not member.endswith("models/model.json"):
+            return data
+        program = json.loads(data)
+        for node in program["graph_module"]["graph"]["nodes"]:
+            if node["target"] == "torch.ops.aten.zeros.default":
+                node["target"] = "@TARGET@"
+                node["inputs"] = [{"name": "filename", "arg": {"as_string": str(secret)}, "kind": 1},
+                                  {"name": "shared", "arg": {"as_bool": False}, "kind": 1},
+                                  {"name": "size", "arg": {"as_int": 16}, "kind": 1},
+                                  *(item for item in node["inputs"] if item["name"] != "size")]
+        spelled = "".join(f"\\u{ord(char):04x}" for char in target) if escape else target
+        return json.dumps(program).replace("@TARGET@", spelled).encode()
+
+    return rewrite_zip(clean, folder / name, change)
+
+
+class WritesAFile(torch.nn.Module):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def forward(self, x):
+        torch.save(x, self.path)
+        return x
+
+
 def build_cases(folder: Path, marker: Path, dynamic_pt2: Path) -> dict[str, tuple[Path, dict, str]]:
     """{case: (file, extra spec keys, what the error must contain)}."""
     evil = pickle.dumps(CreatesMarker(marker), protocol=2)
@@ -148,6 +191,20 @@ def build_cases(folder: Path, marker: Path, dynamic_pt2: Path) -> dict[str, tupl
         ".pt2 with a raw pickle under another name": (
             _with_member(exported, folder / "hidden_raw.pt2", f"{root}/extra.json", evil),
             {}, PT2_REFUSED + "extra.json holds pickled objects beyond plain tensors"),
+        ".pt2 whose graph reads a file": (
+            file_reading_pt2(folder, marker, "from_file.pt2"), {"input_shape": [16]},
+            "calls aten::from_file reads a file of the worker's"),
+        ".pt2 whose file-reading op is spelled in JSON escapes": (
+            file_reading_pt2(folder, marker, "escaped.pt2", escape=True), {"input_shape": [16]},
+            "calls aten::from_file reads a file of the worker's"),
+        ".pt2 whose graph calls a Python function": (
+            file_reading_pt2(folder, marker, "python_call.pt2", target="torch.serialization.os.system"),
+            {"input_shape": [16]}, "calls 'torch.serialization.os.system', which is not an operator"),
+        ".pt2 calling an operator of another namespace": (
+            file_reading_pt2(folder, marker, "c10d.pt2", target="torch.ops.c10d.barrier.default"),
+            {"input_shape": [16]}, "calls c10d::barrier is outside the tensor-math operators"),
+        "TorchScript that writes a file": (
+            _scripted(WritesAFile(str(marker)), folder / "writes.pt"), {}, "calls save, which writes a file"),
         ".pt2 with a second root folder": (
             _with_member(exported, folder / "roots.pt2", "other/models/model.json", b"{}"),
             {}, PT2_REFUSED + "its members are not all inside one folder"),
@@ -168,6 +225,11 @@ def build_cases(folder: Path, marker: Path, dynamic_pt2: Path) -> dict[str, tupl
             write("lying.safetensors", len(lying_header).to_bytes(8, "little") + lying_header + bytes(16)),
             {"architecture": {"name": "mlp", "config": {"in_features": 256}}}, "not a valid safetensors file: "),
     }
+
+
+def _scripted(module: torch.nn.Module, path: Path) -> Path:
+    torch.jit.save(torch.jit.script(module), str(path))
+    return path
 
 
 def _legacy_save(path: Path, value) -> Path:
