@@ -110,7 +110,7 @@ def test_a_var_folder_too_long_for_a_socket_gets_a_short_socket_folder_under_tmp
     socket_dir = postgres_socket_dir(long_var_dir)
     assert socket_dir.parent == Path("/tmp") and len(str(socket_dir / ".s.PGSQL.5432")) <= 107
     assert socket_dir == postgres_socket_dir(long_var_dir)  # the same folder on every start
-    assert dj_database_url.parse(postgres_url(socket_dir))["HOST"] == str(socket_dir)
+    assert dj_database_url.parse(postgres_url(socket_dir, "a-password"))["HOST"] == str(socket_dir)
 
 
 @pytest.fixture
