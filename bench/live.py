@@ -5,7 +5,7 @@ pages, and the experiment page's first draw with a 100,000-point series. Writes 
 
 Open pages are WebSocket clients that speak the page's protocol (connect with ?after=, read event batches): 200
 Chromium tabs would measure Chromium on this 2-core machine, not Slimforge. They run in this process, the emitter in
-another (as a worker is), Daphne, PostgreSQL and Redis in theirs, all on the same two cores.
+another (as a worker is), the web server, PostgreSQL and Redis in theirs, all on the same two cores.
 """
 import asyncio
 import json
@@ -213,7 +213,7 @@ def test_write_results():
                     + f" | ≤ 100 ms each (our bar) | {_met(slowest <= 0.1)} |")
     text = "\n".join(["| what | measured | target | met |", "|---|---|---|---|", *rows])
     print(text)
-    write_results("Live pages", f"Real Daphne, PostgreSQL, Redis and an emitter process using the worker's "
+    write_results("Live pages", f"Real web server, PostgreSQL, Redis and an emitter process using the worker's "
                   f"EventBridge; {EVENTS} events at {PER_SECOND:.0f}/s per run; pages are WebSocket clients in one "
                   f"process (see bench/live.py). The sampler's share includes its one-time start (the NVML probe), "
                   f"which weighs most in a short job. Machine: {_machine()}.\n\n{text}\n")

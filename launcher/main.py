@@ -1,6 +1,6 @@
 """Start Slimforge on one machine, or run its tests against the same servers.
 
-    python -m launcher run               servers, migrations, the admin user, Daphne, one Celery worker
+    python -m launcher run               servers, migrations, the admin user, Uvicorn, one Celery worker
     python -m launcher test [-- ARGS]    servers, then pytest -m "not slow" ARGS
     python -m launcher manage [-- ARGS]  servers, then manage.py ARGS (createsuperuser, shell, ...)
     python -m launcher servers           servers only: prints their URLs, runs until Ctrl-C
@@ -90,7 +90,9 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
             return code
     queues = env.get("SLIMFORGE_QUEUES") or env.get("SLIMFORGE_DEFAULT_QUEUE") or "slimforge"
     commands = {
-        "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "webapp.asgi:application"],
+        # Uvicorn hands the body on as it arrives, so webapp.body_limit can refuse it before anything buffers it.
+        "uvicorn": ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                    "--timeout-graceful-shutdown", "10"],
         "celery": ["-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=1",
                    "-Q", queues, "-n", "slimforge@%h"],
     }

@@ -72,8 +72,8 @@ def celery_worker(django_db_setup, process_logs):
 
 @pytest.fixture(scope="session")
 def web_server(django_db_setup, process_logs):
-    """A real Daphne process (HTTP and WebSocket) on the test database."""
-    server, url = processes.start_web(process_logs / "daphne.log")
+    """A real Uvicorn process (HTTP and WebSocket) serving Slimforge on the test database."""
+    server, url = processes.start_web(process_logs / "web.log")
     yield url
     processes.stop(server)
     processes.wait_for_database_sessions_to_end()

@@ -35,10 +35,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(args: list[str], log_path: Path) -> subprocess.Popen:
+def start(args: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
     log = open(log_path, "wb")
-    return subprocess.Popen(args, cwd=REPO_ROOT, env=process_env(), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(args, cwd=REPO_ROOT, env=process_env() | (env or {}), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop(process: subprocess.Popen, timeout: float = 15) -> None:
@@ -61,12 +61,16 @@ def start_worker(log_path: Path, *, queue: str = "", node: str = "") -> subproce
     return process
 
 
-def start_web(log_path: Path) -> tuple[subprocess.Popen, str]:
+WEB_SERVER = ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--no-access-log", "--port"]
+
+
+def start_web(log_path: Path, server: list[str] = WEB_SERVER, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """A web server on a free port (Uvicorn with Slimforge's application, as `make run` starts it, unless `server`
+    gives another command line ending where the port goes)."""
     port = free_port()
-    process = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                     "webapp.asgi:application"], log_path)
+    process = start([sys.executable, *server, str(port)], log_path, env)
     url = f"http://127.0.0.1:{port}"
-    _wait_for(lambda: _answers(url + "/accounts/login/"), process, log_path, "Daphne")
+    _wait_for(lambda: _answers(url + "/accounts/login/"), process, log_path, "the web server")
     return process, url
 
 

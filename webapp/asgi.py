@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP pages and API, plus the experiment WebSocket, served by Daphne."""
+"""ASGI entry point: HTTP pages and API, plus the experiment WebSocket, served by Uvicorn.
+
+Every HTTP request passes webapp.body_limit first: a body over its limit is refused as it streams in.
+"""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -11,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from webapp.body_limit import BodyLimit  # noqa: E402
 from webapp.live.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -23,6 +27,6 @@ def _http_app():
 
 
 application = ProtocolTypeRouter({
-    "http": _http_app(),
+    "http": BodyLimit(_http_app()),
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

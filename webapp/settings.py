@@ -26,7 +26,6 @@ if HTTPS:
 CSRF_TRUSTED_ORIGINS = env_list("SLIMFORGE_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -144,7 +143,7 @@ STATICFILES_FINDERS = [
     "webapp.staticfinders.PlotlyFinder",
 ]
 STATIC_ROOT = VAR_DIR / "static"
-# Daphne does not serve static files; in the one-machine setup the ASGI app serves them itself.
+# Uvicorn does not serve static files; in the one-machine setup the ASGI app serves them itself.
 SERVE_STATIC = env_bool("SLIMFORGE_SERVE_STATIC", True)
 
 MEDIA_ROOT = VAR_DIR / "media"

@@ -166,7 +166,7 @@ def test_a_child_that_ignores_its_stop_signal_is_killed_with_its_own_children():
     assert grandchildren and wait_until_gone(grandchildren) == []
 
 
-def test_run_refuses_a_taken_port_before_starting_daphne(var_dir):
+def test_run_refuses_a_taken_port_before_starting_the_web_server(var_dir):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -49,7 +49,7 @@ def _printed(lines: queue.Queue) -> str:
 def test_run_serves_logs_in_quantizes_and_stops_cleanly(slimforge_run):
     launcher, url, var_dir, lines = slimforge_run
     wait_until(lambda: _answers(url), timeout=120, what="the login page of `launcher run`")
-    # The banner follows within one turn of the launcher's watch loop (0.5 s) after Daphne first answers.
+    # The banner follows within one turn of the launcher's watch loop (0.5 s) after the web server first answers.
     output = []
     wait_until(lambda: output.append(_printed(lines)) or (url in "".join(output) and "admin" in "".join(output)),
                timeout=10, what=f"the banner with {url} and the admin user")
@@ -68,7 +68,7 @@ def test_run_serves_logs_in_quantizes_and_stops_cleanly(slimforge_run):
     assert finished["status"] == "succeeded", finished["error"]
 
     family = [launcher.pid] + [child.pid for child in psutil.Process(launcher.pid).children(recursive=True)]
-    assert len(family) >= 5  # launcher, postgres, redis, daphne, celery (and their own children)
+    assert len(family) >= 5  # launcher, postgres, redis, uvicorn, celery (and their own children)
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(60) == 0
     time.sleep(0.5)

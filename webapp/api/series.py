@@ -36,7 +36,7 @@ class ExperimentSeriesCsv(APIView):
 
 
 def _servable(request, pieces: Iterator[str]) -> Iterable[str] | AsyncIterator[str]:
-    """Under ASGI (Daphne) Django reads a sync iterator whole into a list before sending; an async one streams."""
+    """Under ASGI Django reads a sync iterator whole into a list before sending; an async one streams."""
     return _async_pieces(pieces) if isinstance(request._request, ASGIRequest) else pieces
 
 

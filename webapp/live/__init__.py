@@ -1,1 +1,1 @@
-"""Live pages: the experiment WebSocket (`consumers`) and its routes (`routing`), served by Daphne through Channels."""
+"""Live pages: the experiment WebSocket (`consumers`) and its routes (`routing`), served by Uvicorn through Channels."""

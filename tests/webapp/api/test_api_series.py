@@ -139,7 +139,7 @@ def test_bob_gets_404_for_alices_series_and_nobody_logged_out_gets_in(alice, bob
 
 
 @pytest.mark.django_db(transaction=True)
-def test_daphne_streams_the_csv(alice, web_server):
+def test_the_web_server_streams_the_csv(alice, web_server):
     # Under ASGI a plain iterator would be read whole before sending: this takes the real server's path.
     experiment = _experiment(alice)
     _a_long_job(experiment, n=12_000)
