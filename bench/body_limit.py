@@ -4,10 +4,11 @@
 
 Each server runs Slimforge's application on the test database with a temporary folder of its own; a raw socket
 POSTs 512 MiB of zeros to /api/models/ without signing in, once with Content-Length and once chunked, and stops at
-the server's first answer ("closed": none within 30 s). Sampled every 50 ms: the server's resident memory and the size of its temporary folder
-(where a buffered body goes; as the file system's usage, since servers unlink such files at once). "Uvicorn, bare Django" is the baseline of the same run: Django's own handler under
-Uvicorn, without webapp.body_limit. Daphne is measured when it is installed (`pip install daphne==4.2.3`; Slimforge
-no longer needs it). Writes "Request body limit" in bench/RESULTS.md.
+the server's first answer ("closed": none within 30 s). Sampled every 50 ms: the server's resident memory and the
+file system's usage (where a buffered body goes; servers unlink such files at once, so no listing shows them).
+"Uvicorn, bare Django" is the baseline of the same run: Django's own handler under Uvicorn, without
+webapp.body_limit. Daphne is measured when it is installed (`pip install daphne==4.2.3`; Slimforge no longer
+needs it). Writes "Request body limit" in bench/RESULTS.md.
 """
 import importlib.util
 import shutil
