@@ -1,4 +1,5 @@
-"""Red team, through the archive: operators that reach outside the model, however they are spelled.
+"""Red team, through the archive: operators that reach outside the model, however they are spelled, and ONNX
+files that point at other files.
 
 Each attack is first shown to work against bare torch (the canary comes back), then refused by
 `optimizers.formats.model_io.load_model` naming the operator; the checks before loading and the walk of
@@ -6,13 +7,17 @@ the loaded graph are each shown to refuse on their own, so that one layer failin
 """
 import zipfile
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 
 from optimizers.errors import ModelFileError
 from optimizers.formats import export_checks, model_io, operators, torchscript_checks
 from optimizers.formats.model_io import load_model
+from optimizers.formats.onnx_checks import EXTERNAL_DATA_REFUSED
 from optimizers.formats.operators import check_torchscript_module, refusal
+from tests.optimizers import onnx_files
 from tests.optimizers.hostile_files import WritesAFile, file_reading_pt2, rewrite_zip
 
 CANARY = b"slimforge-canary"  # 16 bytes: what aten::from_file reads back
@@ -139,3 +144,20 @@ def test_every_file_touching_operator_torch_registers_is_refused():
     assert {name: refusal(name) for name in touches_files if refusal(name) is None} == {}
     assert refusal("aten::add") is None and refusal("aten::conv2d") is None and refusal("quantized::linear") is None
     assert operators.serialized_target_refusal("torch.ops.aten.add.Tensor") is None
+
+
+@pytest.mark.parametrize("in_a_branch", [False, True], ids=["initializer", "inside-an-if-branch"])
+def test_onnx_external_data_leaks_a_file_through_bare_onnxruntime_and_is_refused(tmp_path, in_a_branch):
+    # 48 bytes next to the upload, as another user's file might be: the weight's 12 floats come from it.
+    secret = np.arange(100, 112, dtype=np.float32)
+    (tmp_path / "neighbour.bin").write_bytes(secret.tobytes())
+    weight, _ = onnx_files._weights()
+    path = (onnx_files.if_with_external_branch(tmp_path / "branch.onnx") if in_a_branch else
+            onnx_files.save(onnx_files.model_of(onnx_files.linear_graph(onnx_files.external(weight, "neighbour.bin"))),
+                            tmp_path / "external.onnx"))
+    if not in_a_branch:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        (leaked,) = session.run(None, {"x": np.eye(4, dtype=np.float32)})
+        assert np.array_equal(leaked - 1, secret.reshape(4, 3))  # the attack is real: the file is the output
+    with pytest.raises(ModelFileError, match=EXTERNAL_DATA_REFUSED):
+        load_model(path)
