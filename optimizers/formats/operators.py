@@ -54,6 +54,8 @@ _REFUSED_NAMES = sorted({name.split("::")[1] for name in REFUSED})
 # ASCII boundaries: TorchScript identifiers are ASCII, so a neighbouring non-ASCII letter cannot hide a name.
 _REFUSED_WORD = re.compile(r"(?<![A-Za-z0-9_])(" + "|".join(_REFUSED_NAMES) + r")(?![A-Za-z0-9_])")
 _NAMESPACE_USE = re.compile(r"(?<![A-Za-z0-9_])ops\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
+# Custom C++ classes (torchbind): their constructors and __setstate__ run native code, the latter while loading.
+_CLASS_USE = re.compile(r"(?<![A-Za-z0-9_])classes\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def refusal(operator_name: str) -> str | None:
@@ -80,6 +82,14 @@ def check_torchscript_code(code: str, member: str) -> None:
     for match in _NAMESPACE_USE.finditer(code):
         if match.group(1) not in TENSOR_NAMESPACES:
             _refuse(f"TorchScript code ({member})", f"an operator in the namespace {match.group(1)!r}")
+    check_torchscript_classes(code, member)
+
+
+def check_torchscript_classes(text: str, member: str) -> None:
+    """Custom C++ classes only from tensor-math namespaces (packed quantized weights), in code or in a pickle."""
+    for match in _CLASS_USE.finditer(text):
+        if match.group(1) not in TENSOR_NAMESPACES:
+            _refuse(f"TorchScript archive ({member})", f"a custom class of the namespace {match.group(1)!r}")
 
 
 def _describe(name: str) -> str:

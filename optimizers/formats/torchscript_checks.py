@@ -5,13 +5,15 @@ checked as text first: no refused operator's name (`aten::from_file` would read 
 leak it through an error text or an output shape) and no operator namespace beyond tensor math, wherever it appears
 (`optimizers.formats.operators`). TorchScript resolves operators only through literal names (no getattr by a
 computed string), so a name cannot be assembled from pieces. torch opens members ignoring case, so every member
-whose name ends in `.py` in any case is code. After loading, `check_torchscript_module` walks the compiled graphs.
+whose name ends in `.py` in any case is code. The pickles (`data.pkl`, `constants.pkl`) may name custom C++
+classes, whose `__setstate__` runs while loading: only those of tensor-math namespaces pass. After loading,
+`check_torchscript_module` walks the compiled graphs.
 """
 import os
 import zipfile
 
 from optimizers.errors import ModelFileError
-from optimizers.formats.operators import check_torchscript_code
+from optimizers.formats.operators import check_torchscript_classes, check_torchscript_code
 
 _MAX_CODE_BYTES = 64 * 1024 * 1024
 
@@ -19,8 +21,13 @@ _MAX_CODE_BYTES = 64 * 1024 * 1024
 def check_torchscript_archive(path: str | os.PathLike) -> None:
     with zipfile.ZipFile(path) as archive:
         for member in archive.infolist():
-            if not member.filename.lower().endswith(".py"):
+            name = member.filename.lower()
+            if not name.endswith((".py", ".pkl")):
                 continue
             if member.file_size > _MAX_CODE_BYTES:
-                raise ModelFileError(f"the TorchScript code file {member.filename!r} is implausibly large")
-            check_torchscript_code(archive.read(member).decode("utf-8", errors="replace"), member.filename)
+                raise ModelFileError(f"the TorchScript member {member.filename!r} is implausibly large")
+            text = archive.read(member).decode("utf-8" if name.endswith(".py") else "latin-1", errors="replace")
+            if name.endswith(".py"):
+                check_torchscript_code(text, member.filename)
+            else:  # data.pkl and constants.pkl name the classes whose __setstate__ loading calls
+                check_torchscript_classes(text, member.filename)

@@ -161,3 +161,16 @@ def test_onnx_external_data_leaks_a_file_through_bare_onnxruntime_and_is_refused
         assert np.array_equal(leaked - 1, secret.reshape(4, 3))  # the attack is real: the file is the output
     with pytest.raises(ModelFileError, match=EXTERNAL_DATA_REFUSED):
         load_model(path)
+
+
+@pytest.mark.parametrize("where", ["code", "pickle"])
+def test_custom_classes_beyond_tensor_math_are_refused(tmp_path, where):
+    """torchbind classes run native code in their constructors and, while loading, in __setstate__."""
+    if where == "code":
+        path = _with_forward(tmp_path, "torch.add(x, float(len(torch.classes.dist_rpc.WorkerInfo(\"a\", 0).name)))")
+    else:
+        clean = _with_forward(tmp_path, "torch.add(x, 2)")
+        path = rewrite_zip(clean, tmp_path / "pickled.pt", lambda name, data: data + b"__torch__.torch.classes.profiler"
+                           if name.endswith("data.pkl") else data)
+    with pytest.raises(ModelFileError, match="a custom class of the namespace '(dist_rpc|profiler)'"):
+        load_model(path)

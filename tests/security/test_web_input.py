@@ -1,6 +1,7 @@
 """Red team, through the web: input no view can store or parse is a 400 that names it, never a 500."""
 import pytest
 
+from tests.factories import experiment_with_artifact
 from webapp.models import Dataset
 
 pytestmark = pytest.mark.django_db
@@ -41,3 +42,12 @@ def test_nul_in_a_form_field_is_refused(alice, client):
 def test_nul_in_a_multipart_field_is_refused(alice_api):
     response = alice_api.post("/api/models/", {"name": "m\x00", "input_shape": "1,4"}, format="multipart")
     assert response.status_code == 400 and "NUL characters" in response.json()["detail"]
+
+
+def test_a_download_whose_file_storage_lost_is_a_404_that_says_so(alice, alice_api):
+    experiment, artifact = experiment_with_artifact(alice)
+    url = f"/api/experiments/{experiment.id}/artifacts/{artifact.id}/"
+    assert alice_api.get(url).status_code == 200
+    artifact.file.storage.delete(artifact.file.name)  # lost: a disk replaced, a folder cleaned by hand
+    response = alice_api.get(url)
+    assert response.status_code == 404 and "missing from storage" in response.json()["detail"]

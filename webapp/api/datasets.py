@@ -2,7 +2,6 @@
 import json
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse
 from rest_framework import status
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -10,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
 from webapp.api.serializers import DatasetOut
 
@@ -54,4 +54,4 @@ class DatasetDetail(APIView):
 class DatasetPreview(APIView):
     def get(self, request, dataset_id, name):
         preview = selectors.dataset_preview_for(user=request.user, dataset_id=dataset_id, name=name)
-        return FileResponse(preview.file.open("rb"), content_type="image/png")
+        return stored_file(preview.file, content_type="image/png")

@@ -1,6 +1,5 @@
 """GET/POST /api/experiments/, one experiment, its events and its artifacts' downloads."""
 from django.core.exceptions import ValidationError
-from django.http import FileResponse
 from rest_framework import status
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.pagination import LimitOffsetPagination
@@ -9,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
 from webapp.api.serializers import ExperimentOut
 from webapp.selectors.filters import experiment_filters
@@ -84,4 +84,4 @@ class ArtifactDownload(APIView):
     def get(self, request, experiment_id, artifact_id):
         artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
                                               artifact_id=artifact_id)
-        return FileResponse(artifact.file.open("rb"), as_attachment=True, filename=artifact.name)
+        return stored_file(artifact.file, as_attachment=True, filename=artifact.name)
