@@ -1,4 +1,6 @@
-"""Every hostile file of `hostile_files` through formats.load_model, in this process (fast).
+"""Red team, through the archive: every hostile file of `hostile_files` through formats.load_model, in this
+process (fast): pickles under any name and case, members differing only in case, hostile expressions, guards,
+native libraries, file-reading and non-operator graph targets.
 
 The .pt2 cases are real attacks on torch 2.13: `test_the_pt2_attacks_work_against_bare_torch` shows
 torch.export.load running each of them, which is why `optimizers.formats.export_checks` exists.

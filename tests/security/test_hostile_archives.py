@@ -1,8 +1,9 @@
-"""Hostile and broken uploads inspected by the real sandbox child, as the worker runs it.
+"""Red team, through the archive: hostile and broken uploads inspected by the real sandbox child, as the worker
+runs it.
 
 The marker file that each pickle tries to create must never appear, and each job must end with one
 clear ModelFileError line. The children run a few at a time (each imports torch); every other case
-of `hostile_files` is also checked in process by test_hostile_files_in_process.py.
+of `hostile_files` is also checked in process by test_hostile_archives_in_process.py.
 """
 
 import json
@@ -21,6 +22,7 @@ from tests.paths import REPO_ROOT
 CASES = [
     "raw pickle", "raw pickle named .pt", "torch.save zip", "legacy torch.save", ".pt2 with hostile sample inputs",
     "truncated archive", "empty file", "PNG renamed .pt", "ONNX with external data", "truncated ONNX", "random bytes",
+    ".pt2 whose file-reading op is spelled in JSON escapes", "TorchScript that writes a file",
 ]
 
 
