@@ -7,8 +7,8 @@ POSTs 512 MiB of zeros to /api/models/ without signing in, once with Content-Len
 the server's first answer ("closed": none within 30 s). Sampled every 50 ms: the server's resident memory and the
 file system's usage (where a buffered body goes; servers unlink such files at once, so no listing shows them).
 "Uvicorn, bare Django" is the baseline of the same run: Django's own handler under Uvicorn, without
-webapp.body_limit. Daphne is measured when it is installed (`pip install daphne==4.2.3`; Slimforge no longer
-needs it). Writes "Request body limit" in bench/RESULTS.md.
+webapp.body_limit. Daphne, what Slimforge ran on before, is measured when it is installed (the tests install it
+for channels.testing). Writes "Request body limit" in bench/RESULTS.md.
 """
 import importlib.util
 import shutil
