@@ -14,7 +14,7 @@ from optimizers.errors import SpecError
 from optimizers.job_spec import JobSpec
 from tasks.bridge import EventBridge
 from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
-from tasks.sandbox import Limits, SandboxError, run_sandboxed
+from tasks.sandbox import Cancel, JobCancelled, Limits, SandboxError, run_sandboxed
 from tasks.telemetry import Sampler
 from webapp import selectors, services
 
@@ -98,9 +98,14 @@ def run_experiment(self, experiment_id: int) -> None:
     sampler = _sampler_for(experiment, bridge)
     bridge.emit(events.stage_event("prepare"))
     status, error, summary = events.SUCCEEDED, "", None
+    cancel = Cancel(lambda: selectors.experiment_cancel_requested(experiment_id=experiment_id),
+                    grace_s=settings.CANCEL_GRACE_S)
     try:
         sampler.start()
-        summary = _run_recipe(experiment, bridge, sampler)
+        summary = _run_recipe(experiment, bridge, sampler, cancel)
+    except JobCancelled as exc:
+        status = events.CANCELLED
+        bridge.emit(events.log_event(str(exc)))
     except SandboxError as exc:
         status, error = events.FAILED, str(exc)
     except Exception as exc:
@@ -109,7 +114,7 @@ def run_experiment(self, experiment_id: int) -> None:
     summary = _with_telemetry(summary, sampler)
     bridge.flush()
     services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
-    if status == events.SUCCEEDED:
+    if status in (events.SUCCEEDED, events.CANCELLED):  # a failed job keeps its checkpoint for a redelivery
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
 
 
@@ -153,7 +158,7 @@ def _referenced_models(experiment, folder: Path) -> dict[str, dict]:
     return models
 
 
-def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler) -> dict:
+def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cancel) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
@@ -164,7 +169,7 @@ def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler) -> dict:
                              models=_referenced_models(experiment, Path(folder)))
         summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
                                 on_sample=sampler.tick, sample_interval=sampler.interval_s,
-                                on_tick=bridge.tick)
+                                on_tick=bridge.tick, cancel=cancel)
         bridge.emit(events.stage_event("store"))
         services.artifacts_store(experiment_id=experiment.pk, files=_outputs(out_dir, summary.get("artifacts", [])))
     return summary

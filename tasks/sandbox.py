@@ -33,6 +33,53 @@ class SandboxError(Exception):
     """The model could not be processed; the message is meant for the model's owner."""
 
 
+class JobCancelled(SandboxError):
+    """The job stopped because its owner cancelled it: at a step boundary, or hard after the grace period."""
+
+
+@dataclass
+class Cancel:
+    """How run_sandboxed learns that a job is cancelled: `requested()` is polled (it may query the database; it is
+    called at most every `poll_s`). The child is then asked to stop at its next step (SIGUSR1, which
+    optimizers.job_child turns into a flag its steps check) and killed if it has not ended `grace_s` later."""
+
+    requested: Callable[[], bool]
+    grace_s: float = 10.0
+    poll_s: float = 1.0
+    asked_at: float | None = None
+    _next_poll: float = 0.0
+
+    def check(self, process: subprocess.Popen) -> None:
+        now = time.monotonic()
+        if self.asked_at is not None:
+            if now - self.asked_at > self.grace_s:
+                raise JobCancelled(f"The job was cancelled; it did not stop at a step boundary within "
+                                   f"{self.grace_s:.0f} s and was stopped hard.")
+            return
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self.poll_s
+        if self.requested():
+            self.asked_at = now
+            _ask_to_stop(process)
+
+
+def _ask_to_stop(process: subprocess.Popen) -> None:
+    """SIGUSR1 to the job's Python processes, inside the sandbox or not; never to bubblewrap (it would die of it)."""
+    try:
+        root = psutil.Process(process.pid)
+        members = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for member in members:
+        try:
+            command = member.cmdline()
+            if command and Path(command[0]).name != "bwrap" and "optimizers.job_child" in command:
+                member.send_signal(signal.SIGUSR1)
+        except psutil.Error:
+            pass
+
+
 @dataclass(frozen=True)
 class Limits:
     wall_seconds: float
@@ -120,9 +167,11 @@ def start_sandboxed(argv: list[str], *, workdir: str, writable: list[str], limit
 
 def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], None],
                   on_sample: Callable[[psutil.Process], None] | None = None,
-                  sample_interval: float = 1.0, on_tick: Callable[[], None] | None = None) -> dict:
+                  sample_interval: float = 1.0, on_tick: Callable[[], None] | None = None,
+                  cancel: Cancel | None = None) -> dict:
     """Run one action in a fresh process and return its result; events arrive through `on_event`, and
-    `on_sample` gets the child's psutil.Process every `sample_interval` seconds (it may read its children too)."""
+    `on_sample` gets the child's psutil.Process every `sample_interval` seconds (it may read its children too).
+    With `cancel`, a cancelled job raises JobCancelled."""
     with tempfile.TemporaryDirectory(prefix="slimforge-spec-") as folder:
         spec_path = Path(folder) / "spec.json"
         spec_path.write_text(json.dumps(spec.to_dict()))
@@ -131,7 +180,7 @@ def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], 
             writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child = _Child(process)
         try:
-            _pump(child, limits, on_event, on_sample, sample_interval, on_tick)
+            _pump(child, limits, on_event, on_sample, sample_interval, on_tick, cancel)
         finally:
             _kill_group(process)
         return _outcome(child, sandboxed.signal_of(child.process.returncode), limits, child.stderr.text())
@@ -144,7 +193,7 @@ def _job_folders(spec: JobSpec) -> list[str]:
     return sorted(set(folders))
 
 
-def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
+def _pump(child, limits, on_event, on_sample, sample_interval, on_tick, cancel):
     deadline = time.monotonic() + limits.wall_seconds
     probe = psutil.Process(child.process.pid)
     next_sample = time.monotonic() + sample_interval
@@ -168,6 +217,8 @@ def _pump(child, limits, on_event, on_sample, sample_interval, on_tick):
                 _sample(probe, on_sample)
             if on_tick:
                 on_tick()
+            if cancel:
+                cancel.check(child.process)
         _drain_stderr(child, selector)
     try:
         child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -237,6 +288,8 @@ def _outcome(child: _Child, code: int | None, limits: Limits, stderr: str) -> di
     if child.outcome and child.outcome.get("kind") == RESULT_LINE and code == 0:
         return child.outcome["result"]
     if child.outcome and child.outcome.get("kind") == ERROR_LINE:
+        if child.outcome.get("error_type") == "Cancelled":
+            raise JobCancelled("The job was cancelled; it stopped at a step boundary.")
         raise SandboxError(child.outcome.get("error") or "The job failed.")
     if code == -signal.SIGXCPU:
         raise SandboxError("The model process used up its CPU-time limit and was stopped.")

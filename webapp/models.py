@@ -120,6 +120,10 @@ class Experiment(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     last_seq = models.BigIntegerField(default=0)  # the highest event seq handed out
     worker = models.CharField(max_length=255, blank=True)
+    # A cancel: when it was asked for and by whom. A queued job ends at once; a running one at its next step.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
     # Seconds between telemetry samples for this job (0.2-10); null: the worker's default.
     telemetry_interval_s = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -142,6 +146,11 @@ class Experiment(models.Model):
     @property
     def is_finished(self):
         return self.status in self.FINISHED
+
+    @property
+    def is_cancellable(self):
+        running = self.status == self.Status.RUNNING
+        return self.status == self.Status.QUEUED or (running and not self.cancel_requested_at)
 
 
 class Event(models.Model):

@@ -160,6 +160,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 SANDBOX_MEMORY_MB = env_int("SLIMFORGE_SANDBOX_MEMORY_MB", 8192, low=256, high=1024 * 1024)
 SANDBOX_INSPECT_SECONDS = env_int("SLIMFORGE_INSPECT_SECONDS", 120, low=5, high=86400)
 SANDBOX_RUN_SECONDS = env_int("SLIMFORGE_RUN_SECONDS", 3600, low=10, high=7 * 86400)
+# A cancelled job is asked to stop at its next step; one that has not ended this many seconds later is killed.
+CANCEL_GRACE_S = env_int("SLIMFORGE_CANCEL_GRACE_S", 10, low=1, high=600)
 # Fine-tuning checkpoints of running experiments: a job redelivered after its worker died resumes from them.
 CHECKPOINT_ROOT = VAR_DIR / "checkpoints"
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000

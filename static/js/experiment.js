@@ -5,7 +5,7 @@
   const card = document.getElementById("experiment");
   if (!card) return;
   const chart = document.getElementById("chart");
-  const { kinds: KIND, finished: FINISHED } = SlimforgeEvents;
+  const { kinds: KIND, statuses: STATUS, finished: FINISHED } = SlimforgeEvents;
   const SENSITIVITY = "sensitivity/";
   const charts = SlimforgeCharts.create({
     resources: chart, gpuBox: document.getElementById("gpu-charts"), metrics: document.getElementById("metrics"),
@@ -70,11 +70,11 @@
     } else if (e.kind === KIND.STAGE) {
       document.getElementById("exp-stage").textContent = e.name;
     } else if (e.kind === KIND.STATUS) {
-      setStatus(e.status, e.error);
+      setStatus(e.status, e.error, e.note);
     }
   }
 
-  function setStatus(status, error) {
+  function setStatus(status, error, note) {
     const badge = document.getElementById("exp-status");
     badge.textContent = status;
     badge.className = `status ${status}`;
@@ -82,6 +82,12 @@
       const box = document.getElementById("exp-error");
       box.textContent = error;
       box.hidden = false;
+    }
+    if (FINISHED.includes(status)) document.querySelector("#experiment [data-role=cancel]")?.remove();
+    if (status === STATUS.CANCELLED && note) {  // "cancelled by carol": who stopped it, in place of "stopping"
+      const state = document.getElementById("exp-cancel-state");
+      state.textContent = `${note.charAt(0).toUpperCase()}${note.slice(1)}.`;
+      state.hidden = false;
     }
     if (FINISHED.includes(status) && !finished) { finished = true; SlimforgeReport.load(card.dataset.api); }
   }

@@ -12,6 +12,7 @@
 
   function show(row, experiment) {
     row.dataset.status = experiment.status;
+    if (FINISHED.includes(experiment.status)) row.querySelector("[data-role=cancel]")?.remove();
     const badge = row.querySelector("[data-role=status]");
     badge.textContent = experiment.status;
     badge.className = `status ${experiment.status}`;

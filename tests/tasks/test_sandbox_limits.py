@@ -4,7 +4,7 @@ import time
 import pytest
 
 from optimizers.job_spec import JobSpec
-from tasks.sandbox import Limits, SandboxError, run_sandboxed
+from tasks.sandbox import Cancel, JobCancelled, Limits, SandboxError, run_sandboxed
 from tests.modelfiles import Hungry, Spin, linear_model, save_scripted
 
 
@@ -63,3 +63,14 @@ def _cpu_only(seconds: int):
     def apply():
         resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 5))
     return apply
+
+
+def test_a_cancelled_job_that_never_reaches_a_step_boundary_is_stopped_hard(tmp_path):
+    save_scripted(Spin(), tmp_path / "spin.pt")  # one forward that never returns: no step boundary to stop at
+    spec = JobSpec.build(action="inspect", model_path=str(tmp_path / "spin.pt"), input_shape=[1, 64],
+                         input_dtype="float32")
+    started = time.monotonic()
+    with pytest.raises(JobCancelled, match="did not stop at a step boundary within 2 s and was stopped hard"):
+        run_sandboxed(spec, limits=Limits(wall_seconds=120, memory_mb=4096), on_event=lambda e: None,
+                      cancel=Cancel(requested=lambda: time.monotonic() - started > 3, grace_s=2, poll_s=0.2))
+    assert time.monotonic() - started < 15

@@ -1,47 +1,14 @@
 """Data-parallel fine-tuning on a real worker: 2 gloo ranks inside the sandbox, and a rank killed from outside."""
-import json
 import os
 import signal
 
 import psutil
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
-from optimizers.formats.statedict import save_safetensors
-from optimizers.zoo.models import build_model
+from tests.tasks.worker_jobs import model_and_digits, settled, submit_prune
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-CONFIG = '{"hidden": [256, 128]}'
-
-
-def _settled(api, url, pending):
-    body = api.get(url).json()
-    return None if body["status"] in pending else body
-
-
-def _model_and_digits(api, tmp_path) -> tuple[dict, dict]:
-    save_safetensors(build_model("mlp", json.loads(CONFIG)), tmp_path / "mlp.safetensors")
-    created = api.post("/api/models/", {
-        "file": SimpleUploadedFile("mlp", (tmp_path / "mlp.safetensors").read_bytes()), "name": "mlp",
-        "architecture": "mlp", "architecture_config": CONFIG, "input_shape": "1,64"}, format="multipart").json()
-    dataset = api.post("/api/datasets/", {"name": "digits", "kind": "digits"}, format="json").json()
-    model = wait_until(lambda: _settled(api, f"/api/models/{created['id']}/", ("pending",)), timeout=120,
-                       what="the inspection")
-    digits = wait_until(lambda: _settled(api, f"/api/datasets/{dataset['id']}/", ("pending",)), timeout=90,
-                        what="the digits")
-    assert model["status"] == "ready" and digits["status"] == "ready"
-    return model, digits
-
-
-def _prune(api, model, dataset, **config) -> str:
-    response = api.post("/api/experiments/", {"model": model["id"], "recipe": "prune", "dataset": dataset["id"],
-                                              "config": {"method": "unstructured", "agp_steps": 1, **config}},
-                        format="json")
-    assert response.status_code == 201, response.json()
-    return f"/api/experiments/{response.json()['id']}/"
-
-
 def _ranks_of(worker) -> list[psutil.Process]:
     """The job's rank processes: forked by the job's Python process, so they share its command line."""
     jobs = [p for p in psutil.Process(worker.pid).children(recursive=True) if _is_job(p)]
@@ -55,9 +22,9 @@ def _is_job(process: psutil.Process) -> bool:
 
 
 def test_prune_fine_tunes_on_two_ranks_and_reports_the_scaling(celery_worker, alice_api, tmp_path):
-    model, dataset = _model_and_digits(alice_api, tmp_path)
-    url = _prune(alice_api, model, dataset, epochs=2, ranks=2)
-    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=240, what="the prune")
+    model, dataset = model_and_digits(alice_api, tmp_path)
+    url = submit_prune(alice_api, model, dataset, epochs=2, ranks=2)
+    experiment = wait_until(lambda: settled(alice_api, url, ("queued", "running")), timeout=240, what="the prune")
     assert experiment["status"] == "succeeded", experiment["error"]
 
     distributed = experiment["summary"]["extras"]["distributed"]
@@ -74,8 +41,8 @@ def test_prune_fine_tunes_on_two_ranks_and_reports_the_scaling(celery_worker, al
 
 
 def test_a_rank_killed_from_outside_fails_the_job_and_leaves_no_process(celery_worker, alice_api, tmp_path):
-    model, dataset = _model_and_digits(alice_api, tmp_path)
-    url = _prune(alice_api, model, dataset, epochs=200, early_stopping_patience=0, ranks=2)
+    model, dataset = model_and_digits(alice_api, tmp_path)
+    url = submit_prune(alice_api, model, dataset, epochs=200, early_stopping_patience=0, ranks=2)
 
     def training_ranks():
         events = alice_api.get(url + "events/").json()
@@ -86,7 +53,7 @@ def test_a_rank_killed_from_outside_fails_the_job_and_leaves_no_process(celery_w
     ranks = wait_until(training_ranks, timeout=180, what="two training ranks")
     victim = ranks[1]
     os.kill(victim.pid, signal.SIGKILL)
-    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=60, what="the failure")
+    experiment = wait_until(lambda: settled(alice_api, url, ("queued", "running")), timeout=60, what="the failure")
     assert experiment["status"] == "failed"
     assert "was killed by SIGKILL" in experiment["error"] and "other replicas were stopped" in experiment["error"]
     wait_until(lambda: not any(rank.is_running() and rank.status() != psutil.STATUS_ZOMBIE for rank in ranks),

@@ -1,6 +1,7 @@
 """GET/POST /api/experiments/, one experiment, its events and its artifacts' downloads."""
 from django.core.exceptions import ValidationError
 from rest_framework import status
+from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
@@ -11,6 +12,7 @@ from webapp import selectors, services
 from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
 from webapp.api.serializers import ExperimentOut
+from webapp.models import Experiment
 from webapp.selectors.filters import experiment_filters
 
 
@@ -67,6 +69,18 @@ def _dataset_of(request, dataset_id):
 class ExperimentDetail(APIView):
     def get(self, request, experiment_id):
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+
+class ExperimentCancel(APIView):
+    def post(self, request, experiment_id):
+        """200 with the experiment: cancelled if it was queued, stopping (cancel_requested_at set) if running."""
+        try:
+            experiment = services.experiment_cancel(user=request.user, experiment_id=experiment_id)
+        except Experiment.DoesNotExist:
+            raise NotFound() from None
+        except ValidationError as exc:
+            return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
 
 

@@ -40,8 +40,10 @@ class ArtifactOut(serializers.ModelSerializer):
 
 class ExperimentOut(serializers.ModelSerializer):
     artifacts = ArtifactOut(many=True, read_only=True)
+    cancelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Experiment
         fields = ["id", "model", "dataset", "recipe", "config", "status", "progress", "stage", "error", "summary",
-                  "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at"]
+                  "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at",
+                  "cancel_requested_at", "cancelled_by"]

@@ -1,12 +1,16 @@
 """The experiment pages: one experiment (live), the list, and the compare page. Thin: parse, call one selector,
 render.
 """
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import render
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
 
 from optimizers.configs import RECIPE_CONFIGS
-from webapp import selectors
+from webapp import selectors, services
 from webapp.models import Experiment
 from webapp.selectors.comparison_table import comparison_table
 from webapp.selectors.filters import compare_ids, experiment_filters
@@ -18,6 +22,24 @@ _FILTER_FIELDS = ("status", "recipe", "model", "q")
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
     return render(request, "experiments/detail.html", {"experiment": experiment})
+
+
+@require_POST
+def experiment_cancel(request, experiment_id):
+    """The Cancel buttons of the experiment page and the list: back where the button was, saying what happened."""
+    try:
+        experiment = services.experiment_cancel(user=request.user, experiment_id=experiment_id)
+    except Experiment.DoesNotExist:
+        raise Http404("No such experiment.") from None
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+    else:
+        done = "cancelled" if experiment.is_finished else "stopping at its next step"
+        messages.success(request, f"Experiment #{experiment.pk} is {done}.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = f"/experiments/{experiment_id}/"
+    return redirect(back)
 
 
 def experiment_list(request):

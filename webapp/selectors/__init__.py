@@ -19,6 +19,7 @@ from webapp.selectors.experiments import (
 from webapp.selectors.jobs import (
     dataset_pending,
     dataset_prepared_file,
+    experiment_cancel_requested,
     experiment_to_run,
     model_of_owner,
     model_pending,
@@ -38,6 +39,7 @@ __all__ = [
     "student_size_for",
     "EVENTS_PAGE", "artifact_get_for", "comparison_for", "dataset_get_for", "dataset_list_for", "dataset_pending",
     "dataset_prepared_file", "dataset_preview_for", "dataset_ready_for", "events_after", "events_between",
+    "experiment_cancel_requested",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",
     "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiments_compared_for",
     "model_get_for", "model_list_for", "model_of_owner", "model_pending", "worker_list",

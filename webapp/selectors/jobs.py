@@ -17,6 +17,11 @@ def experiment_to_run(*, experiment_id: int) -> Experiment:
     return Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
 
 
+def experiment_cancel_requested(*, experiment_id: int) -> bool:
+    """Polled by the worker while the job runs (about once a second)."""
+    return Experiment.objects.filter(pk=experiment_id, cancel_requested_at__isnull=False).exists()
+
+
 def model_of_owner(*, owner_id: int, model_id: int) -> UploadedModel | None:
     """Another model an experiment's settings name (a distill student), if it is still its owner's and ready."""
     return UploadedModel.objects.filter(owner_id=owner_id, pk=model_id, status=UploadedModel.Status.READY).first()

@@ -8,6 +8,7 @@ from webapp.services.datasets import (
 from webapp.services.events import events_record, experiment_group
 from webapp.services.experiments import (
     artifacts_store,
+    experiment_cancel,
     experiment_claim,
     experiment_create,
     experiment_finish,
@@ -17,7 +18,7 @@ from webapp.services.workers import worker_heartbeat, worker_stopped
 
 __all__ = [
     "artifacts_store", "dataset_create", "dataset_files_store", "dataset_import_failed",
-    "dataset_import_succeeded", "events_record", "experiment_claim", "experiment_create", "experiment_finish",
-    "experiment_group", "model_create", "model_inspection_failed", "model_inspection_succeeded",
+    "dataset_import_succeeded", "events_record", "experiment_cancel", "experiment_claim", "experiment_create",
+    "experiment_finish", "experiment_group", "model_create", "model_inspection_failed", "model_inspection_succeeded",
     "worker_heartbeat", "worker_stopped",
 ]

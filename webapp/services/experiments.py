@@ -104,6 +104,8 @@ def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = Fal
     """
     claimable = [Experiment.Status.QUEUED] + ([Experiment.Status.RUNNING] if redelivered else [])
     with transaction.atomic():
+        if redelivered and _cancel_while_nobody_ran_it(experiment_id):
+            return False
         claimed = Experiment.objects.filter(pk=experiment_id, status__in=claimable).update(
             status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
         )
@@ -113,15 +115,58 @@ def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = Fal
     return claimed == 1
 
 
+def _cancel_while_nobody_ran_it(experiment_id: int) -> bool:
+    """A running experiment whose cancel was asked for, delivered again after its worker died: it ends cancelled
+    instead of starting over."""
+    experiment = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING,
+                                           cancel_requested_at__isnull=False).first()
+    if experiment is None:
+        return False
+    experiment_finish(experiment_id=experiment_id, status=Experiment.Status.CANCELLED)
+    return True
+
+
 def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None) -> None:
+    """The outcome of a run. An experiment that already ended (cancelled while queued, say) keeps its outcome."""
     fields = {"status": status, "error": error, "finished_at": timezone.now()}
     if summary is not None:
         fields["summary"] = summary
     if status == Experiment.Status.SUCCEEDED:
         fields["progress"] = 1.0
     with transaction.atomic():
-        Experiment.objects.filter(pk=experiment_id).update(**fields)
-        events_record(experiment_id=experiment_id, records=[events.status_event(status, error)])
+        updated = Experiment.objects.filter(pk=experiment_id).exclude(status__in=Experiment.FINISHED).update(**fields)
+        if updated:
+            note = _cancel_note(experiment_id) if status == Experiment.Status.CANCELLED else ""
+            events_record(experiment_id=experiment_id, records=[events.status_event(status, error, note=note)])
+
+
+def experiment_cancel(*, user, experiment_id: int) -> Experiment:
+    """Cancel one of `user`'s experiments: a queued one ends now, a running one is asked to stop at its next step
+    (the worker polls for it, and stops the job hard after a grace period). Raises Experiment.DoesNotExist for
+    anything not theirs, ValidationError when there is nothing left to cancel."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().get(pk=experiment_id, owner=user)
+        if experiment.is_finished:
+            raise ValidationError(f"Experiment #{experiment.pk} already {experiment.status}; there is nothing "
+                                  "to cancel.")
+        if experiment.cancel_requested_at:
+            return experiment  # asked already: the worker is stopping it
+        now = timezone.now()
+        Experiment.objects.filter(pk=experiment.pk).update(cancel_requested_at=now, cancelled_by=user)
+        if experiment.status == Experiment.Status.QUEUED:
+            # Its task may still be in the queue: the worker that takes it finds it no longer claimable.
+            experiment_finish(experiment_id=experiment.pk, status=Experiment.Status.CANCELLED)
+        else:
+            events_record(experiment_id=experiment.pk, records=[events.log_event(
+                f"Cancel requested by {user.get_username()}: the job stops at its next step.")])
+    experiment.refresh_from_db()
+    return experiment
+
+
+def _cancel_note(experiment_id: int) -> str:
+    experiment = Experiment.objects.select_related("cancelled_by").get(pk=experiment_id)
+    who = experiment.cancelled_by.get_username() if experiment.cancelled_by else "its owner"
+    return f"cancelled by {who}"
 
 
 def artifacts_store(*, experiment_id: int, files: dict) -> list[Artifact]:
