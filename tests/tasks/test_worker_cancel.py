@@ -29,6 +29,9 @@ def test_cancel_a_running_fine_tune_and_a_queued_job_then_the_worker_takes_the_n
     following = alice_api.post("/api/experiments/", {"model": model["id"], "recipe": "quantize", "config": {}},
                                format="json").json()
 
+    job_processes = [p for p in psutil.Process(celery_worker.pid).children(recursive=True)
+                     if "optimizers.job_child" in p.cmdline()]
+    assert job_processes  # bubblewrap and the fine-tune inside it
     asked = time.monotonic()
     response = alice_api.post(long_run + "cancel/")
     assert response.status_code == 200 and response.json()["status"] == "running"
@@ -42,8 +45,7 @@ def test_cancel_a_running_fine_tune_and_a_queued_job_then_the_worker_takes_the_n
     status_events = [e for e in alice_api.get(long_run + "events/").json() if e["kind"] == "status"]
     assert status_events[-1]["status"] == "cancelled" and status_events[-1]["note"] == "cancelled by alice"
     assert not (settings.CHECKPOINT_ROOT / str(stopped["id"])).exists()  # its partial files are gone
-    assert not [p for p in psutil.Process(celery_worker.pid).children(recursive=True)
-                if "optimizers.job_child" in p.cmdline()]
+    assert not [p for p in job_processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
     after = wait_until(lambda: settled(alice_api, f"/api/experiments/{following['id']}/", ("queued", "running")),
                        timeout=120, what="the next job")
