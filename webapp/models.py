@@ -124,6 +124,8 @@ class Experiment(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                                      related_name="+")
+    # "Run again": the experiment whose model, dataset and settings this one started from (then edited).
+    rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
     # Seconds between telemetry samples for this job (0.2-10); null: the worker's default.
     telemetry_interval_s = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -41,10 +41,12 @@ class ExperimentListCreate(APIView):
             raise ApiValidationError({"model": "Give the id of one of your models."})
         model = selectors.model_get_for(user=request.user, model_id=model_id)
         dataset = _dataset_of(request, body.get("dataset"))
+        rerun_of = _experiment_or_none(request, body.get("rerun_of"), "rerun_of")
         try:
             experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
                                                     recipe=body.get("recipe", ""), config=body.get("config"),
-                                                    telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"))
+                                                    telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"),
+                                                    rerun_of=rerun_of)
         except ValidationError as exc:
             raise api_errors(exc) from None
         return Response(ExperimentOut(experiment, context={"request": request}).data,
@@ -56,6 +58,14 @@ def _number_or_none(body: dict, field: str):
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value  # the range is the service's to check
     raise ApiValidationError({field: "Give a number (of seconds), or leave it out for the default."})
+
+
+def _experiment_or_none(request, experiment_id, field: str):
+    if experiment_id is None:
+        return None
+    if not isinstance(experiment_id, int) or isinstance(experiment_id, bool):
+        raise ApiValidationError({field: "Give the id of one of your experiments, or leave it out."})
+    return selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
 
 
 def _dataset_of(request, dataset_id):
@@ -82,6 +92,28 @@ class ExperimentCancel(APIView):
         except ValidationError as exc:
             return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+
+class ExperimentRerun(APIView):
+    parser_classes = [JSONParser]
+
+    def post(self, request, experiment_id):
+        """201 with a new experiment on the same model and recipe: the source's settings with `config`'s laid over
+        them; `dataset` and `telemetry_interval_s` stay the source's unless given (null: none)."""
+        source = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        body = request.data if isinstance(request.data, dict) else {}
+        changes = {}
+        if "dataset" in body:
+            changes["dataset"] = _dataset_of(request, body["dataset"])
+        if "telemetry_interval_s" in body:
+            changes["telemetry_interval_s"] = _number_or_none(body, "telemetry_interval_s")
+        try:
+            experiment = services.experiment_rerun(owner=request.user, source=source,
+                                                   config_changes=body.get("config"), **changes)
+        except ValidationError as exc:
+            raise api_errors(exc) from None
+        return Response(ExperimentOut(experiment, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class ExperimentEvents(APIView):

@@ -21,7 +21,8 @@ _FILTER_FIELDS = ("status", "recipe", "model", "q")
 
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
-    return render(request, "experiments/detail.html", {"experiment": experiment})
+    return render(request, "experiments/detail.html", {"experiment": experiment,
+                                                        "changes": selectors.rerun_changes(experiment)})
 
 
 @require_POST

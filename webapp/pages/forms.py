@@ -5,21 +5,25 @@ from optimizers.configs import RECIPE_CONFIGS
 from optimizers.zoo import ARCHITECTURE_CONFIGS
 
 
-def settings_form(config_type, *, prefix: str, data=None) -> forms.Form:
-    """A form whose fields mirror a config type's fields, defaults and help text."""
-    form = forms.Form(data=data, prefix=prefix)
+def settings_form(config_type, *, prefix: str, data=None, initial: dict | None = None) -> forms.Form:
+    """A form whose fields mirror a config type's fields, defaults and help text; `initial` fills it with saved
+    settings (a re-run's), lists written as the form takes them."""
+    filled = {key: ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+              for key, value in (initial or {}).items()}
+    form = forms.Form(data=data, prefix=prefix, initial=filled)
     for spec in config_type.describe_fields():
         form.fields[spec["name"]] = _form_field(spec)
     return form
 
 
-def recipe_config_form(recipe: str, data=None) -> forms.Form:
-    return settings_form(RECIPE_CONFIGS[recipe], prefix=recipe, data=data)
+def recipe_config_form(recipe: str, data=None, initial: dict | None = None) -> forms.Form:
+    return settings_form(RECIPE_CONFIGS[recipe], prefix=recipe, data=data, initial=initial)
 
 
-def recipe_forms(chosen: str | None = None, data=None) -> list[tuple[str, forms.Form]]:
-    """One settings form per recipe; only the chosen one is bound to the posted data."""
-    return [(name, recipe_config_form(name, data if name == chosen else None)) for name in sorted(RECIPE_CONFIGS)]
+def recipe_forms(chosen: str | None = None, data=None, initial: dict | None = None) -> list[tuple[str, forms.Form]]:
+    """One settings form per recipe; only the chosen one is bound to the posted data, or filled with `initial`."""
+    return [(name, recipe_config_form(name, data, initial) if name == chosen else recipe_config_form(name))
+            for name in sorted(RECIPE_CONFIGS)]
 
 
 def architecture_forms() -> list[tuple[str, forms.Form]]:

@@ -28,24 +28,42 @@ def model_detail(request, model_id):
     return _render_model(request, model, recipe_forms())
 
 
-def _render_model(request, model, forms, chosen="quantize", errors=(), status=200):
+def _render_model(request, model, forms, chosen="quantize", errors=(), status=200, rerun=None):
+    """The model page. With `rerun` (an experiment), its form is filled with that experiment's settings; after a
+    refused submit, with what was submitted."""
+    posted = request.POST if request.method == "POST" else {}
+    dataset = posted.get("dataset", "") if posted else (rerun.dataset_id if rerun else None)
+    interval = posted.get("telemetry_interval_s", "") if posted else (rerun.telemetry_interval_s if rerun else "")
     return render(request, "models/detail.html", {
         "model": model,
         "recipe_forms": forms,
         "chosen": chosen,
         "errors": errors,
+        "rerun": rerun,
+        "chosen_dataset": int(dataset) if str(dataset or "").isdigit() else None,
+        "telemetry_value": interval if interval is not None else "",
         "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
         "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
     }, status=status)
 
 
+@require_http_methods(["GET"])
+def experiment_rerun(request, experiment_id):
+    """"Run again": the experiment's model page with the form filled with its settings, to edit and start."""
+    source = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+    return _render_model(request, source.model, recipe_forms(source.recipe, initial=source.config),
+                         chosen=source.recipe, rerun=source)
+
+
 @require_http_methods(["POST"])
 def experiment_create(request, model_id):
     model = selectors.model_get_for(user=request.user, model_id=model_id)
+    rerun = _rerun_source(request)
     recipe = request.POST.get("recipe", "")
     if recipe not in RECIPE_CONFIGS:
-        return _render_model(request, model, recipe_forms(), errors=[f"Unknown recipe {recipe!r}."], status=400)
+        return _render_model(request, model, recipe_forms(), errors=[f"Unknown recipe {recipe!r}."], status=400,
+                             rerun=rerun)
     forms = recipe_forms(recipe, request.POST)
     form = dict(forms)[recipe]
     errors = []
@@ -54,12 +72,20 @@ def experiment_create(request, model_id):
             experiment = services.experiment_create(
                 owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
                 dataset=_chosen_dataset(request),
-                telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"))
+                telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun)
         except ValidationError as exc:
             errors = [f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
         else:
             return redirect("experiment-detail", experiment_id=experiment.pk)
-    return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400)
+    return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400, rerun=rerun)
+
+
+def _rerun_source(request):
+    """The experiment a submitted form re-runs (a hidden field of the form "Run again" opens), if any: yours."""
+    source_id = request.POST.get("rerun_of", "")
+    if not source_id.isdigit():
+        return None
+    return selectors.experiment_get_for(user=request.user, experiment_id=int(source_id))
 
 
 @require_http_methods(["GET"])

@@ -62,6 +62,24 @@ def experiment_get_for(*, user, experiment_id) -> Experiment:
     return get_object_or_404(experiment_list_for(user=user), pk=experiment_id)
 
 
+def rerun_changes(experiment: Experiment) -> list[dict]:
+    """What a re-run changed against the experiment it came from: each differing setting, then the dataset and the
+    telemetry interval, as {setting, before, after} (a missing value: None)."""
+    source = experiment.rerun_of
+    if source is None:
+        return []
+    changes = [{"setting": key, "before": source.config.get(key), "after": experiment.config.get(key)}
+               for key in sorted(set(source.config) | set(experiment.config))
+               if source.config.get(key) != experiment.config.get(key)]
+    if source.dataset_id != experiment.dataset_id:
+        changes.append({"setting": "dataset", "before": source.dataset.name if source.dataset else None,
+                        "after": experiment.dataset.name if experiment.dataset else None})
+    if source.telemetry_interval_s != experiment.telemetry_interval_s:
+        changes.append({"setting": "telemetry interval (s)", "before": source.telemetry_interval_s,
+                        "after": experiment.telemetry_interval_s})
+    return changes
+
+
 def experiment_owned_by(*, user, experiment_id) -> bool:
     return Experiment.objects.filter(owner=user, pk=experiment_id).exists()
 

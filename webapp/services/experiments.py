@@ -81,9 +81,13 @@ def _check_telemetry_interval(seconds) -> float | None:
 
 
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
-                      dataset: Dataset | None = None, telemetry_interval_s: float | None = None) -> Experiment:
+                      dataset: Dataset | None = None, telemetry_interval_s: float | None = None,
+                      rerun_of: Experiment | None = None) -> Experiment:
+    """Validate everything, then queue. `rerun_of`: the experiment this one is a re-run of, with edits."""
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
+    if rerun_of is not None and rerun_of.owner_id != owner.pk:
+        raise ValidationError({"rerun_of": "No such experiment."})
     interval = _check_telemetry_interval(telemetry_interval_s)
     parsed = _parse_recipe_config(recipe, config)
     _check_model(model, recipe, parsed)
@@ -91,7 +95,8 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     _check_dataset(dataset, model, parsed)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
-                                               config=parsed.to_dict(), telemetry_interval_s=interval)
+                                               config=parsed.to_dict(), telemetry_interval_s=interval,
+                                               rerun_of=rerun_of)
         enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
     return experiment
 
@@ -113,6 +118,20 @@ def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = Fal
             note = "resumed on another delivery after the previous worker stopped" if redelivered else ""
             events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
     return claimed == 1
+
+
+def experiment_rerun(*, owner, source: Experiment, config_changes: dict | None = None,
+                     dataset: Dataset | None | object = ..., telemetry_interval_s: float | None | object = ...
+                     ) -> Experiment:
+    """A new experiment on `source`'s model with its settings, `config_changes` laid over them; the dataset and
+    telemetry interval stay the source's unless given (None: none)."""
+    if not isinstance(config_changes or {}, dict):
+        raise ValidationError({"config": "Give the settings to change as a JSON object."})
+    return experiment_create(
+        owner=owner, model=source.model, recipe=source.recipe, config={**source.config, **(config_changes or {})},
+        dataset=source.dataset if dataset is ... else dataset,
+        telemetry_interval_s=source.telemetry_interval_s if telemetry_interval_s is ... else telemetry_interval_s,
+        rerun_of=source)
 
 
 def _cancel_while_nobody_ran_it(experiment_id: int) -> bool:
