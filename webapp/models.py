@@ -110,7 +110,8 @@ class Experiment(models.Model):
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
     model = models.ForeignKey(UploadedModel, on_delete=models.CASCADE, related_name="experiments")
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, null=True, blank=True, related_name="experiments")
+    # SET_NULL: deleting a dataset keeps the finished reports measured on it (running work refuses the delete).
+    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="experiments")
     recipe = models.CharField(max_length=32)
     config = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)

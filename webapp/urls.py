@@ -5,12 +5,13 @@ from django.urls import path
 
 from webapp.api import compare as compare_api
 from webapp.api import datasets as datasets_api
+from webapp.api import deletion as deletion_api
 from webapp.api import experiments as experiments_api
 from webapp.api import series as series_api
 from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
-from webapp.pages import datasets, experiments, uploaded_models, workers
+from webapp.pages import datasets, deletion, experiments, uploaded_models, workers
 
 urlpatterns = [
     path("", uploaded_models.home, name="home"),
@@ -19,15 +20,19 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("models/", uploaded_models.model_list, name="model-list"),
     path("models/<int:model_id>/", uploaded_models.model_detail, name="model-detail"),
+    path("models/<int:model_id>/delete/", deletion.model_delete, name="model-delete"),
     path("models/<int:model_id>/experiments/", uploaded_models.experiment_create, name="experiment-create"),
     path("models/<int:model_id>/student-size/", uploaded_models.student_size, name="student-size"),
     path("experiments/", experiments.experiment_list, name="experiment-list"),
     path("experiments/<int:experiment_id>/", experiments.experiment_detail, name="experiment-detail"),
     path("experiments/<int:experiment_id>/cancel/", experiments.experiment_cancel, name="experiment-cancel"),
+    path("experiments/<int:experiment_id>/delete/", deletion.experiment_delete, name="experiment-delete"),
+    path("experiments/delete/", deletion.experiments_delete, name="experiments-delete"),
     path("experiments/<int:experiment_id>/rerun/", uploaded_models.experiment_rerun, name="experiment-rerun"),
     path("compare/", experiments.compare, name="compare"),
     path("datasets/", datasets.dataset_list, name="dataset-list"),
     path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
+    path("datasets/<int:dataset_id>/delete/", deletion.dataset_delete, name="dataset-delete"),
     path("workers/", workers.worker_list, name="worker-list"),
 ]
 
@@ -42,13 +47,16 @@ urlpatterns += [
     path("api/auth/token/revoke/", _api(tokens_api.TokenRevoke), name="api-token-revoke"),
     path("api/models/", _api(models_api.ModelListCreate), name="api-models"),
     path("api/models/<int:model_id>/", _api(models_api.ModelDetail), name="api-model"),
+    path("api/models/delete/", _api(deletion_api.ModelsDelete), name="api-models-delete"),
     path("api/datasets/", _api(datasets_api.DatasetListCreate), name="api-datasets"),
     path("api/datasets/<int:dataset_id>/", _api(datasets_api.DatasetDetail), name="api-dataset"),
+    path("api/datasets/delete/", _api(deletion_api.DatasetsDelete), name="api-datasets-delete"),
     path("api/datasets/<int:dataset_id>/previews/<str:name>", _api(datasets_api.DatasetPreview),
          name="dataset-preview"),
     path("api/workers/", _api(workers_api.WorkerList), name="api-workers"),
     path("api/experiments/", _api(experiments_api.ExperimentListCreate), name="api-experiments"),
     path("api/compare/", _api(compare_api.Compare), name="api-compare"),
+    path("api/experiments/delete/", _api(deletion_api.ExperimentsDelete), name="api-experiments-delete"),
     path("api/experiments/<int:experiment_id>/", _api(experiments_api.ExperimentDetail), name="api-experiment"),
     path("api/experiments/<int:experiment_id>/cancel/", _api(experiments_api.ExperimentCancel),
          name="api-experiment-cancel"),

@@ -43,6 +43,8 @@
   function updateCompareButton() {
     const ids = ticked();
     document.getElementById("compare-button").disabled = ids.length === 0;
+    const deleteButton = document.getElementById("delete-button");
+    if (deleteButton) deleteButton.disabled = ids.length === 0;
     document.getElementById("selected-count").textContent = ids.length
       ? `${ids.length} selected` : "Tick experiments to compare their reports and a Pareto chart.";
   }
@@ -58,5 +60,16 @@
       window.location.assign(`${form.action}?ids=${ticked().join(",")}`);
     });
     updateCompareButton();
+  }
+  const deleteForm = document.getElementById("delete-form");
+  if (deleteForm) {
+    // The boxes belong to the compare form; the ticked ids go with this one too (confirm.js asks first).
+    deleteForm.addEventListener("submit", () => {
+      deleteForm.querySelectorAll("input[name=ids]").forEach((input) => input.remove());
+      for (const id of ticked()) {
+        const input = Object.assign(document.createElement("input"), { type: "hidden", name: "ids", value: id });
+        deleteForm.append(input);
+      }
+    });
   }
 })();

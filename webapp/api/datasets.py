@@ -9,9 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
 from webapp.api.serializers import DatasetOut
+from webapp.services import deletion
 
 
 class DatasetListCreate(APIView):
@@ -49,6 +51,9 @@ def _options(raw):
 class DatasetDetail(APIView):
     def get(self, request, dataset_id):
         return Response(DatasetOut(selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)).data)
+
+    def delete(self, request, dataset_id):
+        return delete_or_refuse(deletion.datasets_delete, user=request.user, ids=[dataset_id])
 
 
 class DatasetPreview(APIView):

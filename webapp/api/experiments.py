@@ -9,11 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
 from webapp.api.serializers import ExperimentOut
 from webapp.models import Experiment
 from webapp.selectors.filters import experiment_filters
+from webapp.services import deletion
 
 
 class ExperimentPages(LimitOffsetPagination):
@@ -80,6 +82,9 @@ class ExperimentDetail(APIView):
     def get(self, request, experiment_id):
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+    def delete(self, request, experiment_id):
+        return delete_or_refuse(deletion.experiments_delete, user=request.user, ids=[experiment_id])
 
 
 class ExperimentCancel(APIView):

@@ -6,8 +6,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api.deletion import delete_or_refuse
 from webapp.api.errors import api_errors
 from webapp.api.serializers import ModelOut
+from webapp.services import deletion
 
 
 class ModelListCreate(APIView):
@@ -34,3 +36,7 @@ class ModelListCreate(APIView):
 class ModelDetail(APIView):
     def get(self, request, model_id):
         return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)
+
+    def delete(self, request, model_id):
+        """204: the model, its file, its experiments and their artifacts are gone; 409 while work uses it."""
+        return delete_or_refuse(deletion.models_delete, user=request.user, ids=[model_id])

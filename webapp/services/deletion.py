@@ -1,0 +1,110 @@
+"""Deleting models, datasets and experiments with their files: all of the chosen ones or none.
+
+Never what queued or running work uses (a model under a running job, a dataset a queued job will read, a student
+model a distillation trains), and never an upload a worker is still inspecting: the refusal names each one and why.
+The rows go in one transaction, their work re-checked under row locks inside it; the files are deleted from
+storage only once that transaction has committed, so a file whose row is still there is never lost.
+"""
+from collections.abc import Iterable
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+
+from webapp.models import Artifact, Dataset, DatasetFile, Experiment, UploadedModel
+
+ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
+
+
+def experiments_delete(*, user, ids: Iterable[int]) -> int:
+    with transaction.atomic():
+        experiments = _owned(Experiment, user, ids, "experiment")
+        _refuse([f"experiment #{e.pk} is {e.status}: cancel it first" for e in experiments if e.status in ACTIVE])
+        files = _files(Artifact.objects.filter(experiment__in=experiments), "file")
+        Experiment.objects.filter(pk__in=[e.pk for e in experiments]).delete()
+        _delete_files_on_commit(files)
+    return len(experiments)
+
+
+def models_delete(*, user, ids: Iterable[int]) -> int:
+    with transaction.atomic():
+        models = _owned(UploadedModel, user, ids, "model")
+        problems = [f"model #{m.pk} ({m.name}) is still being inspected" for m in models
+                    if m.status == UploadedModel.Status.PENDING]
+        for experiment in _active_experiments_using(user, models=models):
+            problems.append(f"{_named(experiment)} uses model #{_model_used(experiment, models)}: cancel it or "
+                            "wait for it to end")
+        _refuse(problems)
+        files = _files(models, "file") + _files(Artifact.objects.filter(experiment__model__in=models), "file")
+        UploadedModel.objects.filter(pk__in=[m.pk for m in models]).delete()  # their experiments go with them
+        _delete_files_on_commit(files)
+    return len(models)
+
+
+def datasets_delete(*, user, ids: Iterable[int]) -> int:
+    """Finished experiments that measured on a deleted dataset keep their reports (their dataset link empties)."""
+    with transaction.atomic():
+        datasets = _owned(Dataset, user, ids, "dataset")
+        problems = [f"dataset #{d.pk} ({d.name}) is still being imported" for d in datasets
+                    if d.status == Dataset.Status.PENDING]
+        for experiment in _active_experiments_using(user, datasets=datasets):
+            problems.append(f"{_named(experiment)} uses dataset #{experiment.dataset_id}: cancel it or wait for "
+                            "it to end")
+        _refuse(problems)
+        files = _files(datasets, "source") + _files(DatasetFile.objects.filter(dataset__in=datasets), "file")
+        Dataset.objects.filter(pk__in=[d.pk for d in datasets]).delete()
+        _delete_files_on_commit(files)
+    return len(datasets)
+
+
+def _owned(model_class, user, ids: Iterable[int], noun: str) -> list:
+    """The rows, locked; any id that is not one of `user`'s reads as missing (DoesNotExist), as on every page."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        raise ValidationError({"ids": f"Choose at least one {noun}."})
+    rows = list(model_class.objects.select_for_update().filter(owner=user, pk__in=wanted).order_by("pk"))
+    missing = sorted(set(wanted) - {row.pk for row in rows})
+    if missing:
+        raise model_class.DoesNotExist(f"You have no {noun} #{missing[0]}.")
+    return rows
+
+
+def _active_experiments_using(user, *, models=(), datasets=()) -> list[Experiment]:
+    """Queued or running experiments that read one of these: as their model, dataset, or a referenced model."""
+    model_ids, dataset_ids = [m.pk for m in models], [d.pk for d in datasets]
+    uses = Q(model_id__in=model_ids) | Q(dataset_id__in=dataset_ids)
+    for role in ("student_model",):  # the model ids a recipe's settings may name (distill's student)
+        uses |= Q(**{f"config__{role}__in": model_ids})
+    return list(Experiment.objects.select_for_update().filter(uses, owner=user, status__in=ACTIVE).order_by("pk"))
+
+
+def _model_used(experiment: Experiment, models: list[UploadedModel]) -> int:
+    ids = {m.pk for m in models}
+    return experiment.model_id if experiment.model_id in ids else experiment.config.get("student_model")
+
+
+def _named(experiment: Experiment) -> str:
+    return f"{experiment.status} experiment #{experiment.pk}"
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise ValidationError("Nothing was deleted: " + "; ".join(problems) + ".")
+
+
+def _files(rows, field_name: str) -> list:
+    """(storage, name) of each row's stored file: enough to delete it after the row is gone."""
+    found = []
+    for row in rows:
+        field = getattr(row, field_name)
+        if field:
+            found.append((field.storage, field.name))
+    return found
+
+
+def _delete_files_on_commit(files: list) -> None:
+    def delete():
+        for storage, name in files:
+            storage.delete(name)  # a name already gone is fine: storage.delete ignores it
+
+    transaction.on_commit(delete)
