@@ -45,6 +45,8 @@ class UploadedModel(models.Model):
     architecture = models.JSONField(default=dict, blank=True)
     params = models.BigIntegerField(null=True)
     info = models.JSONField(default=dict, blank=True)  # the inspection report
+    notes = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)  # short lowercase words (webapp.services.labels)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -114,6 +116,9 @@ class Experiment(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="experiments")
     recipe = models.CharField(max_length=32)
     config = models.JSONField(default=dict)
+    name = models.CharField(max_length=200, blank=True)  # the owner's; the page falls back to "recipe #id"
+    notes = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     stage = models.CharField(max_length=64, blank=True)

@@ -11,7 +11,7 @@ from webapp.api import series as series_api
 from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
-from webapp.pages import datasets, deletion, experiments, uploaded_models, workers
+from webapp.pages import datasets, deletion, experiments, labels, uploaded_models, workers
 
 urlpatterns = [
     path("", uploaded_models.home, name="home"),
@@ -21,12 +21,14 @@ urlpatterns = [
     path("models/", uploaded_models.model_list, name="model-list"),
     path("models/<int:model_id>/", uploaded_models.model_detail, name="model-detail"),
     path("models/<int:model_id>/delete/", deletion.model_delete, name="model-delete"),
+    path("models/<int:model_id>/labels/", labels.model_labels, name="model-labels"),
     path("models/<int:model_id>/experiments/", uploaded_models.experiment_create, name="experiment-create"),
     path("models/<int:model_id>/student-size/", uploaded_models.student_size, name="student-size"),
     path("experiments/", experiments.experiment_list, name="experiment-list"),
     path("experiments/<int:experiment_id>/", experiments.experiment_detail, name="experiment-detail"),
     path("experiments/<int:experiment_id>/cancel/", experiments.experiment_cancel, name="experiment-cancel"),
     path("experiments/<int:experiment_id>/delete/", deletion.experiment_delete, name="experiment-delete"),
+    path("experiments/<int:experiment_id>/labels/", labels.experiment_labels, name="experiment-labels"),
     path("experiments/delete/", deletion.experiments_delete, name="experiments-delete"),
     path("experiments/<int:experiment_id>/rerun/", uploaded_models.experiment_rerun, name="experiment-rerun"),
     path("compare/", experiments.compare, name="compare"),

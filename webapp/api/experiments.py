@@ -11,11 +11,11 @@ from rest_framework.views import APIView
 from webapp import selectors, services
 from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
-from webapp.api.errors import api_errors
+from webapp.api.errors import api_errors, label_or_refuse
 from webapp.api.serializers import ExperimentOut
 from webapp.models import Experiment
 from webapp.selectors.filters import experiment_filters
-from webapp.services import deletion
+from webapp.services import deletion, labels
 
 
 class ExperimentPages(LimitOffsetPagination):
@@ -81,6 +81,11 @@ def _dataset_of(request, dataset_id):
 class ExperimentDetail(APIView):
     def get(self, request, experiment_id):
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        return Response(ExperimentOut(experiment, context={"request": request}).data)
+
+    def patch(self, request, experiment_id):
+        """Change the experiment's `name`, `notes` or `tags` (a list of words); nothing else."""
+        experiment = label_or_refuse(labels.experiment_label, request, experiment_id=experiment_id)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
 
     def delete(self, request, experiment_id):

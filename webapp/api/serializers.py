@@ -9,7 +9,7 @@ class ModelOut(serializers.ModelSerializer):
     class Meta:
         model = UploadedModel
         fields = ["id", "name", "status", "error", "format", "params", "size_bytes", "sha256",
-                  "input_shape", "input_dtype", "architecture", "info", "created_at"]
+                  "input_shape", "input_dtype", "architecture", "info", "notes", "tags", "created_at"]
 
 
 class DatasetOut(serializers.ModelSerializer):
@@ -44,6 +44,7 @@ class ExperimentOut(serializers.ModelSerializer):
 
     class Meta:
         model = Experiment
-        fields = ["id", "model", "dataset", "recipe", "config", "status", "progress", "stage", "error", "summary",
+        fields = ["id", "name", "notes", "tags", "model", "dataset", "recipe", "config", "status", "progress",
+                  "stage", "error", "summary",
                   "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at",
                   "cancel_requested_at", "cancelled_by", "rerun_of"]

@@ -7,9 +7,9 @@ from rest_framework.views import APIView
 
 from webapp import selectors, services
 from webapp.api.deletion import delete_or_refuse
-from webapp.api.errors import api_errors
+from webapp.api.errors import api_errors, label_or_refuse
 from webapp.api.serializers import ModelOut
-from webapp.services import deletion
+from webapp.services import deletion, labels
 
 
 class ModelListCreate(APIView):
@@ -36,6 +36,10 @@ class ModelListCreate(APIView):
 class ModelDetail(APIView):
     def get(self, request, model_id):
         return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)
+
+    def patch(self, request, model_id):
+        """Rename the model, or change its `notes` or `tags`."""
+        return Response(ModelOut(label_or_refuse(labels.model_label, request, model_id=model_id)).data)
 
     def delete(self, request, model_id):
         """204: the model, its file, its experiments and their artifacts are gone; 409 while work uses it."""

@@ -35,13 +35,16 @@ def experiment_search_for(*, user, status: str | None = None, recipe: str | None
 
 
 def _experiment_text_match(q: str) -> Q:
-    """`#12` is experiment 12; other text matches the model's name, the recipe or its variant (and a bare id)."""
+    """`#12` is experiment 12; other text matches the experiment's or the model's name, notes or tags (a tag
+    exactly), the recipe or its variant (and a bare id)."""
     number = q.removeprefix("#")
     by_id = Q(pk=int(number)) if number.isascii() and number.isdigit() and len(number) < 19 else None
     if q.startswith("#") and by_id is not None:
         return by_id
+    tag = q.strip().lower()
     text = (Q(model__name__icontains=q) | Q(recipe__icontains=q) | Q(config__variant__icontains=q)
-            | Q(config__method__icontains=q))
+            | Q(config__method__icontains=q) | Q(name__icontains=q) | Q(notes__icontains=q)
+            | Q(model__notes__icontains=q) | Q(tags__contains=[tag]) | Q(model__tags__contains=[tag]))
     return text | by_id if by_id is not None else text
 
 
