@@ -40,6 +40,18 @@ def parse_tags(value) -> list[str]:
 
 
 def _label(model_class, user, pk: int, changes: dict, *, name_required: bool):
+    with transaction.atomic():
+        # Whose it is first: anyone else's reads as missing, whatever they sent.
+        row = model_class.objects.select_for_update().get(pk=pk, owner=user)
+        fields = _checked(changes, name_required=name_required)
+        for field, value in fields.items():
+            setattr(row, field, value)
+        if fields:
+            row.save(update_fields=list(fields))
+    return row
+
+
+def _checked(changes: dict, *, name_required: bool) -> dict:
     unknown = set(changes) - {"name", "notes", "tags"}
     if unknown:
         raise ValidationError({sorted(unknown)[0]: "Only name, notes and tags can be changed here."})
@@ -50,13 +62,7 @@ def _label(model_class, user, pk: int, changes: dict, *, name_required: bool):
         fields["notes"] = _text(changes["notes"], "notes", MAX_NOTES, required=False, one_line=False)
     if "tags" in changes:
         fields["tags"] = parse_tags(changes["tags"])
-    with transaction.atomic():
-        row = model_class.objects.select_for_update().get(pk=pk, owner=user)
-        for field, value in fields.items():
-            setattr(row, field, value)
-        if fields:
-            row.save(update_fields=list(fields))
-    return row
+    return fields
 
 
 def _text(value, field: str, limit: int, *, required: bool, one_line: bool) -> str:
