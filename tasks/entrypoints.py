@@ -88,11 +88,11 @@ def prepare_dataset(dataset_id: int) -> None:
 
 @app.task(name=RUN_EXPERIMENT, bind=True)
 def run_experiment(self, experiment_id: int) -> None:
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     # The Celery node name (queue@host), as the heartbeat names the worker, so the Workers page finds its job.
     worker = self.request.hostname or socket.gethostname()
-    if not services.experiment_claim(experiment_id=experiment_id, worker=worker, redelivered=redelivered):
-        return  # another delivery of this task already claimed it
+    attempt = services.experiment_claim(experiment_id=experiment_id, worker=worker)
+    if not attempt:
+        return  # finished, cancelled, or a live run of it goes on elsewhere
     experiment = selectors.experiment_to_run(experiment_id=experiment_id)
     bridge = EventBridge(experiment_id)
     sampler = _sampler_for(experiment, bridge)
@@ -113,7 +113,10 @@ def run_experiment(self, experiment_id: int) -> None:
         status, error = events.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
     summary = _with_telemetry(summary, sampler)
     bridge.flush()
-    services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary)
+    if not services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary,
+                                      attempt=attempt):
+        log.warning("experiment %s: attempt %s ended after another took over; its outcome is dropped",
+                    experiment_id, attempt)
     if status in (events.SUCCEEDED, events.CANCELLED):  # a failed job keeps its checkpoint for a redelivery
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
 

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 
 import psutil
 from celery import signals
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import connection
 
 from tasks import isolation
+from tasks.celery import RUN_EXPERIMENT
 from tasks.gpu_telemetry import gpu_devices
 from tasks.process_tree import MIB, tree_usage
 from webapp import services
@@ -37,6 +39,16 @@ def consumer_queues(consumer) -> list[str]:
     task_consumer = getattr(consumer, "task_consumer", None)
     queues = task_consumer.queues if task_consumer is not None else consumer.app.amqp.queues.consume_from.values()
     return sorted({queue.name for queue in queues})
+
+
+def running_experiments() -> list[int]:
+    """The experiments this worker's pool runs now, as its main process tracks the tasks it handed out (a pool
+    process that died no longer counts once Celery has noticed)."""
+    found = []
+    for request in list(worker_state.active_requests):
+        if request.name == RUN_EXPERIMENT and request.args and isinstance(request.args[0], int):
+            found.append(request.args[0])
+    return found
 
 
 class Heartbeat:
@@ -71,7 +83,12 @@ class Heartbeat:
         try:
             services.worker_heartbeat(name=self.name, host=socket.gethostname(), pid=self.process.pid,
                                       started_at=self.started_at, queues=self.read_queues(), devices=self.devices,
-                                      load=machine_load(self.process), isolation=self.isolation)
+                                      load=machine_load(self.process), isolation=self.isolation,
+                                      running=running_experiments())
+            # Every live worker looks for jobs whose worker died (one of them gets each, under a row lock).
+            recovered = services.experiments_recover()
+            if recovered:
+                log.warning("worker %s: jobs whose worker was lost, queued again or failed: %s", self.name, recovered)
         except Exception:  # noqa: BLE001 - whatever failed (the database is down, say), the worker must live on
             self._failed()
             return False

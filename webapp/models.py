@@ -126,6 +126,7 @@ class Experiment(models.Model):
     summary = models.JSONField(default=dict, blank=True)
     last_seq = models.BigIntegerField(default=0)  # the highest event seq handed out
     worker = models.CharField(max_length=255, blank=True)
+    attempt = models.PositiveSmallIntegerField(default=0)  # how many times a worker has claimed it (1 on a normal run)
     # A cancel: when it was asked for and by whom. A queued job ends at once; a running one at its next step.
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
@@ -199,6 +200,9 @@ class Worker(models.Model):
     isolation = models.CharField(max_length=500, blank=True)  # the sandbox its jobs run in, in words
     current_experiment = models.ForeignKey(Experiment, on_delete=models.SET_NULL, null=True, blank=True,
                                            related_name="+")
+    # The experiments its pool processes run now, as the worker's main process knows them: a run no live worker
+    # reports is lost (webapp.services.recovery).
+    running = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)  # a clean shutdown; a crash leaves it empty

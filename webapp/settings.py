@@ -96,6 +96,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env_str("SLIMFORGE_DEFAULT_QUEUE", "slimforge")
 CELERY_TASK_ACKS_LATE = True
+# A pool process killed mid-job (SIGKILL, the OOM killer): its message goes back to the queue instead of being
+# acknowledged as failed; the claim and the reaper (webapp.services.recovery) decide whether it runs again.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
@@ -162,6 +165,11 @@ SANDBOX_INSPECT_SECONDS = env_int("SLIMFORGE_INSPECT_SECONDS", 120, low=5, high=
 SANDBOX_RUN_SECONDS = env_int("SLIMFORGE_RUN_SECONDS", 3600, low=10, high=7 * 86400)
 # A cancelled job is asked to stop at its next step; one that has not ended this many seconds later is killed.
 CANCEL_GRACE_S = env_int("SLIMFORGE_CANCEL_GRACE_S", 10, low=1, high=600)
+# Redis hands an unacknowledged message to another worker after this long: longer than any job may run, so a job
+# still running is never delivered twice (and the claim refuses a run whose worker still reports it anyway).
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = SANDBOX_RUN_SECONDS + 3600
+# How many times a job may be started when its worker keeps dying under it; then it fails with "worker lost".
+JOB_ATTEMPTS = env_int("SLIMFORGE_JOB_ATTEMPTS", 3, low=1, high=10)
 # Fine-tuning checkpoints of running experiments: a job redelivered after its worker died resumes from them.
 CHECKPOINT_ROOT = VAR_DIR / "checkpoints"
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000

@@ -84,6 +84,11 @@
       box.hidden = false;
     }
     if (FINISHED.includes(status)) document.querySelector("#experiment [data-role=cancel]")?.remove();
+    if (status === STATUS.RUNNING && note && note.startsWith("attempt")) {  // a lost worker's job, going on
+      const attempt = document.getElementById("exp-attempt");
+      attempt.textContent = `· ${note}`;
+      attempt.hidden = false;
+    }
     if (status === STATUS.CANCELLED && note) {  // "cancelled by carol": who stopped it, in place of "stopping"
       const state = document.getElementById("exp-cancel-state");
       state.textContent = `${note.charAt(0).toUpperCase()}${note.slice(1)}.`;

@@ -1,6 +1,7 @@
 """The experiment pages: one experiment (live), the list, and the compare page. Thin: parse, call one selector,
 render.
 """
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -21,7 +22,7 @@ _FILTER_FIELDS = ("status", "recipe", "model", "q")
 
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
-    return render(request, "experiments/detail.html", {"experiment": experiment,
+    return render(request, "experiments/detail.html", {"experiment": experiment, "job_attempts": settings.JOB_ATTEMPTS,
                                                         "changes": selectors.rerun_changes(experiment)})
 
 

@@ -14,13 +14,14 @@ from webapp.services.experiments import (
     experiment_finish,
     experiment_rerun,
 )
+from webapp.services.recovery import experiments_recover
 from webapp.services.uploads import model_create, model_inspection_failed, model_inspection_succeeded
 from webapp.services.workers import worker_heartbeat, worker_stopped
 
 __all__ = [
     "artifacts_store", "dataset_create", "dataset_files_store", "dataset_import_failed",
     "dataset_import_succeeded", "events_record", "experiment_cancel", "experiment_claim", "experiment_create",
-    "experiment_finish", "experiment_group", "experiment_rerun", "model_create", "model_inspection_failed",
-    "model_inspection_succeeded",
+    "experiment_finish", "experiment_group", "experiment_rerun", "experiments_recover", "model_create",
+    "model_inspection_failed", "model_inspection_succeeded",
     "worker_heartbeat", "worker_stopped",
 ]

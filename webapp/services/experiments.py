@@ -1,4 +1,5 @@
 """Experiments: validated before queueing, claimed atomically by one worker, finished with their artifacts."""
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +11,7 @@ from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Dataset, Experiment, UploadedModel
 from webapp.services.events import events_record
 from webapp.services.files import enqueue_on_commit, save_rows_with_files, sha256_of_path
+from webapp.services.liveness import run_is_live, worker_lost_error
 
 TELEMETRY_INTERVAL_RANGE_S = (0.2, 10.0)  # as SLIMFORGE_TELEMETRY_MS allows for the worker's default
 
@@ -101,23 +103,35 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     return experiment
 
 
-def experiment_claim(*, experiment_id: int, worker: str, redelivered: bool = False) -> bool:
-    """Atomic: of two deliveries of the same task, only the first one runs it.
+def experiment_claim(*, experiment_id: int, worker: str) -> int:
+    """Atomic: the attempt number this delivery runs (1, 2, ...), or 0 when it must not run.
 
-    A delivery the broker marks as redelivered (its worker died before acknowledging it) may take over an
-    experiment left running; it resumes from the last fine-tuning checkpoint.
+    A queued experiment is claimed by the first delivery. A running one is taken over only when its run is no
+    longer live (webapp.services.recovery): its worker died or lost the pool process, and the job resumes from its
+    last fine-tuning checkpoint. A duplicate delivery, or a redelivery while the first run lives, gets 0. Past
+    SLIMFORGE_JOB_ATTEMPTS starts the experiment fails with "worker lost" instead.
     """
-    claimable = [Experiment.Status.QUEUED] + ([Experiment.Status.RUNNING] if redelivered else [])
     with transaction.atomic():
-        if redelivered and _cancel_while_nobody_ran_it(experiment_id):
-            return False
-        claimed = Experiment.objects.filter(pk=experiment_id, status__in=claimable).update(
-            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(),
-        )
-        if claimed:
-            note = "resumed on another delivery after the previous worker stopped" if redelivered else ""
-            events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
-    return claimed == 1
+        experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
+        if experiment is None or experiment.status not in (Experiment.Status.QUEUED, Experiment.Status.RUNNING):
+            return 0
+        if experiment.status == Experiment.Status.RUNNING:
+            if run_is_live(experiment):
+                return 0
+            if experiment.cancel_requested_at:  # cancelled while nobody ran it: it ends so, not started again
+                experiment_finish(experiment_id=experiment_id, status=Experiment.Status.CANCELLED)
+                return 0
+        if experiment.attempt >= settings.JOB_ATTEMPTS:
+            experiment_finish(experiment_id=experiment_id, status=Experiment.Status.FAILED,
+                              error=worker_lost_error(experiment.attempt))
+            return 0
+        attempt = experiment.attempt + 1
+        Experiment.objects.filter(pk=experiment_id).update(
+            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(), attempt=attempt)
+        note = f"attempt {attempt} of {settings.JOB_ATTEMPTS}, resuming from its last checkpoint" \
+            if attempt > 1 else ""
+        events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
+    return attempt
 
 
 def experiment_rerun(*, owner, source: Experiment, config_changes: dict | None = None,
@@ -134,29 +148,25 @@ def experiment_rerun(*, owner, source: Experiment, config_changes: dict | None =
         rerun_of=source)
 
 
-def _cancel_while_nobody_ran_it(experiment_id: int) -> bool:
-    """A running experiment whose cancel was asked for, delivered again after its worker died: it ends cancelled
-    instead of starting over."""
-    experiment = Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING,
-                                           cancel_requested_at__isnull=False).first()
-    if experiment is None:
-        return False
-    experiment_finish(experiment_id=experiment_id, status=Experiment.Status.CANCELLED)
-    return True
-
-
-def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None) -> None:
-    """The outcome of a run. An experiment that already ended (cancelled while queued, say) keeps its outcome."""
+def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None,
+                      attempt: int | None = None) -> bool:
+    """The outcome of a run; False when it was not written. An experiment that already ended (cancelled while
+    queued, say) keeps its outcome, and with `attempt` only that attempt may write it: a run whose experiment was
+    taken over by a later attempt has no say."""
     fields = {"status": status, "error": error, "finished_at": timezone.now()}
     if summary is not None:
         fields["summary"] = summary
     if status == Experiment.Status.SUCCEEDED:
         fields["progress"] = 1.0
+    rows = Experiment.objects.filter(pk=experiment_id).exclude(status__in=Experiment.FINISHED)
+    if attempt is not None:
+        rows = rows.filter(attempt=attempt)
     with transaction.atomic():
-        updated = Experiment.objects.filter(pk=experiment_id).exclude(status__in=Experiment.FINISHED).update(**fields)
+        updated = rows.update(**fields)
         if updated:
             note = _cancel_note(experiment_id) if status == Experiment.Status.CANCELLED else ""
             events_record(experiment_id=experiment_id, records=[events.status_event(status, error, note=note)])
+    return bool(updated)
 
 
 def experiment_cancel(*, user, experiment_id: int) -> Experiment:
