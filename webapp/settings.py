@@ -170,6 +170,9 @@ CANCEL_GRACE_S = env_int("SLIMFORGE_CANCEL_GRACE_S", 10, low=1, high=600)
 CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = SANDBOX_RUN_SECONDS + 3600
 # How many times a job may be started when its worker keeps dying under it; then it fails with "worker lost".
 JOB_ATTEMPTS = env_int("SLIMFORGE_JOB_ATTEMPTS", 3, low=1, high=10)
+# A running job no live worker has reported for this long (and at least three heartbeats) is lost: queued again
+# or failed. Generous, so a worker whose beats are late (a busy machine, a slow database) keeps its jobs.
+RUN_LOST_AFTER_S = env_int("SLIMFORGE_RUN_LOST_AFTER_S", 30, low=2, high=3600)
 # Fine-tuning checkpoints of running experiments: a job redelivered after its worker died resumes from them.
 CHECKPOINT_ROOT = VAR_DIR / "checkpoints"
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000

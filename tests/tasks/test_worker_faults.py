@@ -1,5 +1,5 @@
-"""Faults survived, with real processes: the worker's pool process killed with SIGKILL in the middle of a
-fine-tune; the job is started again (attempt 2 of 3), resumes from its checkpoint and succeeds."""
+"""Faults survived, with real processes: the worker's pool process, or a whole worker, killed with SIGKILL in the
+middle of a fine-tune; the job is started again (attempt 2 of 3), resumes from its checkpoint and succeeds."""
 import os
 import signal
 import time
@@ -21,15 +21,16 @@ def _pool_process_running_the_job(worker) -> psutil.Process | None:
     return None
 
 
+def _checkpointed(api, url) -> bool:
+    """An epoch has ended, so a checkpoint exists to resume from."""
+    return any(e["kind"] == "log" and "fine-tune: epoch 2 of" in e["message"] for e in api.get(url + "events/").json())
+
+
 def test_a_pool_process_killed_mid_job_is_survived(celery_worker, alice_api, tmp_path):
     model, dataset = model_and_digits(alice_api, tmp_path)
     url = submit_prune(alice_api, model, dataset, epochs=40, early_stopping_patience=0)
 
-    def training():
-        events = alice_api.get(url + "events/").json()
-        return any(e["kind"] == "metric" and e["name"] == "fine-tune/train_loss" for e in events)
-
-    wait_until(training, timeout=180, what="the fine-tune to train")
+    wait_until(lambda: _checkpointed(alice_api, url), timeout=180, what="the fine-tune's first checkpoint")
     pool = wait_until(lambda: _pool_process_running_the_job(celery_worker), timeout=10, what="the pool process")
     killed_at = time.monotonic()
     os.kill(pool.pid, signal.SIGKILL)
@@ -42,5 +43,36 @@ def test_a_pool_process_killed_mid_job_is_survived(celery_worker, alice_api, tmp
     notes = [e.get("note", "") for e in events if e["kind"] == "status" and e["status"] == "running"]
     assert notes[-1].startswith("attempt 2 of 3, resuming from its last checkpoint")
     assert any("queued again for attempt 2 of 3" in line for line in logs) or len(notes) == 2, logs
-    assert any("resum" in line.lower() for line in logs), logs  # the fine-tune went on from its checkpoint
+    assert any("resuming from the checkpoint after epoch" in line for line in logs), logs
     assert time.monotonic() - killed_at < 240
+
+
+def test_a_whole_worker_killed_mid_job_is_noticed_and_the_job_runs_elsewhere(celery_worker, alice, alice_api,
+                                                                             tmp_path, process_logs):
+    """A second worker on a queue of its own takes the job; it is killed with SIGKILL, main process and pool
+    together. It stops beating, the session's worker reaps the job and runs it again on the default queue."""
+    from tasks.celery import RUN_EXPERIMENT, app
+    from tests import processes
+    from webapp.models import Experiment
+
+    model, dataset = model_and_digits(alice_api, tmp_path)
+    queue = f"{celery_worker.pid}-doomed"
+    doomed = processes.start_worker(process_logs / "doomed-worker.log", queue=queue, node=f"{queue}@%h")
+    try:
+        experiment = Experiment.objects.create(
+            owner=alice, model_id=model["id"], dataset_id=dataset["id"], recipe="prune",
+            config={"method": "unstructured", "agp_steps": 1, "epochs": 40, "early_stopping_patience": 0})
+        app.send_task(RUN_EXPERIMENT, args=[experiment.pk], queue=queue)
+        url = f"/api/experiments/{experiment.pk}/"
+        wait_until(lambda: alice_api.get(url).json()["worker"].startswith(queue) or None, timeout=60,
+                   what="the doomed worker to take the job")
+        wait_until(lambda: _checkpointed(alice_api, url), timeout=180, what="the job's first checkpoint")
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker, its pool and the job's sandbox, all at once
+        doomed.wait()
+    done = wait_until(lambda: settled(alice_api, url, ("queued", "running")), timeout=240, what="the job elsewhere")
+    assert done["status"] == "succeeded", done["error"]
+    assert done["attempt"] == 2 and not done["worker"].startswith(queue)
+    logs = [e["message"] for e in alice_api.get(url + "events/").json() if e["kind"] == "log"]
+    assert any(f"stopped ({queue}@" in line and "queued again for attempt 2 of 3" in line for line in logs), logs
+    assert any("resuming from the checkpoint after epoch" in line for line in logs), logs

@@ -47,4 +47,4 @@ class ExperimentOut(serializers.ModelSerializer):
         fields = ["id", "name", "notes", "tags", "model", "dataset", "recipe", "config", "status", "progress",
                   "stage", "error", "summary",
                   "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at",
-                  "cancel_requested_at", "cancelled_by", "rerun_of", "attempt"]
+                  "cancel_requested_at", "cancelled_by", "rerun_of", "attempt", "worker"]

@@ -8,8 +8,9 @@ from webapp.models import Experiment, Worker
 
 
 def stale_after_s() -> float:
-    """Three missed heartbeats, as the Workers page counts a worker offline."""
-    return 3 * settings.WORKER_HEARTBEAT_S
+    """SLIMFORGE_RUN_LOST_AFTER_S, and never less than three missed heartbeats (when the Workers page counts a
+    worker offline)."""
+    return max(3 * settings.WORKER_HEARTBEAT_S, settings.RUN_LOST_AFTER_S)
 
 
 def run_is_live(experiment: Experiment, *, stale_s: float | None = None) -> bool:

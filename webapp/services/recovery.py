@@ -1,10 +1,10 @@
 """Jobs whose worker died: noticed, run again from their checkpoint, or failed with "worker lost" after
 SLIMFORGE_JOB_ATTEMPTS starts. Nothing stays `running` for ever.
 
-A run is live while it is young (claimed less than `stale_s` ago: the worker has not beaten since) or while a
-worker that beat within `stale_s` reports it in `Worker.running` (the experiments its main process has handed to
-its pool). A pool process killed mid-job drops out of that list at the next beat, a killed worker stops beating:
-either way the run is no longer live. Two paths act on it:
+A run is live while it is young (claimed less than `stale_s` ago: SLIMFORGE_RUN_LOST_AFTER_S, at least three
+heartbeats) or while a worker that beat within `stale_s` reports it in `Worker.running` (the experiments its
+main process has handed to its pool). A pool process killed mid-job drops out of that list at the next beat, a
+killed worker stops beating: either way the run is no longer live. Two paths act on it:
 
 - the claim (`experiment_claim`): a delivery of a running experiment's task takes it over only if its run is
   not live, so a duplicate delivery, or Redis redelivering a message after its visibility timeout, never runs a
@@ -36,12 +36,16 @@ def experiments_recover(*, stale_s: float | None = None) -> list[int]:
     """Queue again, or fail, every running experiment whose run is not live; return their ids. Safe to run from
     every worker at once: each experiment is handled by whoever locks it first."""
     stale = stale_s if stale_s is not None else stale_after_s()
+    old = timezone.now() - timedelta(seconds=stale)
+    # A plain read first, usually empty: no row is locked on a beat that finds nothing to do.
+    candidates = list(Experiment.objects.filter(status=Experiment.Status.RUNNING, started_at__lt=old)
+                      .values_list("pk", flat=True))
     handled = []
-    with transaction.atomic():
-        old = timezone.now() - timedelta(seconds=stale)
-        for experiment in (Experiment.objects.select_for_update(skip_locked=True)
-                           .filter(status=Experiment.Status.RUNNING, started_at__lt=old)):
-            if run_is_live(experiment, stale_s=stale):
+    for pk in candidates:
+        with transaction.atomic():
+            experiment = (Experiment.objects.select_for_update(skip_locked=True)
+                          .filter(pk=pk, status=Experiment.Status.RUNNING, started_at__lt=old).first())
+            if experiment is None or run_is_live(experiment, stale_s=stale):
                 continue
             handled.append(experiment.pk)
             _recover(experiment)

@@ -9,6 +9,7 @@ from django.utils import timezone
 from tests.factories import ready_model
 from webapp import services
 from webapp.models import Experiment, Worker
+from webapp.services.liveness import stale_after_s
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +48,7 @@ def test_a_young_run_is_live_before_its_worker_first_reports_it(alice):
 def test_a_lost_run_is_queued_again_for_its_next_attempt(alice, django_capture_on_commit_callbacks, worker):
     experiment = _running(alice)
     if worker == "silent":
-        _worker(running=[experiment.pk], seconds_ago=3 * settings.WORKER_HEARTBEAT_S + 5)  # stopped beating
+        _worker(running=[experiment.pk], seconds_ago=stale_after_s() + 5)  # stopped beating
     elif worker == "stopped":
         _worker(running=[experiment.pk], stopped=True)
     elif worker == "not reporting it":
