@@ -27,6 +27,7 @@ from optimizers.reporters import JobSteps, Reporter
 from optimizers.shapes import format_shape
 
 REPORT_NAME = "report.json"
+_VERSIONED = ("torch", "onnx", "onnxruntime", "torchao", "torch-pruning", "safetensors", "numpy")
 _DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
 }
@@ -157,6 +158,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "notes": outcome.notes + saved.notes,
         "extras": outcome.extras,
         "architecture": architecture,
+        "versions": library_versions(),
     }
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
@@ -203,3 +205,17 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_name(f".partial-{path.name}")
     partial.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(partial, path)
+
+
+def library_versions() -> dict[str, str]:
+    """Python's and the libraries' versions that made the result, for the model card."""
+    import platform
+    from importlib import metadata
+
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

@@ -68,6 +68,8 @@ urlpatterns += [
     path("api/experiments/<int:experiment_id>/series/", _api(series_api.ExperimentSeries), name="api-series"),
     path("api/experiments/<int:experiment_id>/series.csv", _api(series_api.ExperimentSeriesCsv),
          name="api-series-csv"),
+    path("api/experiments/<int:experiment_id>/bundle/", _api(experiments_api.ExperimentBundle),
+         name="api-experiment-bundle"),
     path("api/experiments/<int:experiment_id>/artifacts/<int:artifact_id>/", _api(experiments_api.ArtifactDownload),
          name="api-artifact-download"),
 ]

@@ -1,5 +1,8 @@
 """GET/POST /api/experiments/, one experiment, its events and its artifacts' downloads."""
+import tempfile
+
 from django.core.exceptions import ValidationError
+from django.http import FileResponse
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.exceptions import ValidationError as ApiValidationError
@@ -14,8 +17,11 @@ from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors, label_or_refuse
 from webapp.api.serializers import ExperimentOut
 from webapp.models import Experiment
+from webapp.selectors import bundle
 from webapp.selectors.filters import experiment_filters
 from webapp.services import deletion, labels
+
+BUNDLE_IN_MEMORY_BYTES = 16 * 1024 * 1024  # a larger bundle is spooled to a temporary file
 
 
 class ExperimentPages(LimitOffsetPagination):
@@ -140,4 +146,23 @@ class ArtifactDownload(APIView):
     def get(self, request, experiment_id, artifact_id):
         artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
                                               artifact_id=artifact_id)
-        return stored_file(artifact.file, as_attachment=True, filename=artifact.name)
+        # A name that says what the file is (`<model>-<recipe>-<variant>-<id>.pt`), not model.pt for every run.
+        return stored_file(artifact.file, as_attachment=True,
+                           filename=bundle.artifact_download_name(artifact.experiment, artifact.name))
+
+
+class ExperimentBundle(APIView):
+    def get(self, request, experiment_id):
+        """One zip: every produced format, report.json, an offline report.html and a model card."""
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
+        if not experiment.is_finished or not experiment.artifacts.exists():
+            return Response({"detail": f"Experiment #{experiment.pk} is {experiment.status} and has no results; "
+                                       "its bundle exists once it has succeeded."}, status=status.HTTP_409_CONFLICT)
+        spool = tempfile.SpooledTemporaryFile(max_size=BUNDLE_IN_MEMORY_BYTES)
+        try:
+            bundle.write_bundle(experiment, spool)
+        except FileNotFoundError:
+            spool.close()
+            raise NotFound("A file of this experiment is missing from storage; the bundle cannot be made.") from None
+        spool.seek(0)
+        return FileResponse(spool, as_attachment=True, filename=f"{bundle.bundle_base(experiment)}.zip")

@@ -111,5 +111,6 @@ def experiment_series_csv_for(*, user, experiment_id, name: str | None = None) -
 
 def artifact_get_for(*, user, experiment_id, artifact_id) -> Artifact:
     return get_object_or_404(
-        Artifact.objects.filter(experiment__owner=user, experiment_id=experiment_id), pk=artifact_id
+        Artifact.objects.filter(experiment__owner=user, experiment_id=experiment_id)
+        .select_related("experiment__model"), pk=artifact_id
     )
