@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.decorators import login_not_required, login_required
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from webapp.api import compare as compare_api
 from webapp.api import datasets as datasets_api
@@ -45,6 +46,10 @@ def _api(view):
 
 
 urlpatterns += [
+    path("api/schema/", _api(SpectacularAPIView), name="api-schema"),
+    # A page: a visitor who is not signed in goes to the login page (DRF views exempt themselves from the login
+    # middleware); its script comes as a separate file, which the content security policy allows.
+    path("api/docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("api/auth/token/", _api(tokens_api.TokenCreate), name="api-token"),
     path("api/auth/token/revoke/", _api(tokens_api.TokenRevoke), name="api-token-revoke"),
     path("api/models/", _api(models_api.ModelListCreate), name="api-models"),

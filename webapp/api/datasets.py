@@ -17,6 +17,7 @@ from webapp.services import deletion
 
 
 class DatasetListCreate(APIView):
+    serializer_class = DatasetOut  # what the OpenAPI schema documents
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get(self, request):
@@ -49,6 +50,7 @@ def _options(raw):
 
 
 class DatasetDetail(APIView):
+    serializer_class = DatasetOut
     def get(self, request, dataset_id):
         return Response(DatasetOut(selectors.dataset_get_for(user=request.user, dataset_id=dataset_id)).data)
 

@@ -29,6 +29,7 @@ class ExperimentPages(LimitOffsetPagination):
 
 
 class ExperimentListCreate(APIView):
+    serializer_class = ExperimentOut  # what the OpenAPI schema documents
     parser_classes = [JSONParser]
 
     def get(self, request):
@@ -85,6 +86,7 @@ def _dataset_of(request, dataset_id):
 
 
 class ExperimentDetail(APIView):
+    serializer_class = ExperimentOut
     def get(self, request, experiment_id):
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
@@ -99,6 +101,7 @@ class ExperimentDetail(APIView):
 
 
 class ExperimentCancel(APIView):
+    serializer_class = ExperimentOut
     def post(self, request, experiment_id):
         """200 with the experiment: cancelled if it was queued, stopping (cancel_requested_at set) if running."""
         try:
@@ -111,6 +114,7 @@ class ExperimentCancel(APIView):
 
 
 class ExperimentRerun(APIView):
+    serializer_class = ExperimentOut
     parser_classes = [JSONParser]
 
     def post(self, request, experiment_id):

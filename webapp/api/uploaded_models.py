@@ -13,6 +13,7 @@ from webapp.services import deletion, labels
 
 
 class ModelListCreate(APIView):
+    serializer_class = ModelOut  # what the OpenAPI schema documents
     parser_classes = [MultiPartParser, FormParser]
 
     def get(self, request):
@@ -34,6 +35,7 @@ class ModelListCreate(APIView):
 
 
 class ModelDetail(APIView):
+    serializer_class = ModelOut
     def get(self, request, model_id):
         return Response(ModelOut(selectors.model_get_for(user=request.user, model_id=model_id)).data)
 
