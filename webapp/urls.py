@@ -12,7 +12,7 @@ from webapp.api import series as series_api
 from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
-from webapp.pages import datasets, deletion, experiments, labels, uploaded_models, workers
+from webapp.pages import datasets, deletion, experiments, labels, tokens, uploaded_models, workers
 
 urlpatterns = [
     path("", uploaded_models.home, name="home"),
@@ -37,6 +37,8 @@ urlpatterns = [
     path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
     path("datasets/<int:dataset_id>/delete/", deletion.dataset_delete, name="dataset-delete"),
     path("workers/", workers.worker_list, name="worker-list"),
+    path("account/tokens/", tokens.token_list, name="token-list"),
+    path("account/tokens/<str:token_key>/revoke/", tokens.token_revoke, name="token-revoke"),
 ]
 
 

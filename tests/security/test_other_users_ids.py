@@ -48,8 +48,9 @@ def alices_things(alice):
     experiment.model.save()
     dataset = Dataset.objects.create(owner=alice, name=CANARY, kind="digits", status="ready",
                                      info={"samples": 10, "previews": ["0.png"]})
+    token, _ = AuthToken.objects.create(alice)
     return {"model_id": experiment.model_id, "experiment_id": experiment.id, "artifact_id": artifact.id,
-            "dataset_id": dataset.id, "name": "0.png"}
+            "dataset_id": dataset.id, "name": "0.png", "token_key": token.token_key}
 
 
 def _fill(route: str, values: dict) -> str:
