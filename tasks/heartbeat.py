@@ -44,11 +44,16 @@ def consumer_queues(consumer) -> list[str]:
 def running_experiments() -> list[int]:
     """The experiments this worker's pool runs now, as its main process tracks the tasks it handed out (a pool
     process that died no longer counts once Celery has noticed)."""
-    found = []
-    for request in list(worker_state.active_requests):
-        if request.name == RUN_EXPERIMENT and request.args and isinstance(request.args[0], int):
-            found.append(request.args[0])
-    return found
+    for _ in range(5):
+        try:
+            requests = list(worker_state.active_requests)  # the pool's callbacks change it from another thread
+            break
+        except RuntimeError:
+            continue
+    else:
+        requests = []
+    return [request.args[0] for request in requests
+            if request.name == RUN_EXPERIMENT and request.args and isinstance(request.args[0], int)]
 
 
 class Heartbeat:
