@@ -50,8 +50,8 @@ def running_experiments() -> list[int]:
             break
         except RuntimeError:
             continue
-    else:
-        requests = []
+    else:  # never report "nothing runs" by mistake: that would let the reaper take a live job; this beat fails
+        raise RuntimeError("the worker's active requests kept changing while being read")
     return [request.args[0] for request in requests
             if request.name == RUN_EXPERIMENT and request.args and isinstance(request.args[0], int)]
 
