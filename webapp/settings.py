@@ -146,6 +146,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Its generator's remarks (views it cannot type yet) are no deployment risk: test_api_schema checks the schema.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 LANGUAGE_CODE = "en-us"
