@@ -41,7 +41,7 @@ def test_a_pool_process_killed_mid_job_is_survived(celery_worker, alice_api, tmp
     events = alice_api.get(url + "events/").json()
     logs = [e["message"] for e in events if e["kind"] == "log"]
     notes = [e.get("note", "") for e in events if e["kind"] == "status" and e["status"] == "running"]
-    assert notes[-1].startswith("attempt 2 of 3, resuming from its last checkpoint")
+    assert notes[-1] == "attempt 2 of 3: the previous worker was lost"
     assert any("queued again for attempt 2 of 3" in line for line in logs) or len(notes) == 2, logs
     assert any("resuming from the checkpoint after epoch" in line for line in logs), logs
     assert time.monotonic() - killed_at < 240

@@ -128,8 +128,8 @@ def experiment_claim(*, experiment_id: int, worker: str) -> int:
         attempt = experiment.attempt + 1
         Experiment.objects.filter(pk=experiment_id).update(
             status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(), attempt=attempt)
-        note = f"attempt {attempt} of {settings.JOB_ATTEMPTS}, resuming from its last checkpoint" \
-            if attempt > 1 else ""
+        # A training job then resumes from its last checkpoint and says so in its log; others start over.
+        note = f"attempt {attempt} of {settings.JOB_ATTEMPTS}: the previous worker was lost" if attempt > 1 else ""
         events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
     return attempt
 

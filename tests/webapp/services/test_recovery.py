@@ -112,5 +112,5 @@ def test_the_page_says_which_attempt_it_is(alice, client):
     experiment = _running(alice, attempt=2)
     client.force_login(alice)
     page = client.get(f"/experiments/{experiment.pk}/").content.decode()
-    assert "attempt 2 of 3: its worker was lost, it went on from its last checkpoint" in page
+    assert "attempt 2 of 3: the previous worker was lost" in page
     assert alice.experiments.get().attempt == 2
