@@ -7,8 +7,11 @@ import time
 import psutil
 import pytest
 
+from tasks.celery import RUN_EXPERIMENT, app
+from tests import processes
 from tests.tasks.worker_jobs import model_and_digits, settled, submit_prune
 from tests.waiting import wait_until
+from webapp.models import Experiment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,10 +54,6 @@ def test_a_whole_worker_killed_mid_job_is_noticed_and_the_job_runs_elsewhere(cel
                                                                              tmp_path, process_logs):
     """A second worker on a queue of its own takes the job; it is killed with SIGKILL, main process and pool
     together. It stops beating, the session's worker reaps the job and runs it again on the default queue."""
-    from tasks.celery import RUN_EXPERIMENT, app
-    from tests import processes
-    from webapp.models import Experiment
-
     model, dataset = model_and_digits(alice_api, tmp_path)
     queue = f"{celery_worker.pid}-doomed"
     doomed = processes.start_worker(process_logs / "doomed-worker.log", queue=queue, node=f"{queue}@%h")

@@ -4,13 +4,15 @@ Tokens are django-rest-knox's: only a hash of each is stored, each expires (SLIM
 have several (one per script or machine) and revoke each. Token requests are rate-limited with the logins
 (django-axes, see webapp.settings).
 """
-from django.conf import settings
+from django.core.exceptions import ValidationError
 from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from webapp.services import tokens
 
 
 class TokenCreate(APIView):
@@ -20,7 +22,10 @@ class TokenCreate(APIView):
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        instance, token = AuthToken.objects.create(serializer.validated_data["user"], expiry=settings.API_TOKEN_TTL)
+        try:
+            instance, token = tokens.token_create(user=serializer.validated_data["user"])
+        except ValidationError as exc:
+            return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
         return Response({"token": token, "expiry": instance.expiry}, status=status.HTTP_200_OK)
 
 

@@ -20,24 +20,18 @@ def experiments_delete(*, user, ids: Iterable[int]) -> int:
     with transaction.atomic():
         experiments = _owned(Experiment, user, ids, "experiment")
         _refuse([f"experiment #{e.pk} is {e.status}: cancel it first" for e in experiments if e.status in ACTIVE])
-        files = _files(Artifact.objects.filter(experiment__in=experiments), "file")
-        Experiment.objects.filter(pk__in=[e.pk for e in experiments]).delete()
-        _delete_files_on_commit(files)
+        _delete_rows(Experiment, experiments, _files(Artifact.objects.filter(experiment__in=experiments), "file"))
     return len(experiments)
 
 
 def models_delete(*, user, ids: Iterable[int]) -> int:
+    """A model goes with its experiments and their artifacts."""
     with transaction.atomic():
         models = _owned(UploadedModel, user, ids, "model")
-        problems = [f"model #{m.pk} ({m.name}) is still being inspected" for m in models
-                    if m.status == UploadedModel.Status.PENDING]
-        for experiment in _active_experiments_using(user, models=models):
-            problems.append(f"{_named(experiment)} uses model #{_model_used(experiment, models)}: cancel it or "
-                            "wait for it to end")
-        _refuse(problems)
+        _refuse(_in_use(models, "model", "inspected", _active_experiments_using(user, models=models),
+                        lambda experiment: _model_used(experiment, models)))
         files = _files(models, "file") + _files(Artifact.objects.filter(experiment__model__in=models), "file")
-        UploadedModel.objects.filter(pk__in=[m.pk for m in models]).delete()  # their experiments go with them
-        _delete_files_on_commit(files)
+        _delete_rows(UploadedModel, models, files)
     return len(models)
 
 
@@ -45,16 +39,24 @@ def datasets_delete(*, user, ids: Iterable[int]) -> int:
     """Finished experiments that measured on a deleted dataset keep their reports (their dataset link empties)."""
     with transaction.atomic():
         datasets = _owned(Dataset, user, ids, "dataset")
-        problems = [f"dataset #{d.pk} ({d.name}) is still being imported" for d in datasets
-                    if d.status == Dataset.Status.PENDING]
-        for experiment in _active_experiments_using(user, datasets=datasets):
-            problems.append(f"{_named(experiment)} uses dataset #{experiment.dataset_id}: cancel it or wait for "
-                            "it to end")
-        _refuse(problems)
+        _refuse(_in_use(datasets, "dataset", "imported", _active_experiments_using(user, datasets=datasets),
+                        lambda experiment: experiment.dataset_id))
         files = _files(datasets, "source") + _files(DatasetFile.objects.filter(dataset__in=datasets), "file")
-        Dataset.objects.filter(pk__in=[d.pk for d in datasets]).delete()
-        _delete_files_on_commit(files)
+        _delete_rows(Dataset, datasets, files)
     return len(datasets)
+
+
+def _in_use(rows, noun: str, pending: str, active: list[Experiment], used_id) -> list[str]:
+    """Why these models or datasets cannot go: a worker still preparing one, or queued or running work using one."""
+    problems = [f"{noun} #{row.pk} ({row.name}) is still being {pending}" for row in rows if row.status == "pending"]
+    problems += [f"{_named(experiment)} uses {noun} #{used_id(experiment)}: cancel it or wait for it to end"
+                 for experiment in active]
+    return problems
+
+
+def _delete_rows(model_class, rows: list, files: list) -> None:
+    model_class.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    _delete_files_on_commit(files)
 
 
 def _owned(model_class, user, ids: Iterable[int], noun: str) -> list:

@@ -1,13 +1,15 @@
 """API tokens from the browser: made (the token shown once, only its hash kept) and revoked, one user's only."""
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
 from knox.models import AuthToken
 
 MAX_TOKENS = 20  # a user's live tokens: one per script or machine is plenty
 
 
 def token_create(*, user) -> tuple[AuthToken, str]:
-    from django.core.exceptions import ValidationError
-
+    """A new token for `user` (the page's button and POST /api/auth/token/ alike), at most MAX_TOKENS live ones."""
     if live_tokens(user=user).count() >= MAX_TOKENS:
         raise ValidationError(f"You have {MAX_TOKENS} live tokens; revoke one you no longer use first.")
     return AuthToken.objects.create(user, expiry=settings.API_TOKEN_TTL)
@@ -21,7 +23,4 @@ def token_revoke(*, user, token_key: str) -> None:
 
 
 def live_tokens(*, user):
-    from django.db.models import Q
-    from django.utils import timezone
-
     return AuthToken.objects.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()), user=user)
