@@ -143,6 +143,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "recipe": spec.recipe,
         "config": config.to_dict(),
         "format": fmt,
+        "primary_format": primary_format,  # the result's own format: a chain's next step runs on this file
         "backend": outcome.backend,
         "input_shape": list(spec.input_shape),
         "input_dtype": spec.input_dtype,

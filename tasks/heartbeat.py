@@ -94,6 +94,8 @@ class Heartbeat:
             recovered = services.experiments_recover()
             if recovered:
                 log.warning("worker %s: jobs whose worker was lost, queued again or failed: %s", self.name, recovered)
+            # The sweep: tasks a broker outage held back, and users' next jobs as their earlier ones finished.
+            services.outbox_send()
         except Exception:  # noqa: BLE001 - whatever failed (the database is down, say), the worker must live on
             self._failed()
             return False

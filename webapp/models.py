@@ -47,6 +47,11 @@ class UploadedModel(models.Model):
     info = models.JSONField(default=dict, blank=True)  # the inspection report
     notes = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)  # short lowercase words (webapp.services.labels)
+    # Lineage of a model Slimforge made (a chain step's result): the experiment that produced it, and its input.
+    source_experiment = models.ForeignKey("Experiment", on_delete=models.SET_NULL, null=True, blank=True,
+                                          related_name="output_models")
+    parent_model = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="derived_models")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -135,6 +140,9 @@ class Experiment(models.Model):
     rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
     # Seconds between telemetry samples for this job (0.2-10); null: the worker's default.
     telemetry_interval_s = models.FloatField(null=True, blank=True)
+    # A step of a chain (webapp.services.chains): its index there. A resumed step has several experiments.
+    chain = models.ForeignKey("Chain", on_delete=models.SET_NULL, null=True, blank=True, related_name="experiments")
+    chain_index = models.PositiveSmallIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
@@ -160,6 +168,61 @@ class Experiment(models.Model):
     def is_cancellable(self):
         running = self.status == self.Status.RUNNING
         return self.status == self.Status.QUEUED or (running and not self.cancel_requested_at)
+
+
+class Chain(models.Model):
+    """Steps run one after another, each on the model the step before produced (prune -> distill -> quantize)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chains")
+    name = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(UploadedModel, on_delete=models.SET_NULL, null=True, related_name="chains")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    current_index = models.PositiveSmallIntegerField(default=0)  # the step at work, or the one that stopped it
+    error = models.TextField(blank=True)  # which step stopped the chain, and why
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name or f"chain #{self.pk}"
+
+
+class ChainStep(models.Model):
+    """One step's settings, as submitted (or as edited when the chain was resumed from it)."""
+
+    chain = models.ForeignKey(Chain, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveSmallIntegerField()
+    recipe = models.CharField(max_length=32)
+    config = models.JSONField(default=dict)
+    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [models.UniqueConstraint(fields=["chain", "index"], name="chain_step_unique_index")]
+
+
+class OutboxMessage(models.Model):
+    """A task to send to the broker, written in the same transaction as the row it names, and deleted once sent
+    (webapp.services.outbox): a broker that is down at submit time delays a job, never loses it."""
+
+    task = models.CharField(max_length=64)
+    object_id = models.BigIntegerField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    attempts = models.PositiveIntegerField(default=0)  # failed sends
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["owner", "id"], name="outbox_owner_order")]
 
 
 class Event(models.Model):

@@ -103,6 +103,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending a task gives up quickly when the broker is down: the message stays in the outbox
+# (webapp.services.outbox) and the workers' heartbeats send it once the broker is back, so a submit never hangs.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.2}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -192,6 +196,11 @@ JOB_ATTEMPTS = env_int("SLIMFORGE_JOB_ATTEMPTS", 3, low=1, high=10)
 RUN_LOST_AFTER_S = env_int("SLIMFORGE_RUN_LOST_AFTER_S", 30, low=2, high=3600)
 # Fine-tuning checkpoints of running experiments: a job redelivered after its worker died resumes from them.
 CHECKPOINT_ROOT = VAR_DIR / "checkpoints"
+# Fair use. Each user has at most USER_MAX_RUNNING experiments handed to the workers at once (running or waiting
+# in the broker); the rest wait in the outbox and are sent as theirs finish, so one user's long queue never stands
+# in front of everyone else's jobs. A submit beyond USER_MAX_QUEUED unfinished experiments is refused.
+USER_MAX_RUNNING = env_int("SLIMFORGE_USER_MAX_RUNNING", 2, low=1, high=10000)
+USER_MAX_QUEUED = env_int("SLIMFORGE_USER_MAX_QUEUED", 100, low=1, high=1000000)
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000
 # Each worker writes a heartbeat row this often; after this many missed beats the workers page says offline.
 WORKER_HEARTBEAT_S = env_int("SLIMFORGE_HEARTBEAT_MS", 5000, low=200, high=60000) / 1000

@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_not_required, login_required
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from webapp.api import chains as chains_api
 from webapp.api import compare as compare_api
 from webapp.api import datasets as datasets_api
 from webapp.api import deletion as deletion_api
@@ -12,7 +13,7 @@ from webapp.api import series as series_api
 from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
-from webapp.pages import datasets, deletion, experiments, labels, tokens, uploaded_models, workers
+from webapp.pages import chains, datasets, deletion, experiments, labels, tokens, uploaded_models, workers
 
 urlpatterns = [
     path("", uploaded_models.home, name="home"),
@@ -33,6 +34,11 @@ urlpatterns = [
     path("experiments/delete/", deletion.experiments_delete, name="experiments-delete"),
     path("experiments/<int:experiment_id>/rerun/", uploaded_models.experiment_rerun, name="experiment-rerun"),
     path("compare/", experiments.compare, name="compare"),
+    path("models/<int:model_id>/chain/", chains.chain_create, name="chain-create"),
+    path("chains/", chains.chain_list, name="chain-list"),
+    path("chains/<int:chain_id>/", chains.chain_detail, name="chain-detail"),
+    path("chains/<int:chain_id>/cancel/", chains.chain_cancel, name="chain-cancel"),
+    path("chains/<int:chain_id>/resume/", chains.chain_resume, name="chain-resume"),
     path("datasets/", datasets.dataset_list, name="dataset-list"),
     path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
     path("datasets/<int:dataset_id>/delete/", deletion.dataset_delete, name="dataset-delete"),
@@ -65,6 +71,10 @@ urlpatterns += [
     path("api/workers/", _api(workers_api.WorkerList), name="api-workers"),
     path("api/experiments/", _api(experiments_api.ExperimentListCreate), name="api-experiments"),
     path("api/compare/", _api(compare_api.Compare), name="api-compare"),
+    path("api/chains/", _api(chains_api.ChainListCreate), name="api-chains"),
+    path("api/chains/<int:chain_id>/", _api(chains_api.ChainDetail), name="api-chain"),
+    path("api/chains/<int:chain_id>/cancel/", _api(chains_api.ChainCancel), name="api-chain-cancel"),
+    path("api/chains/<int:chain_id>/resume/", _api(chains_api.ChainResume), name="api-chain-resume"),
     path("api/experiments/delete/", _api(deletion_api.ExperimentsDelete), name="api-experiments-delete"),
     path("api/experiments/<int:experiment_id>/", _api(experiments_api.ExperimentDetail), name="api-experiment"),
     path("api/experiments/<int:experiment_id>/cancel/", _api(experiments_api.ExperimentCancel),

@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from tests.factories import experiment_with_artifact
 from webapp.asgi import application
 from webapp.live.routing import websocket_urlpatterns
-from webapp.models import Dataset
+from webapp.models import Chain, ChainStep, Dataset, Experiment
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CANARY = "alices-private-canary-5e1d"
@@ -49,8 +49,11 @@ def alices_things(alice):
     dataset = Dataset.objects.create(owner=alice, name=CANARY, kind="digits", status="ready",
                                      info={"samples": 10, "previews": ["0.png"]})
     token, _ = AuthToken.objects.create(alice)
+    chain = Chain.objects.create(owner=alice, model=experiment.model, name=CANARY, status="failed")
+    ChainStep.objects.create(chain=chain, index=0, recipe="quantize", config={})
+    Experiment.objects.filter(pk=experiment.pk).update(chain=chain, chain_index=0)
     return {"model_id": experiment.model_id, "experiment_id": experiment.id, "artifact_id": artifact.id,
-            "dataset_id": dataset.id, "name": "0.png", "token_key": token.token_key}
+            "dataset_id": dataset.id, "name": "0.png", "token_key": token.token_key, "chain_id": chain.id}
 
 
 def _fill(route: str, values: dict) -> str:

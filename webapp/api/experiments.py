@@ -49,15 +49,19 @@ class ExperimentListCreate(APIView):
         if not isinstance(model_id, int):
             raise ApiValidationError({"model": "Give the id of one of your models."})
         model = selectors.model_get_for(user=request.user, model_id=model_id)
-        dataset = _dataset_of(request, body.get("dataset"))
+        dataset = dataset_of(request, body.get("dataset"))
         rerun_of = _experiment_or_none(request, body.get("rerun_of"), "rerun_of")
         try:
             experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
                                                     recipe=body.get("recipe", ""), config=body.get("config"),
                                                     telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"),
                                                     rerun_of=rerun_of)
+        except services.QuotaExceeded as exc:
+            return Response({"detail": exc.messages[0]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except ValidationError as exc:
             raise api_errors(exc) from None
+        # Read again, now that its task has been sent or not: `waiting` says if the queue was unreachable.
+        experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment.pk)
         return Response(ExperimentOut(experiment, context={"request": request}).data,
                         status=status.HTTP_201_CREATED)
 
@@ -77,7 +81,7 @@ def _experiment_or_none(request, experiment_id, field: str):
     return selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
 
 
-def _dataset_of(request, dataset_id):
+def dataset_of(request, dataset_id):
     if dataset_id is None:
         return None
     if not isinstance(dataset_id, int):
@@ -124,7 +128,7 @@ class ExperimentRerun(APIView):
         body = request.data if isinstance(request.data, dict) else {}
         changes = {}
         if "dataset" in body:
-            changes["dataset"] = _dataset_of(request, body["dataset"])
+            changes["dataset"] = dataset_of(request, body["dataset"])
         if "telemetry_interval_s" in body:
             changes["telemetry_interval_s"] = _number_or_none(body, "telemetry_interval_s")
         try:

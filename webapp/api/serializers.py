@@ -3,13 +3,15 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from webapp.models import Artifact, Dataset, Experiment, UploadedModel
+from webapp.selectors.experiments import waiting_note
 
 
 class ModelOut(serializers.ModelSerializer):
     class Meta:
         model = UploadedModel
         fields = ["id", "name", "status", "error", "format", "params", "size_bytes", "sha256",
-                  "input_shape", "input_dtype", "architecture", "info", "notes", "tags", "created_at"]
+                  "input_shape", "input_dtype", "architecture", "info", "notes", "tags", "created_at",
+                  "parent_model", "source_experiment"]
 
 
 class DatasetOut(serializers.ModelSerializer):
@@ -41,10 +43,17 @@ class ArtifactOut(serializers.ModelSerializer):
 class ExperimentOut(serializers.ModelSerializer):
     artifacts = ArtifactOut(many=True, read_only=True)
     cancelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    waiting = serializers.SerializerMethodField(help_text="Why a queued experiment has not gone to the workers yet "
+                                                          "(the queue is down, or the user's slots are full); "
+                                                          "empty once it has.")
 
     class Meta:
         model = Experiment
         fields = ["id", "name", "notes", "tags", "model", "dataset", "recipe", "config", "status", "progress",
                   "stage", "error", "summary",
                   "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at",
-                  "cancel_requested_at", "cancelled_by", "rerun_of", "attempt", "worker"]
+                  "cancel_requested_at", "cancelled_by", "rerun_of", "attempt", "worker", "waiting", "chain",
+                  "chain_index"]
+
+    def get_waiting(self, experiment) -> str:
+        return waiting_note(experiment)

@@ -23,7 +23,8 @@ _FILTER_FIELDS = ("status", "recipe", "model", "q")
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
     return render(request, "experiments/detail.html", {"experiment": experiment, "job_attempts": settings.JOB_ATTEMPTS,
-                                                        "changes": selectors.rerun_changes(experiment)})
+                                                        "changes": selectors.rerun_changes(experiment),
+                                                        "waiting": selectors.waiting_note(experiment)})
 
 
 @require_POST

@@ -74,7 +74,8 @@ def experiment_create(request, model_id):
                 dataset=_chosen_dataset(request),
                 telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun)
         except ValidationError as exc:
-            errors = [f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
+            errors = ([f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
+                      if hasattr(exc, "error_dict") else exc.messages)  # a quota's refusal names no field
         else:
             return redirect("experiment-detail", experiment_id=experiment.pk)
     return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400, rerun=rerun)

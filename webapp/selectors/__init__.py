@@ -16,6 +16,7 @@ from webapp.selectors.experiments import (
     experiment_series_for,
     experiments_compared_for,
     rerun_changes,
+    waiting_note,
 )
 from webapp.selectors.jobs import (
     dataset_pending,
@@ -43,5 +44,6 @@ __all__ = [
     "experiment_cancel_requested",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",
     "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiments_compared_for",
-    "model_get_for", "model_list_for", "model_of_owner", "model_pending", "rerun_changes", "worker_list",
+    "model_get_for", "model_list_for", "model_of_owner", "model_pending", "rerun_changes", "waiting_note",
+    "worker_list",
 ]

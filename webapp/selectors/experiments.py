@@ -1,11 +1,13 @@
 """Reads of experiments, their events, series and artifacts. Every query starts from the user (404 otherwise)."""
 from collections.abc import Iterator
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from webapp.models import Artifact, Event, Experiment, UploadedModel
+from tasks.celery import RUN_EXPERIMENT
+from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
 
@@ -13,8 +15,26 @@ EVENTS_PAGE = 5000
 
 
 def experiment_list_for(*, user, model: UploadedModel | None = None):
-    experiments = Experiment.objects.filter(owner=user).select_related("model")
+    experiments = _with_dispatch(Experiment.objects.filter(owner=user).select_related("model"))
     return experiments.filter(model=model) if model is not None else experiments
+
+
+def _with_dispatch(experiments):
+    """Whether each experiment still waits in the outbox (webapp.services.outbox), and why its last send failed."""
+    waiting = OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=OuterRef("pk"))
+    return experiments.annotate(in_outbox=Exists(waiting),
+                                outbox_error=Subquery(waiting.order_by("-pk").values("last_error")[:1]))
+
+
+def waiting_note(experiment: Experiment) -> str:
+    """Why a queued experiment has not gone to the workers yet, in words for its owner ("" when it has)."""
+    if experiment.status != Experiment.Status.QUEUED or not getattr(experiment, "in_outbox", False):
+        return ""
+    if experiment.outbox_error:
+        return ("The job queue is unreachable right now; the experiment is saved and is sent to the workers as "
+                f"soon as the queue is back. ({experiment.outbox_error})")
+    return (f"Waiting for a slot: at most {settings.USER_MAX_RUNNING} of your experiments go to the workers at "
+            "once; this one goes when an earlier one ends.")
 
 
 def experiment_search_for(*, user, status: str | None = None, recipe: str | None = None,

@@ -10,8 +10,10 @@ from optimizers.data.compat import compatibility
 from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Dataset, Experiment, UploadedModel
 from webapp.services.events import events_record
-from webapp.services.files import enqueue_on_commit, save_rows_with_files, sha256_of_path
+from webapp.services.files import save_rows_with_files, sha256_of_path
+from webapp.services.lineage import chain_step_finished
 from webapp.services.liveness import run_is_live, worker_lost_error
+from webapp.services.outbox import ACTIVE, outbox_add, send_after_commit
 
 TELEMETRY_INTERVAL_RANGE_S = (0.2, 10.0)  # as SLIMFORGE_TELEMETRY_MS allows for the worker's default
 
@@ -82,10 +84,22 @@ def _check_telemetry_interval(seconds) -> float | None:
     return float(seconds)
 
 
+class QuotaExceeded(ValidationError):
+    """The user has as many unfinished experiments as one user may (settings.USER_MAX_QUEUED)."""
+
+
+def _check_quota(owner) -> None:
+    unfinished = Experiment.objects.filter(owner=owner, status__in=ACTIVE).count()
+    if unfinished >= settings.USER_MAX_QUEUED:
+        raise QuotaExceeded(f"You have {unfinished} experiments queued or running, the most one user may have; "
+                            "wait for some to finish, or cancel some, then submit again.")
+
+
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
                       dataset: Dataset | None = None, telemetry_interval_s: float | None = None,
-                      rerun_of: Experiment | None = None) -> Experiment:
-    """Validate everything, then queue. `rerun_of`: the experiment this one is a re-run of, with edits."""
+                      rerun_of: Experiment | None = None, chain_step: dict | None = None) -> Experiment:
+    """Validate everything, then queue. `rerun_of`: the experiment this one is a re-run of, with edits;
+    `chain_step`: {"chain", "chain_index"} of the chain step it runs (webapp.services.chains)."""
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
     if rerun_of is not None and rerun_of.owner_id != owner.pk:
@@ -95,11 +109,12 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     _check_model(model, recipe, parsed)
     _check_referenced_models(owner, parsed)
     _check_dataset(dataset, model, parsed)
+    _check_quota(owner)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
                                                config=parsed.to_dict(), telemetry_interval_s=interval,
-                                               rerun_of=rerun_of)
-        enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
+                                               rerun_of=rerun_of, **(chain_step or {}))
+        outbox_add(RUN_EXPERIMENT, experiment.pk, owner.pk)
     return experiment
 
 
@@ -166,6 +181,10 @@ def experiment_finish(*, experiment_id: int, status: str, error: str = "", summa
         if updated:
             note = _cancel_note(experiment_id) if status == Experiment.Status.CANCELLED else ""
             events_record(experiment_id=experiment_id, records=[events.status_event(status, error, note=note)])
+            owner_id, chain_id = Experiment.objects.values_list("owner_id", "chain_id").get(pk=experiment_id)
+            if chain_id is not None:
+                chain_step_finished(experiment_id)
+            transaction.on_commit(lambda: send_after_commit(owner_id))  # the owner's next job may go now
     return bool(updated)
 
 

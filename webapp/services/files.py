@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import transaction
 
-from tasks.celery import app as celery_app
+from webapp.services.outbox import outbox_add
 
 
 def sha256_of_upload(upload) -> str:
@@ -65,10 +65,6 @@ def save_rows_with_files(rows_and_paths) -> list:
     return [row for row, _, _ in rows_and_paths]
 
 
-def enqueue_on_commit(task_name: str, object_id: int) -> None:
-    transaction.on_commit(lambda: celery_app.send_task(task_name, args=[object_id]))
-
-
 def fail_and_drop_file(model_class, pk: int, file_field: str, error: str) -> None:
     """A user file that could not be used is deleted; its record stays, failed, with the reason for its owner."""
     row = model_class.objects.filter(pk=pk).first()
@@ -87,7 +83,7 @@ def save_with_file_and_enqueue(row, file_field: str, task_name: str) -> None:
     try:
         with transaction.atomic():
             row.save()
-            enqueue_on_commit(task_name, row.pk)
+            outbox_add(task_name, row.pk, row.owner_id)
     except BaseException:
         if getattr(row, file_field):
             getattr(row, file_field).delete(save=False)

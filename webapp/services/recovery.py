@@ -26,8 +26,8 @@ from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Experiment
 from webapp.services.events import events_record
 from webapp.services.experiments import experiment_finish
-from webapp.services.files import enqueue_on_commit
 from webapp.services.liveness import run_is_live, stale_after_s, worker_lost_error
+from webapp.services.outbox import outbox_add
 
 log = logging.getLogger(__name__)
 
@@ -63,5 +63,5 @@ def _recover(experiment: Experiment) -> None:
         events_record(experiment_id=experiment.pk, records=[
             events.log_event(f"The worker running attempt {experiment.attempt} stopped ({experiment.worker}); "
                              f"queued again for attempt {experiment.attempt + 1} of {settings.JOB_ATTEMPTS}.")])
-        enqueue_on_commit(RUN_EXPERIMENT, experiment.pk)
+        outbox_add(RUN_EXPERIMENT, experiment.pk, experiment.owner_id)
         log.warning("experiment %s: its run on %s was lost; queued again", experiment.pk, experiment.worker)

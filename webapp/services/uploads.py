@@ -3,12 +3,14 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
 
 from optimizers.configs import ConfigError
 from optimizers.shapes import parse_dtype, parse_input_shape
 from optimizers.zoo import parse_architecture
 from tasks.celery import INSPECT_MODEL
 from webapp.models import UploadedModel
+from webapp.services.chains import chain_continue, chain_model_failed
 from webapp.services.files import (
     check_upload_size,
     fail_and_drop_file,
@@ -79,11 +81,15 @@ def model_create(*, owner, upload: UploadedFile | None, name: str, input_shape: 
 
 
 def model_inspection_succeeded(*, model_id: int, info: dict) -> None:
-    UploadedModel.objects.filter(pk=model_id).update(
-        status=UploadedModel.Status.READY, error="", info=info,
-        format=info.get("format", ""), params=info.get("params"),
-    )
+    with transaction.atomic():
+        UploadedModel.objects.filter(pk=model_id).update(
+            status=UploadedModel.Status.READY, error="", info=info,
+            format=info.get("format", ""), params=info.get("params"),
+        )
+        chain_continue(model_id=model_id)  # a chain step's result: the next step starts on it
 
 
 def model_inspection_failed(*, model_id: int, error: str) -> None:
-    fail_and_drop_file(UploadedModel, model_id, "file", error)
+    with transaction.atomic():
+        fail_and_drop_file(UploadedModel, model_id, "file", error)
+        chain_model_failed(model_id=model_id, error=error)

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from tests.factories import ready_model
 from webapp import services
-from webapp.models import Experiment, Worker
+from tasks.celery import RUN_EXPERIMENT
+from webapp.models import Experiment, OutboxMessage, Worker
 from webapp.services.liveness import stale_after_s
 
 pytestmark = pytest.mark.django_db
@@ -55,8 +56,9 @@ def test_a_lost_run_is_queued_again_for_its_next_attempt(alice, django_capture_o
         _worker(running=[])  # alive, but its pool process running the job died
     with django_capture_on_commit_callbacks(execute=False) as sent:
         assert services.experiments_recover() == [experiment.pk]
-    # The task, sent again once the transaction commits (beside the events' push to open pages).
-    assert [callback.__qualname__.split(".")[0] for callback in sent].count("enqueue_on_commit") == 1
+    # The task, in the outbox, to be sent again once the transaction commits.
+    assert OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=experiment.pk).count() == 1
+    assert [callback.__qualname__.split(".")[0] for callback in sent].count("outbox_add") == 1
     experiment.refresh_from_db()
     assert experiment.status == "queued"
     assert "queued again for attempt 2 of 3" in experiment.events.last().record["message"]

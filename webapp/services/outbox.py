@@ -1,0 +1,99 @@
+"""The outbox: every task is written to the database in the transaction that made its row, and sent to the broker
+from there. The broker being down at submit time delays a job, it never loses one or leaves it `queued` for ever.
+
+`outbox_send` is the one place tasks are sent. It runs when a transaction that wrote messages commits, when an
+experiment finishes (its owner may send the next) and after every worker heartbeat (the sweep that sends what a
+broker outage held back). It is also the fair-use scheduler: each user has at most `USER_MAX_RUNNING`
+experiments handed to the workers at once (running, or waiting in the broker); the rest wait here, oldest first,
+and are sent as the user's earlier jobs finish. The broker's queue therefore holds a few jobs of each user, not
+one user's week of work in front of everyone else's.
+
+A message is deleted once the broker took it. A send that worked but whose deletion was lost is sent again; the
+experiment's claim (services.experiment_claim) makes a second delivery do nothing.
+"""
+import logging
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from tasks.celery import RUN_EXPERIMENT
+from tasks.celery import app as celery_app
+from webapp.models import Experiment, OutboxMessage
+
+log = logging.getLogger(__name__)
+_LOCK_NAMESPACE = 0x5F0B  # pg_advisory_xact_lock(namespace, owner id): one sender per user at a time
+ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
+
+
+class BrokerUnreachable(Exception):
+    pass
+
+
+def outbox_add(task_name: str, object_id: int, owner_id: int) -> None:
+    """Part of the caller's transaction; sent after it commits (or by the next sweep)."""
+    OutboxMessage.objects.create(task=task_name, object_id=object_id, owner_id=owner_id)
+    transaction.on_commit(lambda: send_after_commit(owner_id))
+
+
+def send_after_commit(owner_id: int) -> None:
+    """What committed is safe in the outbox: a failure to send it now is logged, never the caller's error."""
+    try:
+        outbox_send(owner_ids=[owner_id])
+    except Exception:  # noqa: BLE001 - the database went away, say: the sweep sends it later
+        log.warning("could not send the outbox of user %s now; a heartbeat sweep will", owner_id, exc_info=True)
+
+
+def outbox_send(*, owner_ids=None) -> int:
+    """Send what may be sent now, for these users (default: all with messages); return how many were sent.
+
+    Never raises for a broker that is down: the messages stay, with the error, for the next sweep."""
+    if owner_ids is None:
+        owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
+    sent = 0
+    for owner_id in owner_ids:
+        try:
+            sent += _send_for(owner_id)
+        except BrokerUnreachable:
+            break  # the others would fail the same way; the next sweep tries again
+    return sent
+
+
+def _send_for(owner_id: int) -> int:
+    sent, unreachable = 0, None
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, owner_id])
+        messages = list(OutboxMessage.objects.filter(owner_id=owner_id).order_by("pk"))
+        if not messages:
+            return 0
+        runs = {m.object_id for m in messages if m.task == RUN_EXPERIMENT}
+        waiting = set(Experiment.objects.filter(pk__in=runs, status__in=ACTIVE).values_list("pk", flat=True))
+        room = settings.USER_MAX_RUNNING - (Experiment.objects.filter(owner_id=owner_id, status__in=ACTIVE)
+                                            .exclude(pk__in=waiting).count())
+        for message in messages:
+            if message.task == RUN_EXPERIMENT:
+                if message.object_id not in waiting:  # cancelled or deleted while it waited: nothing to run
+                    message.delete()
+                    continue
+                if room <= 0:
+                    continue
+                room -= 1
+            try:
+                celery_app.send_task(message.task, args=[message.object_id])
+            except Exception as exc:  # noqa: BLE001 - kombu's errors for a broker that is down or refuses
+                _failed(message, exc)
+                unreachable = exc
+                break  # the transaction still commits the deletions of what was sent before
+            message.delete()
+            sent += 1
+    if unreachable is not None:
+        raise BrokerUnreachable from unreachable
+    return sent
+
+
+def _failed(message: OutboxMessage, exc: Exception) -> None:
+    """Kept, with the reason its owner is shown."""
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        attempts=message.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:500])
+    if message.attempts == 0:
+        log.warning("the broker took no %s for #%s; it waits in the outbox", message.task, message.object_id)
