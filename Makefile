@@ -33,4 +33,5 @@ $(PY):
 
 $(STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps -e .
 	touch $@

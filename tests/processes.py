@@ -64,10 +64,11 @@ def start_worker(log_path: Path, *, queue: str = "", node: str = "") -> subproce
 WEB_SERVER = ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--no-access-log", "--port"]
 
 
-def start_web(log_path: Path, server: list[str] = WEB_SERVER, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """A web server on a free port (Uvicorn with Slimforge's application, as `make run` starts it, unless `server`
-    gives another command line ending where the port goes)."""
-    port = free_port()
+def start_web(log_path: Path, server: list[str] = WEB_SERVER, env: dict | None = None,
+              port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """A web server on a free port, or `port` (Uvicorn with Slimforge's application, as `make run` starts it, unless
+    `server` gives another command line ending where the port goes)."""
+    port = port or free_port()
     process = start([sys.executable, *server, str(port)], log_path, env)
     url = f"http://127.0.0.1:{port}"
     _wait_for(lambda: _answers(url + "/accounts/login/"), process, log_path, "the web server")

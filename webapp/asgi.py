@@ -16,6 +16,7 @@ from django.conf import settings  # noqa: E402
 
 from webapp.body_limit import BodyLimit  # noqa: E402
 from webapp.live.routing import websocket_urlpatterns  # noqa: E402
+from webapp.live.token_auth import TokenAuthMiddleware  # noqa: E402
 
 
 def _http_app():
@@ -28,5 +29,6 @@ def _http_app():
 
 application = ProtocolTypeRouter({
     "http": BodyLimit(_http_app()),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": AllowedHostsOriginValidator(
+        AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))),
 })

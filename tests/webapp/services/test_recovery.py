@@ -6,9 +6,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from tasks.celery import RUN_EXPERIMENT
 from tests.factories import ready_model
 from webapp import services
-from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Experiment, OutboxMessage, Worker
 from webapp.services.liveness import stale_after_s
 

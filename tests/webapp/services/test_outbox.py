@@ -1,0 +1,75 @@
+"""The outbox as the fair-use scheduler: each user has at most USER_MAX_RUNNING experiments at the workers, the rest
+wait in the outbox and go as earlier ones end; a submit past USER_MAX_QUEUED is refused with the reason. Sends go to
+the real broker (a worker that takes one of these finds no committed row and does nothing)."""
+import pytest
+
+from tasks.celery import RUN_EXPERIMENT
+from tests.factories import ready_model
+from webapp import services
+from webapp.models import Experiment, OutboxMessage
+
+pytestmark = pytest.mark.django_db
+
+
+def _submit(owner, model, run_callbacks):
+    with run_callbacks(execute=True):
+        return services.experiment_create(owner=owner, model=model, recipe="quantize", config={})
+
+
+def _waiting(owner) -> list[int]:
+    return list(OutboxMessage.objects.filter(owner=owner, task=RUN_EXPERIMENT).values_list("object_id", flat=True))
+
+
+def test_each_user_has_at_most_its_slots_at_the_workers(alice, bob, settings, django_capture_on_commit_callbacks):
+    settings.USER_MAX_RUNNING = 2
+    alices_model, bobs_model = ready_model(alice), ready_model(bob)
+    alices = [_submit(alice, alices_model, django_capture_on_commit_callbacks) for _ in range(5)]
+    for _ in range(2):
+        _submit(bob, bobs_model, django_capture_on_commit_callbacks)
+    # Alice's first two went to the broker, her other three wait; Bob's two went at once, not behind hers.
+    assert _waiting(alice) == [e.pk for e in alices[2:]]
+    assert _waiting(bob) == []
+
+    # One of Alice's ends: her next one goes, oldest first.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.experiment_finish(experiment_id=alices[0].pk, status=Experiment.Status.SUCCEEDED)
+    assert _waiting(alice) == [e.pk for e in alices[3:]]
+
+    # A cancelled one that still waits is dropped from the outbox, never sent.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.experiment_cancel(user=alice, experiment_id=alices[4].pk)
+    assert _waiting(alice) == [alices[3].pk]
+    # ... and the cancel freed nothing at the workers: Alice still has two there.
+    assert services.outbox_send(owner_ids=[alice.pk]) == 0
+    assert _waiting(alice) == [alices[3].pk]
+
+
+def test_a_submit_past_the_cap_is_refused_with_the_reason(alice, alice_api, settings):
+    settings.USER_MAX_QUEUED = 2
+    model = ready_model(alice)
+    for _ in range(2):
+        Experiment.objects.create(owner=alice, model=model, recipe="quantize")
+    response = alice_api.post("/api/experiments/", {"model": model.pk, "recipe": "quantize", "config": {}},
+                              format="json")
+    assert response.status_code == 429
+    assert "2 experiments queued or running, the most one user may have" in response.json()["detail"]
+    assert Experiment.objects.filter(owner=alice).count() == 2
+
+
+def test_the_experiment_says_why_it_waits(alice, alice_api, client, settings):
+    settings.USER_MAX_RUNNING = 1
+    model = ready_model(alice)
+    experiment = Experiment.objects.create(owner=alice, model=model, recipe="quantize")
+    url = f"/api/experiments/{experiment.pk}/"
+    assert alice_api.get(url).json()["waiting"] == ""  # not in the outbox: it went to the workers
+
+    message = OutboxMessage.objects.create(task=RUN_EXPERIMENT, object_id=experiment.pk, owner=alice)
+    assert alice_api.get(url).json()["waiting"].startswith("Waiting for a slot: at most 1 of your experiments")
+
+    message.last_error = "OperationalError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
+    message.save()
+    waiting = alice_api.get(url).json()["waiting"]
+    assert waiting.startswith("The job queue is unreachable right now; the experiment is saved")
+    assert "Connection refused" in waiting
+    client.force_login(alice)
+    assert "The job queue is unreachable right now" in client.get(f"/experiments/{experiment.pk}/").content.decode()
