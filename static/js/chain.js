@@ -30,7 +30,7 @@
     const experiment = step.experiment || {};
     field("error").textContent = experiment.error || "";
     field("progress").value = experiment.progress || 0;
-    field("stage").textContent = experiment.stage || "";
+    field("stage").textContent = step.status === statuses.RUNNING ? experiment.stage || "" : "";
     if (step.experiment) {
       const runs = step.runs > 1 ? ` (${step.runs} runs)` : "";
       field("experiment").replaceChildren(link(`/experiments/${experiment.id}/`, `#${experiment.id}`), runs);

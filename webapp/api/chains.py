@@ -26,7 +26,8 @@ class ChainOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     steps = serializers.ListField(child=serializers.DictField(), help_text=(
-        "{index, recipe, config, dataset, status ('waiting' until its experiment exists), experiment "
+        "{index, recipe, config, chosen (the settings beyond the defaults), dataset, status ('waiting' until its "
+        "experiment exists), experiment "
         "{id, status, progress, stage, error, attempt, model}, runs, output_model {id, name, status}}"))
     first_vs_final = serializers.ListField(child=serializers.DictField(), help_text=(
         "{axis, label, better, first, final, ratio}: the first model against the last step's result."))

@@ -3,7 +3,7 @@ first. Every query starts from the user (404 otherwise)."""
 from django.shortcuts import get_object_or_404
 
 from webapp.models import Chain, Experiment, UploadedModel
-from webapp.selectors.comparison import AXES, report_value
+from webapp.selectors.comparison import AXES, non_default_settings, report_value
 
 
 def chain_list_for(*, user):
@@ -27,6 +27,7 @@ def chain_view(chain: Chain) -> dict:
         output = outputs.get(experiment.pk) if experiment else None
         steps.append({
             "index": step.index, "recipe": step.recipe, "config": step.config, "dataset": step.dataset_id,
+            "chosen": non_default_settings(step.recipe, step.config),
             "status": experiment.status if experiment else "waiting",
             "experiment": _experiment_brief(experiment) if experiment else None,
             "runs": sum(1 for e in chain.experiments.all() if e.chain_index == step.index),

@@ -94,11 +94,17 @@ def variant_of(experiment: Experiment) -> str:
 def changed_settings(experiment: Experiment) -> dict:
     """The settings that differ from the recipe's defaults (the variant is shown on its own)."""
     config_type = RECIPE_CONFIGS.get(experiment.recipe)
+    changed = non_default_settings(experiment.recipe, experiment.config)
+    return {key: value for key, value in changed.items() if config_type is None or key != config_type.variant_field}
+
+
+def non_default_settings(recipe: str, config: dict) -> dict:
+    """The settings of `config` that differ from `recipe`'s defaults: what a person chose."""
+    config_type = RECIPE_CONFIGS.get(recipe)
     if config_type is None:
-        return dict(experiment.config)
+        return dict(config)
     defaults = config_type().to_dict()
-    return {key: value for key, value in experiment.config.items()
-            if key != config_type.variant_field and defaults.get(key) != value}
+    return {key: value for key, value in config.items() if defaults.get(key) != value}
 
 
 def _why_missing(experiment: Experiment, report: dict | None, key: str) -> str:

@@ -92,3 +92,31 @@ def test_bob_and_anonymous_are_refused(alice, bob):
         assert not connected
 
     async_to_sync(scenario)()
+
+
+def _token_of(user) -> str:
+    from knox.models import AuthToken
+
+    return AuthToken.objects.create(user)[1]
+
+
+@pytest.mark.parametrize("whose", ["alice", "bob", "nobody"])
+def test_an_api_token_opens_the_socket_of_its_owners_experiments_only(alice, bob, whose):
+    """The command line's follow authenticates with the API token header; Bob's token, or a made-up one, is refused
+    exactly like no login."""
+    experiment, _ = experiment_with_artifact(alice)
+    _record(experiment.pk, 2)
+    token = {"alice": lambda: _token_of(alice), "bob": lambda: _token_of(bob), "nobody": lambda: "f" * 64}[whose]()
+
+    async def scenario():
+        headers = [(b"origin", b"http://127.0.0.1"), (b"authorization", f"Token {token}".encode())]
+        communicator = WebsocketCommunicator(application, f"/ws/experiments/{experiment.pk}/?after=0", headers=headers)
+        connected, _ = await communicator.connect(timeout=5)
+        if whose == "alice":
+            assert connected and await _receive_seqs(communicator, 2) == [1, 2]
+            await communicator.disconnect()
+        else:
+            assert not connected
+            await communicator.wait()
+
+    async_to_sync(scenario)()
