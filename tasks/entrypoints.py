@@ -1,4 +1,5 @@
 """Celery task entry points. They take ids, touch user files only inside the sandbox, and record through services."""
+import errno
 import logging
 import re
 import shutil
@@ -14,6 +15,7 @@ from optimizers.errors import SpecError
 from optimizers.job_spec import JobSpec
 from tasks.bridge import EventBridge
 from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
+from tasks.db_retry import DB_ERRORS, forget_connection, retrying
 from tasks.sandbox import Cancel, JobCancelled, Limits, SandboxError, run_sandboxed
 from tasks.telemetry import Sampler
 from webapp import selectors, services
@@ -90,16 +92,17 @@ def prepare_dataset(dataset_id: int) -> None:
 def run_experiment(self, experiment_id: int) -> None:
     # The Celery node name (queue@host), as the heartbeat names the worker, so the Workers page finds its job.
     worker = self.request.hostname or socket.gethostname()
-    attempt = services.experiment_claim(experiment_id=experiment_id, worker=worker)
+    # Each database step is retried through a brief outage (tasks.db_retry); the job itself needs no database.
+    attempt = retrying(lambda: services.experiment_claim(experiment_id=experiment_id, worker=worker),
+                       what=f"claiming experiment {experiment_id}")
     if not attempt:
         return  # finished, cancelled, or a live run of it goes on elsewhere
-    experiment = selectors.experiment_to_run(experiment_id=experiment_id)
+    experiment = retrying(lambda: selectors.experiment_to_run(experiment_id=experiment_id), what="reading the job")
     bridge = EventBridge(experiment_id)
     sampler = _sampler_for(experiment, bridge)
     bridge.emit(events.stage_event("prepare"))
     status, error, summary = events.SUCCEEDED, "", None
-    cancel = Cancel(lambda: selectors.experiment_cancel_requested(experiment_id=experiment_id),
-                    grace_s=settings.CANCEL_GRACE_S)
+    cancel = Cancel(lambda: _cancel_requested(experiment_id), grace_s=settings.CANCEL_GRACE_S)
     try:
         sampler.start()
         summary = _run_recipe(experiment, bridge, sampler, cancel)
@@ -108,17 +111,37 @@ def run_experiment(self, experiment_id: int) -> None:
         bridge.emit(events.log_event(str(exc)))
     except SandboxError as exc:
         status, error = events.FAILED, str(exc)
+    except OSError as exc:
+        log.exception("experiment %s failed", experiment_id)
+        status, error = events.FAILED, _os_error(exc)
     except Exception as exc:
         log.exception("experiment %s failed", experiment_id)
         status, error = events.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
     summary = _with_telemetry(summary, sampler)
-    bridge.flush()
-    if not services.experiment_finish(experiment_id=experiment_id, status=status, error=error, summary=summary,
-                                      attempt=attempt):
+    retrying(lambda: bridge.flush(raise_errors=True), what="writing the job's last events")
+    if not retrying(lambda: services.experiment_finish(experiment_id=experiment_id, status=status, error=error,
+                                                       summary=summary, attempt=attempt),
+                    what=f"writing the outcome of experiment {experiment_id}"):
         log.warning("experiment %s: attempt %s ended after another took over; its outcome is dropped",
                     experiment_id, attempt)
     if status in (events.SUCCEEDED, events.CANCELLED):  # a failed job keeps its checkpoint for a redelivery
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+def _os_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return ("No space left on device while the worker stored the results; nothing of them was kept. Free space "
+                "for the worker's files (its media storage and TMPDIR), then run it again.")
+    return f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+
+
+def _cancel_requested(experiment_id: int) -> bool:
+    """Polled about once a second; while the database is unreachable, the answer is "not yet"."""
+    try:
+        return selectors.experiment_cancel_requested(experiment_id=experiment_id)
+    except DB_ERRORS:
+        forget_connection()
+        return False
 
 
 def _sampler_for(experiment, bridge: EventBridge) -> Sampler:
@@ -174,5 +197,7 @@ def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cance
                                 on_sample=sampler.tick, sample_interval=sampler.interval_s,
                                 on_tick=bridge.tick, cancel=cancel)
         bridge.emit(events.stage_event("store"))
-        services.artifacts_store(experiment_id=experiment.pk, files=_outputs(out_dir, summary.get("artifacts", [])))
+        files = _outputs(out_dir, summary.get("artifacts", []))
+        retrying(lambda: services.artifacts_store(experiment_id=experiment.pk, files=files),
+                 what="storing the results")  # all or none, so a retry starts clean
     return summary

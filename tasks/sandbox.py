@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,7 +184,25 @@ def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], 
             _pump(child, limits, on_event, on_sample, sample_interval, on_tick, cancel)
         finally:
             _kill_group(process)
-        return _outcome(child, sandboxed.signal_of(child.process.returncode), limits, child.stderr.text())
+        code = sandboxed.signal_of(child.process.returncode)
+        if code != 0 and _disk_full(_job_folders(spec)):
+            raise SandboxError(DISK_FULL)  # whatever the child died of, a full disk is what to fix
+        return _outcome(child, code, limits, child.stderr.text())
+
+
+DISK_FULL_BYTES = 1 << 20
+DISK_FULL = ("No space left on device: the worker's disk filled up while the job wrote its files; they were "
+             "removed. Free space in the worker's temporary folder (TMPDIR), then run it again.")
+
+
+def _disk_full(folders: list[str]) -> bool:
+    for folder in folders:
+        try:
+            if shutil.disk_usage(folder).free < DISK_FULL_BYTES:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _job_folders(spec: JobSpec) -> list[str]:

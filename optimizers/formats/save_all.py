@@ -8,6 +8,7 @@ reason. Every file is written under a temporary name, read back through `formats
 the example input, and only then renamed into place.
 """
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +63,8 @@ def save_all_formats(
             saved.skipped[fmt] = str(reason)
             continue
         except Exception as error:  # noqa: BLE001 - an exporter failure costs one download, not the job
-            if fmt == primary:
-                raise
+            if fmt == primary or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+                raise  # a full disk is no property of the format: the job fails and says so
             saved.skipped[fmt] = f"writing {LABELS[fmt]} failed: {first_line(error)}"
             continue
         saved.files[fmt] = name
