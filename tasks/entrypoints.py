@@ -97,18 +97,33 @@ def run_experiment(self, experiment_id: int) -> None:
                        what=f"claiming experiment {experiment_id}")
     if not attempt:
         return  # finished, cancelled, or a live run of it goes on elsewhere
-    experiment = retrying(lambda: selectors.experiment_to_run(experiment_id=experiment_id), what="reading the job")
-    bridge = EventBridge(experiment_id)
-    sampler = _sampler_for(experiment, bridge)
-    bridge.emit(events.stage_event("prepare"))
+    try:
+        experiment = retrying(lambda: selectors.experiment_to_run(experiment_id=experiment_id), what="reading the job")
+        bridge = EventBridge(experiment_id)
+        sampler = _sampler_for(experiment, bridge)
+        bridge.emit(events.stage_event("prepare"))
+        soft_s, hard_s = time_limits(experiment.recipe)
+        cancel = Cancel(lambda: _cancel_requested(experiment_id), grace_s=settings.CANCEL_GRACE_S,
+                        soft_limit_s=soft_s)
+    except Exception as exc:  # a bug before the job started: it fails now, rather than stay running and be reaped
+        log.exception("experiment %s could not start", experiment_id)
+        reason = _internal_error(exc)
+        retrying(lambda: services.experiment_finish(experiment_id=experiment_id, status=events.FAILED,
+                                                    error=reason, attempt=attempt),
+                 what=f"writing the outcome of experiment {experiment_id}")
+        return
     status, error, summary = events.SUCCEEDED, "", None
-    cancel = Cancel(lambda: _cancel_requested(experiment_id), grace_s=settings.CANCEL_GRACE_S)
     try:
         sampler.start()
-        summary = _run_recipe(experiment, bridge, sampler, cancel)
+        summary = _run_recipe(experiment, bridge, sampler, cancel, hard_s)
     except JobCancelled as exc:
-        status = events.CANCELLED
-        bridge.emit(events.log_event(str(exc)))
+        if cancel.timed_out:
+            status, error = events.FAILED, (
+                f"The job ran past its soft time limit of {soft_s:.0f} s and stopped at a step boundary (the hard "
+                f"limit is {hard_s} s: SLIMFORGE_RUN_SECONDS_{experiment.recipe.upper()} or SLIMFORGE_RUN_SECONDS).")
+        else:
+            status = events.CANCELLED
+            bridge.emit(events.log_event(str(exc)))
     except SandboxError as exc:
         status, error = events.FAILED, str(exc)
     except OSError as exc:
@@ -116,7 +131,7 @@ def run_experiment(self, experiment_id: int) -> None:
         status, error = events.FAILED, _os_error(exc)
     except Exception as exc:
         log.exception("experiment %s failed", experiment_id)
-        status, error = events.FAILED, f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+        status, error = events.FAILED, _internal_error(exc)
     summary = _with_telemetry(summary, sampler)
     retrying(lambda: bridge.flush(raise_errors=True), what="writing the job's last events")
     if not retrying(lambda: services.experiment_finish(experiment_id=experiment_id, status=status, error=error,
@@ -128,11 +143,22 @@ def run_experiment(self, experiment_id: int) -> None:
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
 
 
+def time_limits(recipe: str) -> tuple[float, int]:
+    """(soft, hard) seconds for a job of `recipe`: asked to stop at its next step at the soft limit, killed at the
+    hard one (SLIMFORGE_RUN_SECONDS_<RECIPE>, else SLIMFORGE_RUN_SECONDS)."""
+    hard_s = settings.RUN_SECONDS_BY_RECIPE.get(recipe, settings.SANDBOX_RUN_SECONDS)
+    return hard_s - min(settings.SOFT_LIMIT_BEFORE_MAX_S, hard_s // 10), hard_s
+
+
+def _internal_error(exc: Exception) -> str:
+    return f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+
+
 def _os_error(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return ("No space left on device while the worker stored the results; nothing of them was kept. Free space "
                 "for the worker's files (its media storage and TMPDIR), then run it again.")
-    return f"Internal error: {type(exc).__name__}: {exc}"[:2000]
+    return _internal_error(exc)
 
 
 def _cancel_requested(experiment_id: int) -> bool:
@@ -184,7 +210,7 @@ def _referenced_models(experiment, folder: Path) -> dict[str, dict]:
     return models
 
 
-def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cancel) -> dict:
+def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cancel, hard_s: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
@@ -193,7 +219,7 @@ def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cance
                              dataset_path=_dataset_path(experiment, Path(folder)),
                              checkpoint_dir=str(_checkpoint_dir(experiment.pk)),
                              models=_referenced_models(experiment, Path(folder)))
-        summary = run_sandboxed(spec, limits=_limits(settings.SANDBOX_RUN_SECONDS), on_event=bridge.emit,
+        summary = run_sandboxed(spec, limits=_limits(hard_s), on_event=bridge.emit,
                                 on_sample=sampler.tick, sample_interval=sampler.interval_s,
                                 on_tick=bridge.tick, cancel=cancel)
         bridge.emit(events.stage_event("store"))

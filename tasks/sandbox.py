@@ -47,13 +47,22 @@ class Cancel:
     requested: Callable[[], bool]
     grace_s: float = 10.0
     poll_s: float = 1.0
+    # The soft time limit: this many seconds after the start the job is asked to stop at its next step, as if
+    # cancelled (`timed_out` then tells the two apart); the sandbox's wall limit stays the hard one.
+    soft_limit_s: float | None = None
     asked_at: float | None = None
+    timed_out: bool = False
     _next_poll: float = 0.0
+    _started: float = field(default_factory=time.monotonic)
 
     def check(self, process: subprocess.Popen) -> None:
         now = time.monotonic()
+        if self.asked_at is None and self.soft_limit_s is not None and now - self._started >= self.soft_limit_s:
+            self.asked_at, self.timed_out = now, True
+            _ask_to_stop(process)
+            return
         if self.asked_at is not None:
-            if now - self.asked_at > self.grace_s:
+            if not self.timed_out and now - self.asked_at > self.grace_s:
                 raise JobCancelled(f"The job was cancelled; it did not stop at a step boundary within "
                                    f"{self.grace_s:.0f} s and was stopped hard.")
             return

@@ -188,7 +188,17 @@ SANDBOX_RUN_SECONDS = env_int("SLIMFORGE_RUN_SECONDS", 3600, low=10, high=7 * 86
 CANCEL_GRACE_S = env_int("SLIMFORGE_CANCEL_GRACE_S", 10, low=1, high=600)
 # Redis hands an unacknowledged message to another worker after this long: longer than any job may run, so a job
 # still running is never delivered twice (and the claim refuses a run whose worker still reports it anyway).
-CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = SANDBOX_RUN_SECONDS + 3600
+# Each recipe's hard time limit (the sandbox kills the job), SLIMFORGE_RUN_SECONDS_<RECIPE> or SLIMFORGE_RUN_SECONDS.
+# A job is first asked to stop at its next step at its soft limit, a tenth of the hard limit earlier (at most
+# SOFT_LIMIT_BEFORE_MAX_S), and then fails saying so (tasks.entrypoints); test_time_limits checks every recipe is here.
+RUN_SECONDS_BY_RECIPE = {
+    recipe: env_int(f"SLIMFORGE_RUN_SECONDS_{recipe.upper()}", SANDBOX_RUN_SECONDS, low=10, high=7 * 86400)
+    for recipe in ("quantize", "prune", "distill", "parallelize")
+}
+
+SOFT_LIMIT_BEFORE_MAX_S = 300
+
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = max(RUN_SECONDS_BY_RECIPE.values()) + 3600
 # How many times a job may be started when its worker keeps dying under it; then it fails with "worker lost".
 JOB_ATTEMPTS = env_int("SLIMFORGE_JOB_ATTEMPTS", 3, low=1, high=10)
 # A running job no live worker has reported for this long (and at least three heartbeats) is lost: queued again

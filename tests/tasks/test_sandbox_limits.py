@@ -74,3 +74,29 @@ def test_a_cancelled_job_that_never_reaches_a_step_boundary_is_stopped_hard(tmp_
         run_sandboxed(spec, limits=Limits(wall_seconds=120, memory_mb=4096), on_event=lambda e: None,
                       cancel=Cancel(requested=lambda: time.monotonic() - started > 3, grace_s=2, poll_s=0.2))
     assert time.monotonic() - started < 15
+
+
+def test_past_its_soft_limit_a_job_is_asked_to_stop_and_the_hard_limit_still_holds(tmp_path):
+    """Spin never reaches a step boundary: asked to stop at the soft limit (3 s), it is killed at the hard one (8 s),
+    not after the cancel grace period; `timed_out` tells the worker it was the clock, not the owner."""
+    save_scripted(Spin(), tmp_path / "spin.pt")
+    cancel = Cancel(requested=lambda: False, grace_s=1, poll_s=0.2, soft_limit_s=3)
+    started = time.monotonic()
+    with pytest.raises(SandboxError, match="longer than its limit of 8 s"):
+        _inspect_with(tmp_path / "spin.pt", Limits(wall_seconds=8, memory_mb=4096), cancel)
+    assert cancel.timed_out and 7 < time.monotonic() - started < 20
+
+
+def _inspect_with(path, limits, cancel):
+    spec = JobSpec.build(action="inspect", model_path=str(path), input_shape=[1, 64], input_dtype="float32")
+    return run_sandboxed(spec, limits=limits, on_event=lambda e: None, cancel=cancel)
+
+
+def test_every_recipe_has_its_time_limits(settings):
+    from optimizers.configs import RECIPE_CONFIGS
+    from tasks.entrypoints import time_limits
+
+    assert set(settings.RUN_SECONDS_BY_RECIPE) == set(RECIPE_CONFIGS)
+    settings.RUN_SECONDS_BY_RECIPE = {**settings.RUN_SECONDS_BY_RECIPE, "prune": 40, "quantize": 3600}
+    assert time_limits("prune") == (36, 40) and time_limits("quantize") == (3300, 3600)
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] > max(settings.RUN_SECONDS_BY_RECIPE.values())

@@ -75,3 +75,25 @@ def test_a_whole_worker_killed_mid_job_is_noticed_and_the_job_runs_elsewhere(cel
     logs = [e["message"] for e in alice_api.get(url + "events/").json() if e["kind"] == "log"]
     assert any(f"stopped ({queue}@" in line and "queued again for attempt 2 of 3" in line for line in logs), logs
     assert any("resuming from the checkpoint after epoch" in line for line in logs), logs
+
+
+def test_the_same_task_delivered_twice_runs_once(celery_worker, alice, alice_api, tmp_path, process_logs):
+    """Two workers on the same queue take the two deliveries at once: one run, one attempt, one set of artifacts."""
+    model, _ = model_and_digits(alice_api, tmp_path)
+    second = processes.start_worker(process_logs / "second-worker.log", node=f"second-{celery_worker.pid}@%h")
+    try:
+        experiment = Experiment.objects.create(owner=alice, model_id=model["id"], recipe="quantize",
+                                               config={"variant": "dynamic_int8"})
+        for _ in range(2):
+            app.send_task(RUN_EXPERIMENT, args=[experiment.pk])
+        url = f"/api/experiments/{experiment.pk}/"
+        done = wait_until(lambda: settled(alice_api, url, ("queued", "running")), timeout=180, what="the job")
+        time.sleep(3)  # had the second delivery run too, it would have started by now
+    finally:
+        processes.stop(second)
+    done = alice_api.get(url).json()
+    assert done["status"] == "succeeded" and done["attempt"] == 1, done
+    events = alice_api.get(url + "events/").json()
+    assert [e["status"] for e in events if e["kind"] == "status"] == ["running", "succeeded"]
+    names = [artifact["name"] for artifact in done["artifacts"]]
+    assert len(names) == len(set(names)) and "report.json" in names
