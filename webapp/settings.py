@@ -152,6 +152,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Its generator's remarks (views it cannot type yet) are no deployment risk: test_api_schema checks the schema.
     "ENABLE_DJANGO_DEPLOY_CHECK": False,
+    # Each object's own status names (the generator would otherwise number the enums it cannot tell apart).
+    "ENUM_NAME_OVERRIDES": {
+        "ExperimentStatusEnum": "webapp.models.Experiment.Status",
+        "UploadStatusEnum": "webapp.models.UploadedModel.Status",  # a dataset's are the same three
+        "ChainStatusEnum": "webapp.models.Chain.Status",
+    },
 }
 
 LANGUAGE_CODE = "en-us"

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api import schema
 from webapp.api.errors import api_errors
 from webapp.api.experiments import dataset_of
 from webapp.models import Chain
@@ -45,6 +46,7 @@ class ChainListCreate(APIView):
     serializer_class = ChainOut
     parser_classes = [JSONParser]
 
+    @schema.listing("chains")
     def get(self, request):
         """The user's chains, newest first."""
         return Response([chain_view(chain) for chain in chain_list_for(user=request.user)[:200]])

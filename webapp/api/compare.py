@@ -5,10 +5,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors
+from webapp.api import schema
 from webapp.selectors.filters import compare_ids
 
 
 class Compare(APIView):
+    @schema.compare
     def get(self, request):
         try:
             ids = compare_ids(request.query_params)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api import schema
 from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors
@@ -20,6 +21,7 @@ class DatasetListCreate(APIView):
     serializer_class = DatasetOut  # what the OpenAPI schema documents
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
+    @schema.listing("datasets")
     def get(self, request):
         datasets = selectors.dataset_list_for(user=request.user).prefetch_related("files")
         return Response(DatasetOut(datasets, many=True).data)
@@ -59,6 +61,7 @@ class DatasetDetail(APIView):
 
 
 class DatasetPreview(APIView):
+    @schema.preview
     def get(self, request, dataset_id, name):
         preview = selectors.dataset_preview_for(user=request.user, dataset_id=dataset_id, name=name)
         return stored_file(preview.file, content_type="image/png")

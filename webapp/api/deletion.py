@@ -7,6 +7,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.api import schema
 from webapp.services import deletion
 
 MAX_IDS = 500
@@ -38,6 +39,7 @@ class _BulkDelete(APIView):
     parser_classes = [JSONParser]
     delete_function = None
 
+    @schema.bulk_delete
     def post(self, request):
         return delete_or_refuse(type(self).delete_function, user=request.user, ids=_ids(request))
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api import schema
 from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
 from webapp.api.errors import api_errors, label_or_refuse
@@ -32,6 +33,7 @@ class ExperimentListCreate(APIView):
     serializer_class = ExperimentOut  # what the OpenAPI schema documents
     parser_classes = [JSONParser]
 
+    @schema.listing("experiments")
     def get(self, request):
         """One page ({count, next, previous, results}) of the experiments the list page's filters select."""
         try:
@@ -141,6 +143,7 @@ class ExperimentRerun(APIView):
 
 
 class ExperimentEvents(APIView):
+    @schema.events
     def get(self, request, experiment_id):
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
         try:
@@ -151,6 +154,7 @@ class ExperimentEvents(APIView):
 
 
 class ArtifactDownload(APIView):
+    @schema.artifact
     def get(self, request, experiment_id, artifact_id):
         artifact = selectors.artifact_get_for(user=request.user, experiment_id=experiment_id,
                                               artifact_id=artifact_id)
@@ -160,6 +164,7 @@ class ArtifactDownload(APIView):
 
 
 class ExperimentBundle(APIView):
+    @schema.bundle
     def get(self, request, experiment_id):
         """One zip: every produced format, report.json, an offline report.html and a model card."""
         experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)

@@ -22,7 +22,7 @@ class DatasetOut(serializers.ModelSerializer):
         fields = ["id", "name", "kind", "status", "error", "options", "size_bytes", "sha256", "info", "previews",
                   "created_at"]
 
-    def get_previews(self, dataset):
+    def get_previews(self, dataset) -> list[str]:
         names = [f.name for f in dataset.files.all() if f.name.startswith("preview_")]
         return [reverse("dataset-preview", args=[dataset.pk, name]) for name in names]
 
@@ -34,7 +34,7 @@ class ArtifactOut(serializers.ModelSerializer):
         model = Artifact
         fields = ["id", "name", "size_bytes", "sha256", "url"]
 
-    def get_url(self, artifact):
+    def get_url(self, artifact) -> str:
         path = reverse("api-artifact-download", args=[artifact.experiment_id, artifact.pk])
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path

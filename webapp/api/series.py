@@ -9,11 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors
+from webapp.api import schema
 
 NAME_MAX_LENGTH = 200
 
 
 class ExperimentSeries(APIView):
+    @schema.series
     def get(self, request, experiment_id):
         return Response(selectors.experiment_series_for(user=request.user, experiment_id=experiment_id))
 
@@ -21,6 +23,7 @@ class ExperimentSeries(APIView):
 class ExperimentSeriesCsv(APIView):
     """Every point of every series (or of `?name=`), streamed in seq order; an unknown name gives just the header."""
 
+    @schema.series_csv
     def get(self, request, experiment_id):
         name = request.query_params.get("name") or None
         if name is not None and len(name) > NAME_MAX_LENGTH:

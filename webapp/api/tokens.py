@@ -12,6 +12,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.api import schema
 from webapp.services import tokens
 
 
@@ -19,6 +20,7 @@ class TokenCreate(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
+    @schema.token_create
     def post(self, request):
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
@@ -30,6 +32,7 @@ class TokenCreate(APIView):
 
 
 class TokenRevoke(APIView):
+    @schema.token_revoke
     def post(self, request):
         if not isinstance(request.auth, AuthToken):
             return Response({"detail": "Revoke a token with that token (Authorization: Token …), not a session."},

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors, services
+from webapp.api import schema
 from webapp.api.deletion import delete_or_refuse
 from webapp.api.errors import api_errors, label_or_refuse
 from webapp.api.serializers import ModelOut
@@ -16,6 +17,7 @@ class ModelListCreate(APIView):
     serializer_class = ModelOut  # what the OpenAPI schema documents
     parser_classes = [MultiPartParser, FormParser]
 
+    @schema.listing("models")
     def get(self, request):
         models = selectors.model_list_for(user=request.user)
         return Response(ModelOut(models, many=True).data)

@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp import selectors
+from webapp.api import schema
 from webapp.selectors.worker_info import BusyElsewhere, OwnJob, WorkerInfo
 
 
@@ -28,5 +29,6 @@ def worker_json(worker: WorkerInfo, request) -> dict:
 
 
 class WorkerList(APIView):
+    @schema.workers
     def get(self, request):
         return Response([worker_json(worker, request) for worker in selectors.worker_list(viewer=request.user)])
