@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv screenshots bench-live
+.PHONY: run test venv screenshots bench-live bench-load
 
 run: $(STAMP)
 	$(PY) -m launcher run
@@ -23,6 +23,10 @@ screenshots: $(STAMP)
 # Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead (bench/RESULTS.md).
 bench-live: $(STAMP)
 	$(PY) -m launcher test -- bench/live.py -m slow -s -p no:cacheprovider
+
+# 200 open pages and 20 streaming jobs for 5 minutes; a burst of 1,000 submits by 10 users (bench/RESULTS.md, "Load").
+bench-load: $(STAMP)
+	$(PY) -m launcher test -- bench/load.py -m slow -s -p no:cacheprovider
 
 venv: $(STAMP)
 

@@ -91,8 +91,9 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
     queues = env.get("SLIMFORGE_QUEUES") or env.get("SLIMFORGE_DEFAULT_QUEUE") or "slimforge"
     commands = {
         # Uvicorn hands the body on as it arrives, so webapp.body_limit can refuse it before anything buffers it.
+        # Several processes: Django runs each process's synchronous views one at a time.
         "uvicorn": ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                    "--timeout-graceful-shutdown", "10"],
+                    "--workers", _web_workers(env), "--timeout-graceful-shutdown", "10"],
         "celery": ["-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=1",
                    "-Q", queues, "-n", "slimforge@%h"],
     }
@@ -105,6 +106,13 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
     finally:
         _on_stop_signals(signal.SIG_IGN)
         stop_processes([(process, signal.SIGTERM) for process in children.values()], timeout=STOP_TIMEOUT)
+
+
+def _web_workers(env: dict[str, str]) -> str:
+    value = env.get("SLIMFORGE_WEB_WORKERS", "2")
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise SystemExit(f"slimforge: SLIMFORGE_WEB_WORKERS must be a number of processes from 1 to 64, not {value!r}")
+    return value
 
 
 def test(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:

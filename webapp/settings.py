@@ -46,13 +46,15 @@ MIDDLEWARE = [
     "webapp.security_headers.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "webapp.input_guard.HostileInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "axes.middleware.AxesMiddleware",  # last: it answers for a locked-out login
+    "axes.middleware.AxesMiddleware",  # it answers for a locked-out login
+    # Innermost, and synchronous: under ASGI every middleware above then runs in one thread with the view, not each
+    # in a hop of its own (bench/load.py); it still refuses hostile input before any view or query sees it.
+    "webapp.input_guard.HostileInputMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -74,10 +76,16 @@ TEMPLATES = [
     },
 ]
 
+# No persistent connections by default: under ASGI (Uvicorn) each request runs in a thread of its own, so a kept
+# connection is never reused and piles up until PostgreSQL refuses new clients (bench/load.py met "too many clients").
+# Django's documentation says the same; put a pooler (PgBouncer) in front of a busy PostgreSQL instead.
 DATABASES = {"default": dj_database_url.parse(
-    env_str("DATABASE_URL"), conn_max_age=env_int("SLIMFORGE_DB_CONN_MAX_AGE", 60, low=0, high=3600),
+    env_str("DATABASE_URL"), conn_max_age=env_int("SLIMFORGE_DB_CONN_MAX_AGE", 0, low=0, high=3600),
     conn_health_checks=True,
 )}
+# Every connection starts in UTC (TIME_ZONE below), so Django need not send SET TIME ZONE on each new one: with a
+# connection per request, that round trip was part of every request.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c timezone=UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

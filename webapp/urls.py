@@ -39,6 +39,7 @@ urlpatterns = [
     path("chains/<int:chain_id>/", chains.chain_detail, name="chain-detail"),
     path("chains/<int:chain_id>/cancel/", chains.chain_cancel, name="chain-cancel"),
     path("chains/<int:chain_id>/resume/", chains.chain_resume, name="chain-resume"),
+    path("chains/<int:chain_id>/delete/", deletion.chain_delete, name="chain-delete"),
     path("datasets/", datasets.dataset_list, name="dataset-list"),
     path("datasets/<int:dataset_id>/", datasets.dataset_detail, name="dataset-detail"),
     path("datasets/<int:dataset_id>/delete/", deletion.dataset_delete, name="dataset-delete"),

@@ -59,7 +59,7 @@ def test_a_job_lives_through_a_postgres_restart(own_database, tmp_path):
     own_redis = RedisServer(tmp_path / "redis")
     name = f"pg-fault-{processes.free_port()}"
     env = {"DATABASE_URL": server.url, "REDIS_URL": own_redis.url, "SLIMFORGE_REDIS_PREFIX": name,
-           "SLIMFORGE_DEFAULT_QUEUE": name, "SLIMFORGE_DB_CONN_MAX_AGE": "60"}
+           "SLIMFORGE_DEFAULT_QUEUE": name}
     _manage(env, "migrate", "--noinput")
     token = _manage(env, "shell", "-c", CREATE_USER).split("TOKEN", 1)[1].strip()
     own_redis.start()

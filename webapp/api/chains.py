@@ -9,10 +9,12 @@ from rest_framework.views import APIView
 
 from webapp import selectors, services
 from webapp.api import schema
-from webapp.api.errors import api_errors
+from webapp.api.deletion import delete_or_refuse
+from webapp.api.errors import act_or_refuse, api_errors
 from webapp.api.experiments import dataset_of
 from webapp.models import Chain
 from webapp.selectors.chains import chain_get_for, chain_list_for, chain_view
+from webapp.services import deletion
 
 
 class ChainOut(serializers.Serializer):
@@ -74,19 +76,17 @@ class ChainDetail(APIView):
     def get(self, request, chain_id):
         return Response(chain_view(chain_get_for(user=request.user, chain_id=chain_id)))
 
+    def delete(self, request, chain_id):
+        """204: the chain and its steps' experiments are gone (the models its steps made stay); 409 while it runs."""
+        return delete_or_refuse(deletion.chains_delete, user=request.user, ids=[chain_id])
+
 
 class ChainCancel(APIView):
     serializer_class = ChainOut
 
     def post(self, request, chain_id):
         """Cancel the step at work; the chain ends `cancelled`. 409 when it already ended."""
-        try:
-            chain = services.chain_cancel(user=request.user, chain_id=chain_id)
-        except Chain.DoesNotExist:
-            raise NotFound() from None
-        except ValidationError as exc:
-            return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
-        return Response(chain_view(chain))
+        return Response(chain_view(act_or_refuse(services.chain_cancel, user=request.user, chain_id=chain_id)))
 
 
 class ChainResume(APIView):

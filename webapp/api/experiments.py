@@ -15,9 +15,8 @@ from webapp import selectors, services
 from webapp.api import schema
 from webapp.api.deletion import delete_or_refuse
 from webapp.api.downloads import stored_file
-from webapp.api.errors import api_errors, label_or_refuse
+from webapp.api.errors import act_or_refuse, api_errors, label_or_refuse
 from webapp.api.serializers import ExperimentOut
-from webapp.models import Experiment
 from webapp.selectors import bundle
 from webapp.selectors.filters import experiment_filters
 from webapp.services import deletion, labels
@@ -110,12 +109,7 @@ class ExperimentCancel(APIView):
     serializer_class = ExperimentOut
     def post(self, request, experiment_id):
         """200 with the experiment: cancelled if it was queued, stopping (cancel_requested_at set) if running."""
-        try:
-            experiment = services.experiment_cancel(user=request.user, experiment_id=experiment_id)
-        except Experiment.DoesNotExist:
-            raise NotFound() from None
-        except ValidationError as exc:
-            return Response({"detail": exc.messages[0]}, status=status.HTTP_409_CONFLICT)
+        experiment = act_or_refuse(services.experiment_cancel, user=request.user, experiment_id=experiment_id)
         return Response(ExperimentOut(experiment, context={"request": request}).data)
 
 

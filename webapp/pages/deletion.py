@@ -52,3 +52,9 @@ def model_delete(request, model_id):
 def dataset_delete(request, dataset_id):
     return _delete(request, deletion.datasets_delete, [dataset_id], what=f"dataset #{dataset_id}",
                    gone_to="dataset-list", refused_to=f"/datasets/{dataset_id}/")
+
+
+@require_POST
+def chain_delete(request, chain_id):
+    return _delete(request, deletion.chains_delete, [chain_id], what=f"chain #{chain_id}", gone_to="chain-list",
+                   refused_to=f"/chains/{chain_id}/")

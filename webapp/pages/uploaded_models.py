@@ -9,6 +9,7 @@ from optimizers.configs import RECIPE_CONFIGS, ConfigError, parse_config
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
 from webapp.pages.forms import architecture_forms, recipe_config_form, recipe_forms
+from webapp.selectors.comparison import non_default_settings
 
 
 def home(request):
@@ -45,7 +46,14 @@ def _render_model(request, model, forms, chosen="quantize", errors=(), status=20
         "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
         "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
+        "lineage_settings": _lineage_settings(model),
     }, status=status)
+
+
+def _lineage_settings(model) -> dict:
+    """The settings beyond the defaults of the run that made this model, if Slimforge made it."""
+    made_by = model.source_experiment
+    return non_default_settings(made_by.recipe, made_by.config) if made_by else {}
 
 
 @require_http_methods(["GET"])

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 
-from webapp.models import Artifact, Dataset, DatasetFile, Experiment, UploadedModel
+from webapp.models import Artifact, Chain, Dataset, DatasetFile, Experiment, UploadedModel
 
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
@@ -22,6 +22,20 @@ def experiments_delete(*, user, ids: Iterable[int]) -> int:
         _refuse([f"experiment #{e.pk} is {e.status}: cancel it first" for e in experiments if e.status in ACTIVE])
         _delete_rows(Experiment, experiments, _files(Artifact.objects.filter(experiment__in=experiments), "file"))
     return len(experiments)
+
+
+def chains_delete(*, user, ids: Iterable[int]) -> int:
+    """A chain goes with its steps' experiments and their artifacts; the models its steps made stay, with the model
+    each came from as their lineage."""
+    with transaction.atomic():
+        chains = _owned(Chain, user, ids, "chain")
+        experiments = list(Experiment.objects.select_for_update().filter(chain__in=chains).order_by("pk"))
+        _refuse([f"chain #{c.pk} is running: cancel it first" for c in chains if c.status == Chain.Status.RUNNING]
+                + [f"its {_named(e)} has not ended yet" for e in experiments if e.status in ACTIVE])
+        files = _files(Artifact.objects.filter(experiment__in=experiments), "file")
+        Experiment.objects.filter(pk__in=[e.pk for e in experiments]).delete()
+        _delete_rows(Chain, chains, files)
+    return len(chains)
 
 
 def models_delete(*, user, ids: Iterable[int]) -> int:

@@ -88,11 +88,13 @@ class QuotaExceeded(ValidationError):
     """The user has as many unfinished experiments as one user may (settings.USER_MAX_QUEUED)."""
 
 
-def _check_quota(owner) -> None:
+def _check_quota(owner) -> int:
+    """How many unfinished experiments `owner` has; too many is refused."""
     unfinished = Experiment.objects.filter(owner=owner, status__in=ACTIVE).count()
     if unfinished >= settings.USER_MAX_QUEUED:
         raise QuotaExceeded(f"You have {unfinished} experiments queued or running, the most one user may have; "
                             "wait for some to finish, or cancel some, then submit again.")
+    return unfinished
 
 
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
@@ -109,12 +111,14 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     _check_model(model, recipe, parsed)
     _check_referenced_models(owner, parsed)
     _check_dataset(dataset, model, parsed)
-    _check_quota(owner)
+    unfinished = _check_quota(owner)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
                                                config=parsed.to_dict(), telemetry_interval_s=interval,
                                                rerun_of=rerun_of, **(chain_step or {}))
-        outbox_add(RUN_EXPERIMENT, experiment.pk, owner.pk)
+        # With every slot of the owner's taken, this one waits its turn: it goes when one of those ends (or at the
+        # next heartbeat's sweep), so a long queue's submits skip the sending transaction.
+        outbox_add(RUN_EXPERIMENT, experiment.pk, owner.pk, send=unfinished < settings.USER_MAX_RUNNING)
     return experiment
 
 

@@ -15,6 +15,7 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
@@ -29,10 +30,12 @@ class BrokerUnreachable(Exception):
     pass
 
 
-def outbox_add(task_name: str, object_id: int, owner_id: int) -> None:
-    """Part of the caller's transaction; sent after it commits (or by the next sweep)."""
+def outbox_add(task_name: str, object_id: int, owner_id: int, *, send: bool = True) -> None:
+    """Part of the caller's transaction; sent after it commits, or by the next sweep. `send=False` when the caller
+    knows it cannot go now (the owner's slots are full): the submit then costs no second transaction."""
     OutboxMessage.objects.create(task=task_name, object_id=object_id, owner_id=owner_id)
-    transaction.on_commit(lambda: send_after_commit(owner_id))
+    if send:
+        transaction.on_commit(lambda: send_after_commit(owner_id))
 
 
 def send_after_commit(owner_id: int) -> None:
@@ -44,40 +47,40 @@ def send_after_commit(owner_id: int) -> None:
 
 
 def outbox_send(*, owner_ids=None) -> int:
-    """Send what may be sent now, for these users (default: all with messages); return how many were sent.
+    """Send what may be sent now, for these users (default: all with messages, and the sweep's clean-up of messages
+    whose experiment ended while it waited); return how many were sent.
 
     Never raises for a broker that is down: the messages stay, with the error, for the next sweep."""
-    if owner_ids is None:
+    sweep = owner_ids is None
+    if sweep:
         owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
     sent = 0
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id)
+            sent += _send_for(owner_id, drop_stale=sweep)
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent
 
 
-def _send_for(owner_id: int) -> int:
+def _send_for(owner_id: int, *, drop_stale: bool) -> int:
+    """A handful of queries whatever the length of the user's queue: submit after submit stays as fast."""
     sent, unreachable = 0, None
+    runs = OutboxMessage.objects.filter(owner_id=owner_id, task=RUN_EXPERIMENT)
+    active = Exists(Experiment.objects.filter(pk=OuterRef("object_id"), status__in=ACTIVE))
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, owner_id])
-        messages = list(OutboxMessage.objects.filter(owner_id=owner_id).order_by("pk"))
-        if not messages:
-            return 0
-        runs = {m.object_id for m in messages if m.task == RUN_EXPERIMENT}
-        waiting = set(Experiment.objects.filter(pk__in=runs, status__in=ACTIVE).values_list("pk", flat=True))
-        room = settings.USER_MAX_RUNNING - (Experiment.objects.filter(owner_id=owner_id, status__in=ACTIVE)
-                                            .exclude(pk__in=waiting).count())
-        for message in messages:
-            if message.task == RUN_EXPERIMENT:
-                if message.object_id not in waiting:  # cancelled or deleted while it waited: nothing to run
-                    message.delete()
-                    continue
-                if room <= 0:
-                    continue
-                room -= 1
+        if drop_stale:  # cancelled or deleted while they waited: nothing to run
+            runs.exclude(active).delete()
+        waiting = OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=OuterRef("pk"))
+        at_workers = (Experiment.objects.filter(owner_id=owner_id, status__in=ACTIVE).exclude(Exists(waiting))
+                      .count())
+        room = settings.USER_MAX_RUNNING - at_workers
+        messages = list(OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT))
+        if room > 0:
+            messages += list(runs.filter(active).order_by("pk")[:room])
+        for message in sorted(messages, key=lambda m: m.pk):
             try:
                 celery_app.send_task(message.task, args=[message.object_id])
             except Exception as exc:  # noqa: BLE001 - kombu's errors for a broker that is down or refuses
