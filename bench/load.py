@@ -48,11 +48,11 @@ WEB_WORKERS = os.environ.get("SLIMFORGE_WEB_WORKERS", "2")  # as `make run` star
 
 
 @pytest.fixture
-def own_web(process_logs):
+def own_web(process_logs, request):
     """A web server of this benchmark's own, as `make run` starts it (Uvicorn with SLIMFORGE_WEB_WORKERS processes),
     so its memory can be read."""
     command = [*processes.WEB_SERVER[:-1], "--workers", WEB_WORKERS, "--port"]
-    server, url = processes.start_web(process_logs / "load-web.log", server=command)
+    server, url = processes.start_web(process_logs / f"load-web-{request.node.name}.log", server=command)
     yield server, url
     processes.stop(server)
     processes.wait_for_database_sessions_to_end()

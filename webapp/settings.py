@@ -95,7 +95,10 @@ REDIS_PREFIX = env_str("SLIMFORGE_REDIS_PREFIX", "slimforge")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi", "capacity": 1000, "expiry": 30},
+        # channels_redis waits for a socket's messages with a 5-second BZPOPMIN; redis-py 8 gives up reading after 5
+        # seconds by default, so under load the two raced and a live page lost its socket (bench/load.py).
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "prefix": f"{REDIS_PREFIX}:asgi",
+                   "capacity": 1000, "expiry": 30},
     }
 }
 

@@ -120,3 +120,12 @@ def test_an_api_token_opens_the_socket_of_its_owners_experiments_only(alice, bob
             await communicator.wait()
 
     async_to_sync(scenario)()
+
+
+def test_the_channel_layer_waits_longer_than_its_blocking_read(settings):
+    """A page's socket must not die of the channel layer's own 5-second wait (redis-py's default read timeout is the
+    same 5 s: under load the two raced, bench/load.py)."""
+    from channels_redis.core import RedisChannelLayer
+
+    host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
+    assert host["socket_timeout"] > RedisChannelLayer.brpop_timeout + 10
