@@ -23,6 +23,7 @@ def test_a_chain_from_the_form_to_the_final_model(carol, browser_page, web_serve
     for index, config in enumerate(settings):
         form.locator(f"select[name=step-{index}-dataset]").select_option(str(digits["id"]))
         form.locator(f"textarea[name=step-{index}-config]").fill(json.dumps(config))
+    save_screenshot(browser_page, "chain-form.png", tmp_path)
     form.get_by_role("button", name="Start the chain").click()
     browser_page.wait_for_url(f"{web_server}/chains/*/")
     assert browser_page.locator("#chain-status").inner_text() == "running"
@@ -42,3 +43,7 @@ def test_a_chain_from_the_form_to_the_final_model(carol, browser_page, web_serve
     lineage = browser_page.locator("#lineage").inner_text()
     assert "quantize #" in lineage and "step 3 of chain #" in lineage
     save_screenshot(browser_page, "model-lineage.png", tmp_path)
+
+    browser_page.goto(f"{web_server}/chains/")
+    assert "slim the mlp" in browser_page.locator("#chain-table").inner_text()
+    save_screenshot(browser_page, "chain-list.png", tmp_path)
