@@ -25,11 +25,11 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-import websockets
 from django.contrib.auth import get_user_model
 from knox.models import AuthToken
 
 from bench.live import _cookie, _percentile
+from bench.live import _page as live_page
 from bench.results import cpu_count, cpu_name, write_results
 from tests import processes
 from tests.factories import ready_model
@@ -65,21 +65,12 @@ def _rss_mb(pid: int) -> float:
 
 async def _page(url: str, cookie: str, expected: int, latencies: list[float], errors: list[str],
                 opened: list[int], all_open: asyncio.Event) -> None:
+    """bench/live.py's page, whose failure is counted (the figure "errors") instead of ending the run."""
     try:
-        async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"},
-                                      max_size=None, open_timeout=120) as socket:
-            opened.append(1)
-            if len(opened) == PAGES:
-                all_open.set()
-            seen = 0
-            while seen < expected:
-                batch = json.loads(await asyncio.wait_for(socket.recv(), timeout=60))["events"]
-                now = time.time()
-                latencies += [now - event["t"] for event in batch]
-                seen += len(batch)
-    except Exception as exc:  # noqa: BLE001 - counted: a page that failed is the figure "errors"
+        await live_page(url, cookie, expected, latencies, opened, PAGES, all_open)
+    except Exception as exc:  # noqa: BLE001
         errors.append(f"{type(exc).__name__}: {exc}")
-        if not all_open.is_set():
+        if not all_open.is_set():  # failed before it opened: the others must not wait for it
             opened.append(1)
             if len(opened) == PAGES:
                 all_open.set()

@@ -17,6 +17,9 @@ class Outcome:
     answer: bytes
 
 
+EARLY_ANSWER_S = 1.0
+
+
 def flood(url: str, path: str, *, declared: int | None, total: int, headers: dict | None = None,
           timeout: float = 60) -> Outcome:
     """POST up to `total` body bytes to `path`, declaring `declared` as Content-Length (chunked when None), and
@@ -29,6 +32,12 @@ def flood(url: str, path: str, *, declared: int | None, total: int, headers: dic
     sent, answer = 0, b""
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as connection:
         connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        # A moment for an answer to the headers alone (a declared length over the limit): read before sending a
+        # byte of body, or the server's close with the body unread resets the connection and loses its answer.
+        if select.select([connection], [], [], EARLY_ANSWER_S)[0]:
+            answer = _read_answer(connection, started + timeout)
+            status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
+            return Outcome(status, 0, time.monotonic() - started, answer)
         payload = bytes(CHUNK)
         framed = payload if declared is not None else f"{CHUNK:x}\r\n".encode() + payload + b"\r\n"
         connection.setblocking(False)

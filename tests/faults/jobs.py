@@ -2,18 +2,12 @@
 import json
 from pathlib import Path
 
-from knox.models import AuthToken
-
 from optimizers.formats.statedict import save_safetensors
 from optimizers.zoo.models import build_model
 from tests.tasks.worker_jobs import CONFIG
 from tests.waiting import wait_until
 
 PENDING = ("queued", "running")
-
-
-def api_for(stack, user):
-    return stack.client(AuthToken.objects.create(user)[1])
 
 
 def get(api, url: str) -> dict:

@@ -1,16 +1,42 @@
-"""A Slimforge of the test's own for the fault tests: its own Redis (which the test stops and starts again), a web
-server and a worker on it, on the run's test database. Clients reach it over HTTP with an API token, as anyone
-would; nothing in the test process talks to its Redis."""
+"""A Slimforge of the test's own for the fault tests: its own Redis (which the test stops and starts again), its own
+database (so the session's worker, sweeping the shared test database's outbox onto its own broker, cannot take this
+stack's jobs), a web server and a worker on them. Clients reach it over HTTP with an API token, as anyone would;
+nothing in the test process talks to its Redis or its database."""
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import redis
 import requests
+from django.conf import settings
 
 from launcher.redis_server import redis_server_binary
 from tests import processes
+
+MAKE_USER = """
+from django.contrib.auth import get_user_model
+from knox.models import AuthToken
+user = get_user_model().objects.create_user({name!r}, password={password!r})
+print("TOKEN", AuthToken.objects.create(user)[1])
+"""
+
+
+def _admin_connection():
+    db = settings.DATABASES["default"]
+    connection = psycopg2.connect(dbname="postgres", user=db["USER"], password=db["PASSWORD"] or None,
+                                  host=db["HOST"] or None, port=db["PORT"] or None)
+    connection.autocommit = True
+    return connection
+
+
+def _manage(env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=processes.REPO_ROOT, capture_output=True,
+                          text=True, env=processes.process_env() | env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 class RedisServer:
@@ -50,8 +76,18 @@ class Stack:
     env: dict
     processes: list = field(default_factory=list)
     url: str = ""
+    database: str = ""
 
     def start(self) -> None:
+        name = self.env["SLIMFORGE_DEFAULT_QUEUE"].replace("-", "_")
+        connection = _admin_connection()
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        self.database = name
+        base = processes.test_database_url()
+        self.env["DATABASE_URL"] = base[:base.rindex("/") + 1] + name
+        _manage(self.env, "migrate", "--noinput")
         self.redis.start()
         worker = processes.start_worker(self.folder / "worker.log", queue=self.env["SLIMFORGE_DEFAULT_QUEUE"],
                                         env=self.env)
@@ -62,11 +98,17 @@ class Stack:
         for process in reversed(self.processes):
             processes.stop(process)
         self.redis.stop()
-        processes.wait_for_database_sessions_to_end()
+        if self.database:
+            connection = _admin_connection()
+            with connection.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            connection.close()
 
-    def client(self, token: str) -> requests.Session:
+    def user(self, name: str, password: str = "secret-pw-of-the-stack") -> requests.Session:
+        """A user of this stack's own, and an API client with a token of theirs."""
+        token = _manage(self.env, "shell", "-c", MAKE_USER.format(name=name, password=password))
         session = requests.Session()
-        session.headers["Authorization"] = f"Token {token}"
+        session.headers["Authorization"] = f"Token {token.split('TOKEN', 1)[1].strip()}"
         return session
 
 

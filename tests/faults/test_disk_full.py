@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.jobs import api_for, finished, model_and_digits
+from tests.faults.jobs import finished, model_and_digits
 from tests.faults.stack import own_stack
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,11 +38,11 @@ def _fill(disk: Path, leave: int) -> Path:
     return filler
 
 
-def test_a_full_disk_fails_the_job_cleanly_and_the_next_one_works(small_disk, alice, tmp_path):
+def test_a_full_disk_fails_the_job_cleanly_and_the_next_one_works(small_disk, tmp_path):
     stack = own_stack(tmp_path / "stack", env={"TMPDIR": str(small_disk)})
-    stack.start()
     try:
-        api = api_for(stack, alice)
+        stack.start()
+        api = stack.user("alice")
         model, _ = model_and_digits(api, stack.url, tmp_path)
         filler = _fill(small_disk, model["size_bytes"] + ROOM_FOR_THE_MODEL_COPY)
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.browser import log_in, save_screenshot
-from tests.faults.jobs import api_for, finished, get, model_and_digits
+from tests.faults.jobs import finished, get, model_and_digits
 from tests.faults.stack import own_stack
 from tests.waiting import wait_until
 
@@ -23,8 +23,8 @@ def stack(tmp_path):
         own.stop()
 
 
-def test_a_job_submitted_while_the_broker_is_down_is_sent_once_it_is_back(stack, alice, tmp_path):
-    api = api_for(stack, alice)
+def test_a_job_submitted_while_the_broker_is_down_is_sent_once_it_is_back(stack, tmp_path):
+    api = stack.user("alice")
     model, _ = model_and_digits(api, stack.url, tmp_path)
     stack.redis.stop()
 
@@ -49,7 +49,7 @@ def test_a_job_submitted_while_the_broker_is_down_is_sent_once_it_is_back(stack,
 
 @pytest.mark.browser
 def test_a_job_and_its_open_page_live_through_a_redis_restart(stack, carol, browser_page, tmp_path):
-    api = api_for(stack, carol)
+    api = stack.user("carol", "carol-secret-pw")  # as tests.browser.log_in signs in
     model, digits = model_and_digits(api, stack.url, tmp_path)
     response = api.post(f"{stack.url}/api/experiments/", timeout=30, json={
         "model": model["id"], "recipe": "prune", "dataset": digits["id"],
