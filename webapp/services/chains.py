@@ -48,7 +48,9 @@ def chain_create(*, owner, model: UploadedModel, steps: list[dict], name: str = 
     """`steps`: [{"recipe", "config", "dataset": Dataset or None}]. Raises ValidationError naming the step."""
     if model.owner_id != owner.pk:
         raise ValidationError({"model": "No such model."})
-    name = (name or "").strip()
+    if not isinstance(name, str):
+        raise ValidationError({"name": "Give the chain's name as text."})
+    name = name.strip()
     if len(name) > 200:
         raise ValidationError({"name": "The name is longer than 200 characters."})
     checked = _checked_steps(owner, steps)

@@ -33,6 +33,9 @@ def test_each_error_names_its_step(alice, bob):
     assert "steps.0.dataset" in caught.value.message_dict
     with pytest.raises(ValidationError):
         services.chain_create(owner=alice, model=model, steps=[])
+    with pytest.raises(ValidationError) as caught:
+        services.chain_create(owner=alice, model=model, steps=[QUANTIZE], name=["not", "text"])
+    assert "name" in caught.value.message_dict
     with pytest.raises(ValidationError):
         services.chain_create(owner=bob, model=model, steps=[QUANTIZE])  # not Bob's model
     assert not Chain.objects.exists() and not Experiment.objects.exists()  # nothing half-made
