@@ -4,6 +4,7 @@ The socket sends every event after the sequence number the client gives, so afte
 restart, a network blip) the client reconnects with the last one it saw and misses nothing, nor sees anything twice.
 """
 import asyncio
+import json
 
 import websockets
 from rich.console import Console
@@ -69,8 +70,6 @@ class Follower:
 
 
 def _events(message) -> list[dict]:
-    import json
-
     body = json.loads(message)
     return body.get("events", []) if isinstance(body, dict) else []
 

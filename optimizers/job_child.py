@@ -11,10 +11,8 @@ else the real stdout is moved to a private descriptor for events and fd 1 is poi
 stderr: stray prints land in the parent's log instead of corrupting the event stream.
 """
 
-import errno
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -42,29 +40,13 @@ def torch_threads_from_env() -> int:
     return int(raw)
 
 
-DISK_FULL_BYTES = 1 << 20  # a job folder's disk with less free than this after a failure is the likely cause
-
-
-def error_line(error: BaseException, job_folder: str | None = None) -> dict[str, Any]:
+def error_line(error: BaseException) -> dict[str, Any]:
     if isinstance(error, SlimforgeError):
         message = str(error)
     else:
         # Not one of ours: the type name tells the user (and us) more than torch's first line alone.
         message = f"{type(error).__name__}: {first_line(error)}"
-    if _disk_full(error, job_folder):
-        # torch's writers report a full disk as "file write failed"; say what happened, and what to do.
-        message = (f"No space left on device: the worker's disk filled up while the job wrote its files ({message}). "
-                   "Free space in the worker's temporary folder (TMPDIR), then run it again.")
     return {"kind": ERROR_LINE, "error": message, "error_type": type(error).__name__}
-
-
-def _disk_full(error: BaseException, job_folder: str | None) -> bool:
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return True
-    try:
-        return job_folder is not None and shutil.disk_usage(job_folder).free < DISK_FULL_BYTES
-    except OSError:
-        return False
 
 
 def run(spec_path: str, events: TextIO, cancel: threading.Event) -> dict[str, Any]:
@@ -103,7 +85,7 @@ def main(argv: list[str]) -> int:
             print(f"slimforge job failed: {error}", file=sys.stderr)
         else:
             traceback.print_exc(file=sys.stderr)  # a bug or a torch failure: keep the whole story
-        final, code = json.dumps(error_line(error, os.path.dirname(argv[1]) if len(argv) == 2 else None)), 1
+        final, code = json.dumps(error_line(error)), 1
     events.write(final + "\n")
     events.flush()
     return code

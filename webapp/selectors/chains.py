@@ -1,5 +1,7 @@
 """Reads of chains: each step with its latest experiment and the model it made, and the final model against the
 first. Every query starts from the user (404 otherwise)."""
+from collections import Counter
+
 from django.shortcuts import get_object_or_404
 
 from webapp.models import Chain, Experiment, UploadedModel
@@ -16,9 +18,10 @@ def chain_get_for(*, user, chain_id) -> Chain:
 
 def chain_view(chain: Chain) -> dict:
     """JSON-ready: the chain, its steps (settings, latest experiment, result model) and the first-vs-final table."""
-    experiments = {}
+    experiments, runs = {}, Counter()
     for experiment in chain.experiments.order_by("pk"):
         experiments[experiment.chain_index] = experiment  # the latest run of each step wins
+        runs[experiment.chain_index] += 1
     outputs = {model.source_experiment_id: model
                for model in UploadedModel.objects.filter(source_experiment__in=list(experiments.values()))}
     steps = []
@@ -30,7 +33,7 @@ def chain_view(chain: Chain) -> dict:
             "chosen": non_default_settings(step.recipe, step.config),
             "status": experiment.status if experiment else "waiting",
             "experiment": _experiment_brief(experiment) if experiment else None,
-            "runs": sum(1 for e in chain.experiments.all() if e.chain_index == step.index),
+            "runs": runs[step.index],
             "output_model": {"id": output.pk, "name": output.name, "status": output.status} if output else None,
         })
     return {"id": chain.pk, "name": chain.name, "status": chain.status, "error": chain.error,
