@@ -1,13 +1,35 @@
-// The experiment page's Plotly charts, built from series names: job and host resources, one chart per GPU,
-// the recipe's metrics and the sensitivity bars. Every trace carries its series name in `meta`; time-based
-// charts get a dashed line per stage. experiment.js feeds them: first the server's draw, then live points.
+// The experiment page's Plotly charts, built from series names: one chart per group, each with its own axis and
+// units — job and host resources, one chart per GPU, losses, accuracies, pruning ratios, any other metric — and
+// the sensitivity bars. Every data trace carries its series name in `meta`. Time charts share the stages: a strip
+// above the plot (labels shown only where they fit, named in the hover) and shaded bands over it. Charts with the
+// same x (seconds, or steps) zoom and hover together. Legends are HTML buttons under each chart, so they never
+// cover an axis and work from the keyboard. experiment.js feeds them: first the server's draw, then live points.
 window.SlimforgeCharts = (function () {
-  const CONFIG = { responsive: true, displaylogo: false };
-  const UNITS = { percent: "%", mb: "MB", w: "W", c: "°C", mhz: "MHz", j: "J", s: "s" };
+  const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  const UNITS = { percent: "%", mb: "MB", w: "W", c: "°C", mhz: "MHz", j: "J", s: "s", ms: "ms" };
   const WORDS = { cpu: "CPU", rss: "RSS", sm: "SM", util: "utilization" };
   const HIDDEN_AT_FIRST = new Set(["host/memory_used_mb"]);  // gigabytes would flatten the job's RSS line
   const GPU = /^gpu(\d+)\//;
   const KIND = SlimforgeEvents.kinds;  // the progress series is named after its event kind
+  const PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4d7c0f",
+                   "#4b5563", "#c2410c"];
+  const PLOT_TOP = 0.84;           // time charts: the plot below, the stage strip above
+  const STRIP_AXIS = "y9";         // the strip's own y axis, clear of the rows a GPU chart stacks
+  const STRIP_FILL = ["#dbeafe", "#e5e7eb"];
+  const BAND_FILL = ["rgba(37, 99, 235, 0.06)", "rgba(107, 114, 128, 0.06)"];
+  const SMOOTHED = "~smoothed";    // suffix of the meta of a smoothed copy, drawn over its faint raw series
+  const PER_STEP = /\/train_loss$/;  // per-step series, noisy enough to want smoothing
+  const STAGE_REDRAW_MS = 1000;    // the open stage's end follows the data at most this often
+
+  // Which chart a metric goes to, by its measure (the name after the prefix): one axis, one unit per chart.
+  const METRIC_GROUPS = [
+    { key: "loss", title: "Loss", test: (m) => m.includes("loss"), log: true,
+      yaxis: { title: { text: "loss" } } },
+    { key: "score", title: "Accuracy and agreement", test: (m) => /accuracy|agreement|fidelity|cosine/.test(m),
+      yaxis: { title: { text: "share of samples" }, tickformat: ".0%" } },
+    { key: "ratio", title: "Pruning: sparsity and what is left of the original", test: (m) => /ratio|sparsity/.test(m),
+      yaxis: { title: { text: "share" }, tickformat: ".0%" } },
+  ];
 
   function unitOf(name) {
     if (name === KIND.PROGRESS) return "percent";
@@ -23,17 +45,132 @@ window.SlimforgeCharts = (function () {
     return `${group === "host" ? "host " : ""}${words}${unit === "value" ? "" : ` ${UNITS[unit]}`}`;
   }
 
+  function metricGroup(name) {
+    const measure = name.slice(name.indexOf("/") + 1);
+    const group = METRIC_GROUPS.find((g) => g.test(measure));
+    if (group) return group;
+    return { key: `other:${name}`, title: name, yaxis: {} };  // the title names it, units and all
+  }
+
   const thousands = (n) => n.toLocaleString("en-US");
+
+  // Exponential moving average, debiased like TensorBoard's, so the first points are not pulled towards zero.
+  class Smoother {
+    constructor(weight) { this.weight = weight; this.last = 0; this.n = 0; }
+    push(ys) {
+      const w = this.weight;
+      return ys.map((y) => {
+        this.last = w * this.last + (1 - w) * y;
+        this.n += 1;
+        return w === 0 ? y : this.last / (1 - w ** this.n);
+      });
+    }
+  }
+
+  // Charts that share an x (seconds or steps): a zoom or a hover on one is shown on all.
+  class XGroup {
+    constructor() { this.charts = []; this.busy = false; }
+
+    join(chart) {
+      this.charts.push(chart);
+      chart.div.on("plotly_relayout", (event) => this.zoom(chart, event));
+      chart.div.on("plotly_hover", (event) => this.hover(chart, event));
+      chart.div.on("plotly_unhover", () => this.unhover(chart));
+    }
+
+    others(chart) { return this.charts.filter((c) => c !== chart && !c.box.hidden); }
+
+    zoom(chart, event) {
+      if (this.busy) return;
+      let update = null;
+      if ("xaxis.range[0]" in event) update = { "xaxis.range": [event["xaxis.range[0]"], event["xaxis.range[1]"]] };
+      else if (event["xaxis.range"]) update = { "xaxis.range": event["xaxis.range"] };
+      else if (event["xaxis.autorange"]) update = { "xaxis.autorange": true };
+      if (!update) return;
+      this.busy = true;
+      Promise.all(this.others(chart).map((c) => Plotly.relayout(c.div, update))).finally(() => { this.busy = false; });
+    }
+
+    hover(chart, event) {
+      if (this.busy || !event.xvals) return;
+      this.busy = true;
+      try {
+        for (const c of this.others(chart)) Plotly.Fx.hover(c.div, { xval: event.xvals[0] }, c.subplots());
+      } finally { this.busy = false; }
+    }
+
+    unhover(chart) {
+      if (this.busy) return;
+      this.busy = true;
+      try { this.others(chart).forEach((c) => Plotly.Fx.unhover(c.div)); } finally { this.busy = false; }
+    }
+  }
+
+  // A chart's figure: heading and controls, the plot, an HTML legend, and a note when lines were downsampled.
+  function chartBox(parent, { id, title, csvUrl, plot = null }) {
+    const box = document.createElement("figure");
+    box.className = "chart-box";
+    const caption = document.createElement("figcaption");
+    const heading = document.createElement("h3");
+    heading.textContent = title;
+    const controls = document.createElement("span");
+    controls.className = "chart-controls";
+    caption.append(heading, controls);
+    const div = plot || document.createElement("div");
+    div.classList.add("chart");
+    if (id) div.id = id;
+    // A group, not an img: Plotly puts buttons (its mode bar) inside, and an img's content is hidden from readers.
+    div.setAttribute("role", "group");
+    div.setAttribute("aria-label", `${title} chart`);
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    legend.setAttribute("role", "group");
+    legend.setAttribute("aria-label", `Series of the ${title.toLowerCase()} chart: press to hide or show`);
+    const note = document.createElement("p");
+    note.className = "hint chart-note";
+    note.hidden = true;
+    const link = document.createElement("a");
+    link.href = csvUrl; link.textContent = "download the CSV for all";
+    note.append(document.createTextNode(""), link);
+    box.append(caption, div, legend, note);
+    parent.append(box);
+    return { box, div, controls, legend, note };
+  }
 
   class LiveChart {
     // axisOf(name) gives the y axis id ("y", "y2", ...); a chart without it stacks one row per unit.
-    constructor(div, note, layout, { axisOf = null, timeBased = false, labelOf = label } = {}) {
-      Object.assign(this, { div, note, axisOf, timeBased, labelOf });
-      this.traces = {};   // series name -> trace index
-      this.totals = {};   // series name -> points in the full series, drawn or not
-      this.units = [];    // stacked rows, top first
+    constructor(parts, layout, { axisOf = null, timeBased = false, labelOf = label, xgroup, smoothing = null } = {}) {
+      Object.assign(this, parts, { axisOf, timeBased, labelOf, smoothing });
+      this.top = timeBased ? PLOT_TOP : 1;
+      this.traces = {};     // series name -> trace index
+      this.smoothed = {};   // series name -> index of its smoothed copy
+      this.smoothers = {};  // series name -> its running average
+      this.totals = {};     // series name -> points in the full series, drawn or not
+      this.units = [];      // stacked rows, top first
       this.stages = [];
-      Plotly.newPlot(div, [], layout, CONFIG);
+      this.xMax = null;     // the latest time drawn: where the open stage ends
+      this.stageTimer = null;
+      this.stripIndex = null;  // the stage strip's trace, added with the first stage and updated in place after
+      const base = { showlegend: false, hovermode: "x unified", hoverlabel: { namelength: -1 } };
+      if (timeBased) Object.assign(base, this.stripLayout());
+      if (timeBased && layout.yaxis) layout = { ...layout, yaxis: { ...layout.yaxis, domain: [0, this.top] } };
+      Plotly.newPlot(this.div, [], { ...base, ...layout }, CONFIG);
+      xgroup.join(this);
+    }
+
+    stripLayout() {
+      return {
+        [`yaxis${STRIP_AXIS.slice(1)}`]: { domain: [this.top + 0.03, 1], range: [-0.5, 0.5], fixedrange: true,
+                                          showticklabels: false, showgrid: false, zeroline: false },
+        uniformtext: { mode: "hide", minsize: 10 },  // a stage's name shows only where it fits: never overprinted
+      };
+    }
+
+    subplots() { return Object.keys(this.div._fullLayout._plots || { xy: 1 }); }
+
+    color(name) {
+      const index = Object.keys(this.traces).indexOf(name);
+      return PALETTE[(index < 0 ? Object.keys(this.traces).length : index) % PALETTE.length];
     }
 
     // points: {name: {x, y, count?}}; count is the full series' length when the server downsampled it.
@@ -41,23 +178,71 @@ window.SlimforgeCharts = (function () {
       const fresh = [], update = { x: [], y: [] }, indices = [];
       for (const [name, p] of Object.entries(points)) {
         this.totals[name] = (this.totals[name] || 0) + (p.count ?? p.x.length);
+        if (this.timeBased && p.x.length) this.xMax = Math.max(this.xMax ?? -Infinity, p.x[p.x.length - 1]);
         if (name in this.traces) {
           update.x.push(p.x); update.y.push(p.y); indices.push(this.traces[name]);
+          if (name in this.smoothed) {
+            update.x.push(p.x); update.y.push(this.smoothers[name].push(p.y)); indices.push(this.smoothed[name]);
+          }
         } else {
-          this.traces[name] = Object.keys(this.traces).length;
-          fresh.push(this.trace(name, p));
+          fresh.push(...this.newTraces(name, p, this.div.data.length + fresh.length));
         }
       }
-      if (fresh.length) Plotly.addTraces(this.div, fresh);
+      if (fresh.length) { Plotly.addTraces(this.div, fresh); this.drawLegend(); }
       if (indices.length) Plotly.extendTraces(this.div, update, indices);
       this.updateNote();
+      if (this.stages.length) this.redrawStagesSoon();
     }
 
-    trace(name, p) {
-      const trace = { name: this.labelOf(name), meta: name, x: p.x, y: p.y, mode: "lines", yaxis: this.yaxis(name) };
-      if (HIDDEN_AT_FIRST.has(name)) trace.visible = "legendonly";
-      if (name === KIND.PROGRESS) trace.line = { dash: "dot" };
-      return trace;
+    newTraces(name, p, index) {
+      const color = this.color(name);
+      this.traces[name] = index;
+      const raw = { name: this.labelOf(name), meta: name, x: p.x, y: p.y, mode: "lines", yaxis: this.yaxis(name),
+                    line: { color, width: 1.5 } };
+      if (HIDDEN_AT_FIRST.has(name)) raw.visible = "legendonly";
+      if (name === KIND.PROGRESS) raw.line.dash = "dot";
+      if (!(this.smoothing && PER_STEP.test(name))) return [raw];
+      // The raw series stays, faint, behind its smoothed copy: the trend reads, the noise is not hidden.
+      this.smoothers[name] = new Smoother(this.smoothing.weight());
+      this.smoothed[name] = index + 1;
+      Object.assign(raw, { opacity: 0.25, hoverinfo: "skip" });
+      return [raw, { name: `${this.labelOf(name)} (smoothed)`, meta: `${name}${SMOOTHED}`, x: p.x,
+                     y: this.smoothers[name].push(p.y), mode: "lines", yaxis: raw.yaxis, line: { color, width: 2 } }];
+    }
+
+    // A new smoothing weight: every smoothed copy again from its raw series.
+    resmooth(weight) {
+      const names = Object.keys(this.smoothed);
+      if (!names.length) return;
+      const ys = names.map((name) => {
+        this.smoothers[name] = new Smoother(weight);
+        return this.smoothers[name].push(Array.from(this.div.data[this.traces[name]].y));
+      });
+      Plotly.restyle(this.div, { y: ys }, names.map((name) => this.smoothed[name]));
+    }
+
+    drawLegend() {
+      this.legend.replaceChildren(...Object.entries(this.traces).map(([name, index]) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "legend-item";
+        button.dataset.meta = name;
+        const shown = this.div.data[index].visible !== "legendonly";
+        button.setAttribute("aria-pressed", String(shown));
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = this.div.data[index].line.color;
+        button.append(swatch, document.createTextNode(this.labelOf(name)));
+        button.addEventListener("click", () => this.toggle(name, button));
+        return button;
+      }));
+    }
+
+    toggle(name, button) {
+      const show = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", String(show));
+      const indices = [this.traces[name], ...(name in this.smoothed ? [this.smoothed[name]] : [])];
+      Plotly.restyle(this.div, { visible: show ? true : "legendonly" }, indices);
     }
 
     yaxis(name) {
@@ -70,37 +255,66 @@ window.SlimforgeCharts = (function () {
 
     addRow(unit) {
       this.units.push(unit);
-      const n = this.units.length, update = {};
+      const n = this.units.length, update = {}, gap = 0.05;
       this.units.forEach((u, i) => {
+        const top = this.top * (1 - i / n), bottom = this.top * (1 - (i + 1) / n) + (i + 1 < n ? gap : 0);
         update[i === 0 ? "yaxis" : `yaxis${i + 1}`] = {
-          domain: [1 - (i + 1) / n + 0.06, 1 - i / n], anchor: "x", rangemode: "tozero",
-          title: { text: u === "value" ? "" : UNITS[u] },
+          domain: [bottom, top], anchor: "x", rangemode: "tozero", title: { text: u === "value" ? "" : UNITS[u] },
         };
       });
-      this.div.style.height = `${120 + 110 * n}px`;
+      this.div.style.height = `${160 + 120 * n}px`;
       Plotly.relayout(this.div, update);
       Plotly.Plots.resize(this.div);  // a taller box: Plotly does not notice by itself
     }
 
-    addStage(stage) {
-      if (!this.timeBased) return;
-      this.stages.push(stage);
-      Plotly.relayout(this.div, {
-        shapes: this.stages.map((s) => ({ type: "line", xref: "x", yref: "paper", x0: s.t, x1: s.t, y0: 0, y1: 1,
-                                          line: { dash: "dash", width: 1, color: "#6b7280" } })),
-        // Three rows of labels, so stages a moment apart do not write over each other.
-        annotations: this.stages.map((s, i) => ({ x: s.t, xref: "x", y: 1, yref: "paper", yshift: 12 * (i % 3),
-                                                  text: s.name, showarrow: false, xanchor: "left", yanchor: "bottom",
-                                                  font: { size: 10, color: "#6b7280" } })),
-      });
+    addStages(stages) {
+      if (!this.timeBased || !stages.length) return;
+      this.stages.push(...stages);
+      this.drawStages();
     }
 
-    pointCount() { return this.div.data.reduce((sum, t) => sum + t.x.length, 0); }
+    redrawStagesSoon() {
+      if (this.stageTimer) return;
+      this.stageTimer = setTimeout(() => { this.stageTimer = null; this.drawStages(); }, STAGE_REDRAW_MS);
+    }
+
+    // Each stage spans from its start to the next one's (the last to the latest point): a shaded band over the
+    // plot and a bar in the strip, named inside the bar where the name fits and always in the hover.
+    drawStages() {
+      const starts = this.stages.map((s) => s.t);
+      const ends = starts.slice(1).concat(Math.max(this.xMax ?? starts[starts.length - 1], starts[starts.length - 1]));
+      const widths = starts.map((t, i) => Math.max(ends[i] - t, 0));
+      const names = this.stages.map((s) => s.name), colors = starts.map((_, i) => STRIP_FILL[i % 2]);
+      const shapes = starts.map((t, i) => ({ type: "rect", xref: "x", yref: "paper", x0: t, x1: ends[i], y0: 0,
+                                             y1: this.top, fillcolor: BAND_FILL[i % 2], line: { width: 0 },
+                                             layer: "below" }));
+      if (this.stripIndex !== null) {
+        Plotly.update(this.div, { x: [widths], base: [starts], y: [starts.map(() => 0)], text: [names],
+                                  "marker.color": [colors] }, { shapes }, [this.stripIndex]);
+        return;
+      }
+      const strip = {
+        type: "bar", orientation: "h", meta: "stages", yaxis: STRIP_AXIS, y: starts.map(() => 0), base: starts,
+        x: widths, width: 1, text: names, textposition: "inside", insidetextanchor: "middle", textangle: 0,
+        textfont: { size: 11, color: "#1f2937" }, cliponaxis: true, showlegend: false,
+        marker: { color: colors, line: { width: 1, color: "#ffffff" } },
+        hovertemplate: "stage <b>%{text}</b>: %{base:.1f} s + %{x:.1f} s<extra></extra>",
+      };
+      this.stripIndex = this.div.data.length;
+      Plotly.addTraces(this.div, strip);
+      Plotly.relayout(this.div, { shapes });
+    }
+
+    stageNames() { return this.stages.map((s) => s.name); }
+
+    pointCount() {
+      return Object.values(this.traces).reduce((sum, index) => sum + this.div.data[index].x.length, 0);
+    }
 
     updateNote() {
-      const shown = Object.fromEntries(this.div.data.map((t) => [t.meta, t.x.length]));
+      const shown = Object.fromEntries(Object.entries(this.traces).map(([name, i]) => [name, this.div.data[i].x.length]));
       const cut = Object.keys(this.totals).filter((name) => shown[name] < this.totals[name]);
-      if (!this.note || !cut.length) return;
+      if (!cut.length) return;
       const sum = (counts) => thousands(cut.reduce((total, n) => total + counts[n], 0));
       const which = cut.length === 1 ? this.labelOf(cut[0]) : `${cut.length} series`;
       this.note.firstChild.textContent = `Showing ${sum(shown)} of ${sum(this.totals)} points (${which}); `;
@@ -109,54 +323,87 @@ window.SlimforgeCharts = (function () {
   }
 
   function timeLayout(extra) {
-    return { margin: { t: 48, r: 60, b: 96, l: 60 }, legend: { orientation: "h", yref: "container", y: 0, yanchor: "bottom" },
-             xaxis: { title: { text: "seconds" }, anchor: "free", position: 0 }, ...extra };
+    return { margin: { t: 8, r: 64, b: 48, l: 64 }, xaxis: { title: { text: "seconds since the job started" } }, ...extra };
   }
 
-  function noteFor(div, csvUrl) {
-    const note = document.createElement("p");
-    note.className = "hint chart-note";
-    note.hidden = true;
-    const link = document.createElement("a");
-    link.href = csvUrl; link.textContent = "download the CSV for all";
-    note.append(document.createTextNode(""), link);
-    div.after(note);
-    return note;
+  // A control over the per-step series: the weight of the moving average (0: raw), shown once such a series is.
+  function smoothingControl(box) {
+    const wrapper = document.createElement("label");
+    wrapper.className = "smoothing";
+    wrapper.hidden = true;
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: "0", max: "0.99", step: "0.01", value: "0.6", id: "smoothing" });
+    const shown = document.createElement("output");
+    shown.htmlFor = "smoothing";
+    shown.textContent = input.value;
+    wrapper.append(document.createTextNode("Smoothing of per-step series "), input, shown);
+    box.prepend(wrapper);
+    return { wrapper, input, shown, weight: () => Number(input.value) };
   }
 
-  // All the page's charts; `put(series)` sends each series to its chart, making GPU charts as GPUs appear.
-  function create({ resources, gpuBox, metrics, sensitivity, csvUrl }) {
+  // All the page's charts; `put(series)` sends each series to its chart, making charts as their series appear.
+  function create({ resources, gpuBox, metricBox, sensitivity, csvUrl }) {
+    const bySeconds = new XGroup(), bySteps = new XGroup();
+    const smoothing = smoothingControl(metricBox);
     const charts = {
-      resources: new LiveChart(resources, noteFor(resources, csvUrl), timeLayout({
-        yaxis: { title: { text: "% (CPU, memory, progress)" }, rangemode: "tozero" },
-        yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero" },
-      }), { timeBased: true, axisOf: (name) => (unitOf(name) === "percent" ? "y" : "y2") }),
-      metrics: new LiveChart(metrics, noteFor(metrics, csvUrl), {
-        margin: { t: 20, r: 60, b: 40, l: 50 }, legend: { orientation: "h" }, xaxis: { title: { text: "step" } },
-        yaxis: { title: { text: "loss" }, rangemode: "tozero" },
-        yaxis2: { title: { text: "accuracy" }, overlaying: "y", side: "right", range: [0, 1] },
-      }, { axisOf: (name) => (name.includes("accuracy") ? "y2" : "y"), labelOf: (name) => name }),
+      resources: new LiveChart(chartBox(resources.parentElement, { title: "Job and host resources", csvUrl, plot: resources }),
+        timeLayout({
+          yaxis: { title: { text: "% (CPU, memory, progress)" }, rangemode: "tozero" },
+          yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero" },
+        }), { timeBased: true, axisOf: (name) => (unitOf(name) === "percent" ? "y" : "y2"), xgroup: bySeconds }),
       gpus: {},
+      metrics: {},
     };
     const bars = { x: [], y: [] };
     const stages = [];
 
+    smoothing.input.addEventListener("input", () => {
+      smoothing.shown.textContent = smoothing.input.value;
+      Object.values(charts.metrics).forEach((chart) => chart.resmooth(smoothing.weight()));
+    });
+
     function gpuChart(index) {
       if (!(index in charts.gpus)) {
-        const heading = document.createElement("h3");
-        heading.textContent = `GPU ${index}`;
-        const div = document.createElement("div");
-        div.className = "chart gpu-chart"; div.id = `gpu${index}-chart`;
-        gpuBox.append(heading, div);
-        const chart = new LiveChart(div, noteFor(div, csvUrl), timeLayout({ showlegend: true }), { timeBased: true });
-        stages.forEach((s) => chart.addStage(s));
+        const parts = chartBox(gpuBox, { id: `gpu${index}-chart`, title: `GPU ${index}`, csvUrl });
+        parts.div.classList.add("gpu-chart");
+        const chart = new LiveChart(parts, timeLayout({}), { timeBased: true, xgroup: bySeconds });
+        chart.addStages(stages);
         charts.gpus[index] = chart;
       }
       return charts.gpus[index];
     }
 
+    function metricChart(name) {
+      const group = metricGroup(name);
+      if (!(group.key in charts.metrics)) {
+        const id = `metric-${group.key.replace(/[^a-z0-9]+/gi, "-")}-chart`;
+        const parts = chartBox(metricBox, { id, title: group.title, csvUrl });
+        // Always the same order, whichever metric came first: losses, accuracies, ratios, the rest.
+        const rank = METRIC_GROUPS.includes(group) ? METRIC_GROUPS.indexOf(group) : METRIC_GROUPS.length;
+        parts.box.dataset.rank = String(rank);
+        const after = [...metricBox.querySelectorAll(".chart-box")].find((b) => Number(b.dataset.rank) > rank);
+        if (after) metricBox.insertBefore(parts.box, after);
+        const chart = new LiveChart(parts, {
+          margin: { t: 8, r: 24, b: 48, l: 64 }, xaxis: { title: { text: "step" } }, yaxis: group.yaxis,
+        }, { axisOf: () => "y", labelOf: (n) => n, xgroup: bySteps, smoothing });
+        if (group.log) logControl(chart);
+        charts.metrics[group.key] = chart;
+      }
+      return charts.metrics[group.key];
+    }
+
+    function logControl(chart) {
+      const wrapper = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.className = "log-scale";
+      box.addEventListener("change", () => Plotly.relayout(chart.div, { "yaxis.type": box.checked ? "log" : "linear" }));
+      wrapper.append(box, document.createTextNode(" log scale"));
+      chart.controls.append(wrapper);
+    }
+
     function chartOf(name, kind) {
-      if (kind === KIND.METRIC) return charts.metrics;
+      if (kind === KIND.METRIC) return metricChart(name);
       const gpu = GPU.exec(name);
       return gpu ? gpuChart(Number(gpu[1])) : charts.resources;
     }
@@ -169,10 +416,8 @@ window.SlimforgeCharts = (function () {
         if (!byChart.has(chart)) byChart.set(chart, {});
         byChart.get(chart)[name] = s;
       }
-      for (const [chart, points] of byChart) {
-        if (chart.div.hidden) { chart.div.hidden = false; Plotly.Plots.resize(chart.div); }  // hidden, it had no size
-        chart.extend(points);
-      }
+      for (const [chart, points] of byChart) chart.extend(points);
+      if (Object.values(charts.metrics).some((chart) => Object.keys(chart.smoothed).length)) smoothing.wrapper.hidden = false;
       if (series.sensitivity) drawBars();
       resources.dataset.points = String(charts.resources.pointCount());
     }
@@ -184,12 +429,14 @@ window.SlimforgeCharts = (function () {
         CONFIG);
     }
 
-    function addStage(stage) {
-      stages.push(stage);
-      [charts.resources, ...Object.values(charts.gpus)].forEach((chart) => chart.addStage(stage));
+    // Stages in one batch: a reload of a long run draws them all with one relayout per chart.
+    function addStages(list) {
+      if (!list.length) return;
+      stages.push(...list);
+      [charts.resources, ...Object.values(charts.gpus)].forEach((chart) => chart.addStages(list));
     }
 
-    return { put, addStage };
+    return { put, addStages, stages: () => stages.slice() };
   }
 
   return { create, label };

@@ -8,7 +8,7 @@
   const { kinds: KIND, statuses: STATUS, finished: FINISHED } = SlimforgeEvents;
   const SENSITIVITY = "sensitivity/";
   const charts = SlimforgeCharts.create({
-    resources: chart, gpuBox: document.getElementById("gpu-charts"), metrics: document.getElementById("metrics"),
+    resources: chart, gpuBox: document.getElementById("gpu-charts"), metricBox: document.getElementById("metric-charts"),
     sensitivity: document.getElementById("sensitivity"), csvUrl: card.dataset.csv,
   });
   let lastSeq = 0;
@@ -37,7 +37,7 @@
     const name = e.kind === KIND.STAGE ? e.name : (point && point.kind === KIND.PROGRESS ? e.stage : null);
     if (!name || name === stage || !isNumber(e.t)) return;
     stage = name;
-    charts.addStage({ t: since(e.t), name, seq: e.seq });
+    charts.addStages([{ t: since(e.t), name, seq: e.seq }]);
   }
 
   function setLastSeq(seq) {
@@ -104,7 +104,7 @@
     const data = await response.json();
     t0 = data.t0;
     charts.put(data.series);
-    data.stages.forEach((s) => charts.addStage(s));
+    charts.addStages(data.stages);
     if (data.stages.length) stage = data.stages[data.stages.length - 1].name;
     const progress = data.series[KIND.PROGRESS];
     if (progress) document.getElementById("exp-progress").value = progress.y[progress.y.length - 1] / 100;

@@ -22,9 +22,11 @@ HIDDEN = 2048  # a job of a few seconds: time for the chart to move and for the 
 SENSITIVITY = "sensitivity/"
 
 # Per chart, per trace: the series name and its points, read from what Plotly draws.
+# (Not the stage strip, nor the smoothed copy of a per-step series: drawn from the others.)
 TRACES = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
-    .flatMap(d => d.data.map(t => [t.meta, {x: Array.from(t.x), y: Array.from(t.y)}])))"""
-STAGES = "() => (document.getElementById('chart').layout.annotations || []).map(a => a.text)"
+    .flatMap(d => d.data.filter(t => t.meta !== 'stages' && !t.meta.endsWith('~smoothed'))
+                        .map(t => [t.meta, {x: Array.from(t.x), y: Array.from(t.y)}])))"""
+STAGES = "() => (document.getElementById('chart').data.find(t => t.meta === 'stages') || {text: []}).text"
 
 
 def _api_for(user) -> APIClient:
@@ -149,7 +151,8 @@ def _metas(page, chart_id: str) -> list[str]:
 
 
 def _stage_names(page, chart_id: str) -> list[str]:
-    return page.evaluate(f"() => (document.getElementById('{chart_id}').layout.annotations || []).map(a => a.text)")
+    return page.evaluate(f"() => (document.getElementById('{chart_id}').data.find(t => t.meta === 'stages')"
+                         " || {text: []}).text")
 
 
 def test_one_chart_per_gpu_live_stage_lines_and_the_downsampling_note(web_server, browser_page, carol):
@@ -175,7 +178,7 @@ def _gpu_charts(page, web_server: str, carol) -> None:
     log_in(page, web_server)
     page.goto(f"{web_server}/experiments/{experiment.pk}/")
     _last_seq_drawn(page, experiment.pk)
-    assert _metas(page, "gpu0-chart") == ["gpu0/util_percent", "gpu0/power_w"]
+    assert sorted(_metas(page, "gpu0-chart")) == ["gpu0/power_w", "gpu0/util_percent", "stages"]
     assert page.locator("#gpu1-chart").count() == 0
     note = page.locator(".chart-note:visible")
     assert note.count() == 1 and "of 2,500 points (CPU %)" in note.text_content()
@@ -186,7 +189,7 @@ def _gpu_charts(page, web_server: str, carol) -> None:
             {"t": t0 + 701, "kind": "resource", "name": "gpu1/temperature_c", "value": 61.0},
             {"t": t0 + 701, "kind": "resource", "name": "job/cpu_percent", "value": 99.0}])
     _last_seq_drawn(page, experiment.pk)
-    assert _metas(page, "gpu1-chart") == ["gpu1/temperature_c"]
+    assert sorted(_metas(page, "gpu1-chart")) == ["gpu1/temperature_c", "stages"]
     for chart_id in ("chart", "gpu0-chart", "gpu1-chart"):
         assert _stage_names(page, chart_id) == ["calibrate", "fine-tune"], chart_id
     assert "of 2,501 points (CPU %)" in note.text_content()
