@@ -15,7 +15,7 @@
 
   function shown(key, value) {
     if (key === "accuracy") return `${(100 * value).toFixed(2)} %`;
-    if (key === "size") return value >= 1e6 ? `${(value / 1e6).toFixed(2)} MB` : `${(value / 1e3).toFixed(1)} kB`;
+    if (key === "size") return SlimforgeSizes.format(value);
     if (key === "latency") return `${value.toFixed(3)} ms`;
     return `${value.toFixed(3)} J`;
   }
@@ -33,7 +33,7 @@
       name, x: entries.map((e) => e.values[x]), y: entries.map((e) => e.values[y]),
       customdata: entries.map((e) => e.url), text: entries.map((e) => `#${e.id}`),
       hovertext: entries.map((e) => hover(e, x, y)), hoverinfo: "text", textposition: "top center",
-      type: "scatter", ...style,
+      type: "scatter", cliponaxis: false, ...style,
     };
   }
 
@@ -61,7 +61,24 @@
   }
 
   function axisTitle(key) {
-    return { text: `${axes[key].label} — ${axes[key].better} is better` };
+    return { text: `${axes[key].label} — ${axes[key].better} is better`, standoff: 12 };
+  }
+
+  // The range is the data's, padded, never Plotly's guess: a single point or two equal ones would otherwise get
+  // an arbitrary span (an accuracy axis once ran 0–2). Every figure here is non-negative; accuracy stops at 100 %.
+  function axisRange(key, values) {
+    if (!values.length) return undefined;
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const pad = hi > lo ? (hi - lo) * 0.12 : Math.max(Math.abs(hi) * 0.05, 1e-9);
+    const range = [lo >= 0 ? Math.max(lo - pad, 0) : lo - pad, hi + pad];
+    if (key === "accuracy" && hi <= 1) range[1] = Math.min(range[1], 1);
+    return range;
+  }
+
+  function axis(key, values) {
+    const range = axisRange(key, values);
+    return { title: axisTitle(key), zeroline: false, automargin: true, range, autorange: range ? false : true,
+      tickformat: key === "accuracy" ? ".1%" : undefined };
   }
 
   function draw() {
@@ -76,10 +93,12 @@
         { mode: "markers+text", marker: { size: 10, color: COLORS.dominated }, textfont: { color: COLORS.dominated } }),
       ...originalTrace(x, y),
     ];
+    const drawn = traces.flatMap((t) => t.x.map((value, i) => [value, t.y[i]]));
     Plotly.react(chart, traces, {
-      margin: { t: 40, r: 20, b: 50, l: 70 }, legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
+      // The legend sits above the plot, clear of the axis titles, which automargin keeps clear of the ticks.
+      margin: { t: 48, r: 24, b: 56, l: 72 }, legend: { orientation: "h", x: 0, y: 1.04, yanchor: "bottom" },
       hovermode: "closest",
-      xaxis: { title: axisTitle(x), zeroline: false }, yaxis: { title: axisTitle(y), zeroline: false },
+      xaxis: axis(x, drawn.map((point) => point[0])), yaxis: axis(y, drawn.map((point) => point[1])),
     }, { responsive: true, displaylogo: false });
     chart.dataset.axes = `${x}|${y}`;
     leftOutNote(x, y, data.experiments.filter((e) => !plotted.includes(e)));

@@ -32,9 +32,10 @@ class ExperimentListCreate(APIView):
     serializer_class = ExperimentOut  # what the OpenAPI schema documents
     parser_classes = [JSONParser]
 
-    @schema.listing("experiments")
+    @schema.experiment_listing()
     def get(self, request):
-        """One page ({count, next, previous, results}) of the experiments the list page's filters select."""
+        """One page ({count, next, previous, results}) of the experiments the list page's filters select, in the
+        list page's order."""
         try:
             filters = experiment_filters(request.query_params)
         except ValidationError as exc:

@@ -5,7 +5,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 
+from optimizers.configs import RECIPE_CONFIGS
 from optimizers.events import KINDS
+from webapp.models import Experiment
+from webapp.selectors.filters import RESULT_LIMITS
+from webapp.selectors.results import ORDERS
 
 DETAIL = inline_serializer("Detail", {"detail": serializers.CharField()})
 IDS = inline_serializer("Ids", {"ids": serializers.ListField(child=serializers.IntegerField(), min_length=1,
@@ -50,6 +54,31 @@ workers = extend_schema(responses={200: inline_serializer("Worker", {
     "last_heartbeat": serializers.DateTimeField(), "seconds_since_heartbeat": serializers.FloatField(),
     "started_at": serializers.DateTimeField(), "stopped_at": serializers.DateTimeField(allow_null=True),
     "current_job": serializers.DictField(allow_null=True)}, many=True)})
+
+
+def experiment_listing():
+    """GET /api/experiments/: the list page's filters, its order and its result limits (webapp.selectors.filters)."""
+    limits = {
+        "size_ratio_max": "Only succeeded runs whose file size is at most this times the original's (e.g. 0.5).",
+        "latency_ratio_max": "Only succeeded runs whose latency p50 at batch 1 is at most this times the original's.",
+        "accuracy_drop_max": "Only succeeded runs whose accuracy is at most this many percentage points below the "
+                             "original's on the same dataset (negative: a gain of at least that much).",
+        "energy_max": "Only succeeded runs using at most this many joules per 1,000 inferences (CUDA runs only).",
+    }
+    return extend_schema(operation_id="experiments_list", parameters=[
+        OpenApiParameter("status", str, enum=list(Experiment.Status.values)),
+        OpenApiParameter("recipe", str, description="A recipe's name: " + ", ".join(sorted(RECIPE_CONFIGS))),
+        OpenApiParameter("model", int, description="The id of one of your models."),
+        OpenApiParameter("q", str, description="Text: names, tags, notes, model, recipe, variant; #12 is one id."),
+        OpenApiParameter("ids", str, description="Experiment ids, comma-separated (at most 200)."),
+        OpenApiParameter("order", str, enum=[*ORDERS, *(f"-{key}" for key in ORDERS)], description=(
+            "The order: created (the default is -created, newest first), size_ratio, latency_ratio, "
+            "accuracy_delta (points against the original) or energy; a leading - is descending. Runs without the "
+            "figure (unfinished, failed, or not measured) come last either way.")),
+        *(OpenApiParameter(name, float, description=limits[name]) for name in RESULT_LIMITS),
+        OpenApiParameter("limit", int, description="Rows per page (at most 200)."),
+        OpenApiParameter("offset", int, description="Rows to skip: the next page's link carries it."),
+    ])
 
 
 def listing(name: str):

@@ -31,10 +31,13 @@ _NO_REPORT = {"failed": "it failed, so it has no report", "cancelled": "it was c
 def comparison_of(experiments: list[Experiment], *, link: Callable[[str], str] = str) -> dict:
     """JSON-ready: axes, experiments (report, values per axis and why one is missing), references, fronts."""
     rows = [_experiment_entry(experiment, link) for experiment in experiments]
+    datasets = {experiment.dataset_id for experiment in experiments}
     return {
         "axes": [{"key": key, "label": label, "better": better} for key, (label, _, better) in AXES.items()],
         "experiments": rows,
         "references": _references(experiments),
+        # Accuracy and fidelity measured on different data do not compare: the page says so above everything.
+        "datasets_differ": len(datasets) > 1,
         "fronts": {front_key(a, b): pareto_front(rows, a, b) for a, b in itertools.combinations(AXES, 2)},
     }
 
@@ -74,7 +77,8 @@ def _experiment_entry(experiment: Experiment, link) -> dict:
         "id": experiment.pk, "url": link(reverse("experiment-detail", args=[experiment.pk])),
         "model": {"id": experiment.model_id, "name": experiment.model.name},
         "recipe": experiment.recipe, "variant": variant_of(experiment), "settings": changed_settings(experiment),
-        "status": experiment.status, "dataset": experiment.dataset_id,
+        "status": experiment.status, "dataset": experiment.dataset_id, "dataset_name": _dataset_name(experiment),
+        "config": experiment.config,
         "backend": summary.get("backend"), "device": summary.get("device") or (report or {}).get("device"),
         "report": report, "before": summary.get("before") if report else None,
         "job_energy_j": report_value(summary.get("telemetry"), ("energy_j",)),
@@ -116,13 +120,22 @@ def _why_missing(experiment: Experiment, report: dict | None, key: str) -> str:
     return (report.get(note_key) if note_key else None) or fallback
 
 
+def _dataset_name(experiment: Experiment) -> str | None:
+    if experiment.dataset_id is None:
+        return None
+    return experiment.dataset.name if experiment.dataset else f"#{experiment.dataset_id}"
+
+
 def _references(experiments: list[Experiment]) -> list[dict]:
-    """The original model of each model compared: its `before` report from the earliest finished run on it."""
+    """The original model of each model and dataset compared: its `before` report from the earliest finished run
+    on them (an original measured on other data has another accuracy)."""
     earliest = {}
     for experiment in sorted(experiments, key=lambda e: e.created_at):
         before = (experiment.summary or {}).get("before")
-        if experiment.status == Experiment.Status.SUCCEEDED and before and experiment.model_id not in earliest:
-            earliest[experiment.model_id] = (experiment, before)
+        key = (experiment.model_id, experiment.dataset_id)
+        if experiment.status == Experiment.Status.SUCCEEDED and before and key not in earliest:
+            earliest[key] = (experiment, before)
     return [{"model": {"id": experiment.model_id, "name": experiment.model.name}, "measured_in": experiment.pk,
+             "dataset": experiment.dataset_id, "dataset_name": _dataset_name(experiment),
              "report": before, "values": {key: report_value(before, path) for key, (_, path, _) in AXES.items()}}
             for experiment, before in earliest.values()]

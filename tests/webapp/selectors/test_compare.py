@@ -85,7 +85,7 @@ def test_the_page_shows_the_table_and_embeds_the_same_data(alice, client, alice_
     response = client.get(f"/compare/?{query}")
     assert response.status_code == 200
     page = response.content.decode()
-    for text in ("original digits-mlp", "static_int8", "calibration_samples=64", "structured", "0.50× the original",
+    for text in ("original digits-mlp", "static_int8", "structured", "0.50× the original",
                  "latency p50, batch 32 (ms)", "energy of the job (J)", "123.4", "95.00 %", "js/compare.js",
                  f'href="/api/experiments/{runs["fastest"].pk}/artifacts/'):
         assert text in page, text
@@ -94,6 +94,9 @@ def test_the_page_shows_the_table_and_embeds_the_same_data(alice, client, alice_
     assert embedded["fronts"] == from_api["fronts"] and len(embedded["experiments"]) == 3
     best_latency = re.search(r"<th>latency p50, batch 1 \(ms\)</th>(.*?)</tr>", page, re.S).group(1)
     assert re.search(r'class=" best">0\.500', best_latency), best_latency  # the fastest run is bold
+    # the settings side by side, one row each, marked where the runs differ
+    setting = re.search(r'<tr class="setting differs" data-row="calibration_samples">(.*?)</tr>', page, re.S).group(1)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", setting) == ["—", "—", "64", "—"]
 
 
 def test_ids_may_repeat_or_come_as_a_plain_form_sends_them(alice_api, runs):
@@ -168,3 +171,23 @@ def test_dominance_ties_and_directions():
     assert pareto_front(entries, "latency", "accuracy") == [1, 2, 3]
     assert front_key("latency", "accuracy") == front_key("accuracy", "latency") == "accuracy|latency"
     assert pareto_front(entries, "size", "latency") == [] and set(AXES) == {"accuracy", "latency", "size", "energy"}
+
+
+def test_runs_on_different_datasets_are_flagged_and_each_has_its_own_original(alice, alice_api, client, runs):
+    faces = Dataset.objects.create(owner=alice, name="faces", kind="digits", status="ready")
+    on_faces = _finished(alice, runs["fastest"].model, faces, _report(accuracy=0.7, latency=0.9, size=800))
+    on_faces.summary["before"] = _report(accuracy=0.75, latency=2.0, size=4000)
+    on_faces.save(update_fields=["summary"])
+    same = alice_api.get(f"/api/compare/?ids={_ids(runs, 'fastest', 'beaten')}").json()
+    assert same["datasets_differ"] is False and len(same["references"]) == 1
+    body = alice_api.get(f"/api/compare/?ids={_ids(runs, 'fastest')},{on_faces.pk}").json()
+    assert body["datasets_differ"] is True
+    assert [(r["dataset_name"], r["values"]["accuracy"]) for r in body["references"]] == [("digits", 0.96),
+                                                                                          ("faces", 0.75)]
+    assert [e["dataset_name"] for e in body["experiments"]] == ["digits", "faces"]
+    client.force_login(alice)
+    page = client.get(f"/compare/?ids={_ids(runs, 'fastest')},{on_faces.pk}").content.decode()
+    assert 'id="dataset-warning"' in page and "measured\n    on different datasets" in page
+    # 70 % on faces against the faces original's 75 %, not the digits one's 96 %
+    assert "-5.00 points against the original" in page and "-6.00 points against the original" in page
+    assert 'id="dataset-warning"' not in client.get(f"/compare/?ids={_ids(runs, 'fastest')}").content.decode()
