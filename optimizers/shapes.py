@@ -14,7 +14,9 @@ MAX_ELEMENTS = 50_000_000
 
 SUPPORTED_DTYPES = ("float32", "float16", "bfloat16", "int64")
 
-_DIMS_TEXT = re.compile(r"\s*[0-9]+\s*(,\s*[0-9]+\s*)*")
+# Public, with the limits above: the upload page checks a shape with these same rules before sending a file.
+DIMS_PATTERN = r"\s*[0-9]+\s*(,\s*[0-9]+\s*)*"
+_DIMS_TEXT = re.compile(DIMS_PATTERN)
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:

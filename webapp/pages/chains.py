@@ -5,22 +5,47 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from optimizers.configs import RECIPE_CONFIGS
 from webapp import selectors, services
 from webapp.models import Chain
+from webapp.pages import refusals
 from webapp.selectors.chains import chain_get_for, chain_list_for, chain_view
 
 FORM_STEPS = 4  # rows on the form; an empty row ends the chain
-EXAMPLE = [("prune", '{"amount": 0.3, "epochs": 1}'), ("distill", '{"student": "thinner_copy", "epochs": 2}'),
+EXAMPLE = [("prune", '{"target_sparsity": 0.3, "epochs": 1}'), ("distill", '{"student": "thinner_copy", "epochs": 2}'),
            ("quantize", '{"variant": "dynamic_int8"}')]
 
 
-def _error_lines(exc: ValidationError) -> list[str]:
-    if hasattr(exc, "error_dict"):
-        return [f"{field}: {' '.join(lines)}" for field, lines in exc.message_dict.items()]
-    return exc.messages
+FORM = "chain-form"
+_STEP_INPUTS = ("recipe", "dataset", "config")
+
+
+def _chain_input(key: str) -> str | None:
+    """The input of the chain form a service's error key belongs to: a step's setting belongs to its JSON box."""
+    if key == "name":
+        return key
+    parts = key.split(".")
+    if len(parts) >= 3 and parts[0] == "steps" and parts[1].isdigit() and parts[2] in _STEP_INPUTS:
+        return f"step-{parts[1]}-{parts[2]}"
+    return None
+
+
+def _named_settings(exc: ValidationError) -> ValidationError:
+    """A step's setting shares the JSON box with the others, so its error says which one it is about."""
+    if not hasattr(exc, "error_dict"):
+        return exc
+    errors = {}
+    for key, lines in exc.message_dict.items():
+        parts = key.split(".")
+        if len(parts) > 3 and parts[2] == "config":
+            setting = refusals.about(".".join(parts[3:]))
+            errors.setdefault(".".join(parts[:3]), []).extend(f"{setting}: {line}" for line in lines)
+        else:
+            errors.setdefault(key, []).extend(lines)
+    return ValidationError(errors)
 
 
 def _form_rows(post=None) -> list[dict]:
@@ -33,6 +58,7 @@ def _form_rows(post=None) -> list[dict]:
             rows.append({"index": index, "recipe": post.get(f"step-{index}-recipe", ""),
                          "config": post.get(f"step-{index}-config", ""),
                          "dataset": post.get(f"step-{index}-dataset", "")})
+        rows[-1]["inputs"] = {part: f"step-{index}-{part}" for part in _STEP_INPUTS}
     return rows
 
 
@@ -59,20 +85,24 @@ def _steps_from(request, rows) -> list[dict]:
 
 @require_http_methods(["GET", "POST"])
 def chain_create(request, model_id):
+    """The chain form; a refused one comes back (by a redirect) with what was posted and why."""
     model = selectors.model_get_for(user=request.user, model_id=model_id)
-    rows, errors = _form_rows(request.POST if request.method == "POST" else None), []
     if request.method == "POST":
         try:
-            chain = services.chain_create(owner=request.user, model=model, steps=_steps_from(request, rows),
+            chain = services.chain_create(owner=request.user, model=model,
+                                          steps=_steps_from(request, _form_rows(request.POST)),
                                           name=request.POST.get("name", ""))
         except ValidationError as exc:
-            errors = _error_lines(exc)
-        else:
-            return redirect("chain-detail", chain_id=chain.pk)
+            errors, summary = refusals.split_errors(_named_settings(exc), _chain_input)
+            return refusals.refuse(request, FORM, reverse("chain-create", args=[model.pk]), errors=errors,
+                                   summary=summary)
+        return redirect("chain-detail", chain_id=chain.pk)
+    refusal = refusals.take(request, FORM)
     datasets = selectors.dataset_ready_for(user=request.user)
     return render(request, "chains/form.html", {
-        "model": model, "rows": rows, "errors": errors, "recipes": list(RECIPE_CONFIGS), "datasets": datasets,
-        "name": request.POST.get("name", "")}, status=400 if errors else 200)
+        "model": model, "rows": _form_rows(refusal.values if refusal else None), "refusal": refusal,
+        "recipes": list(RECIPE_CONFIGS), "datasets": datasets,
+        "name": refusal.values.get("name", "") if refusal else ""})
 
 
 def chain_list(request):
@@ -107,7 +137,7 @@ def chain_resume(request, chain_id):
     except json.JSONDecodeError as exc:
         messages.error(request, f"The settings are not JSON: {exc.msg} at column {exc.colno}.")
     except ValidationError as exc:
-        messages.error(request, " ".join(_error_lines(exc)))
+        messages.error(request, " ".join(refusals.split_errors(exc, lambda key: None)[1]))
     else:
         messages.success(request, f"Chain #{chain.pk} resumed from step {chain.current_index + 1}.")
     return redirect("chain-detail", chain_id=chain_id)

@@ -47,3 +47,10 @@ def _form_field(spec: dict) -> forms.Field:
     if isinstance(spec.get("default"), list | tuple):
         common["initial"] = ",".join(str(v) for v in spec["default"])
     return forms.CharField(**common)
+
+
+def mark_invalid(form: forms.Form) -> None:
+    """Highlight the inputs of the fields with errors (Django adds aria-invalid and aria-describedby itself)."""
+    for name in form.errors:
+        if name in form.fields:
+            form.fields[name].widget.attrs["class"] = "invalid"

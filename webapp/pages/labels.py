@@ -5,7 +5,10 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from webapp.pages import refusals
 from webapp.services import labels
+
+FORM = "labels-form"
 
 
 def _save(request, label, back: str, **target):
@@ -15,9 +18,9 @@ def _save(request, label, back: str, **target):
     except ObjectDoesNotExist:
         raise Http404("No such thing of yours.") from None
     except ValidationError as exc:
-        messages.error(request, " ".join(f"{field}: {' '.join(text)}" for field, text in exc.message_dict.items()))
-    else:
-        messages.success(request, "Saved the name, notes and tags.")
+        errors, summary = refusals.split_errors(exc, lambda key: key if key in changes else None)
+        return refusals.refuse(request, FORM, back, errors=errors, summary=summary)
+    messages.success(request, "Saved the name, notes and tags.")
     return redirect(back)
 
 

@@ -3,17 +3,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from optimizers.configs import RECIPE_CONFIGS, ConfigError, parse_config
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
-from webapp.pages.forms import architecture_forms, recipe_config_form, recipe_forms
+from webapp.pages import labels, refusals
+from webapp.pages.forms import architecture_forms, mark_invalid, recipe_config_form, recipe_forms
+from webapp.pages.upload_rules import model_upload_rules
 from webapp.selectors.comparison import non_default_settings
-
-
-def home(request):
-    return redirect("model-list")
 
 
 def model_list(request):
@@ -21,25 +20,48 @@ def model_list(request):
         "models": selectors.model_list_for(user=request.user),
         "dtypes": SUPPORTED_DTYPES,
         "architectures": architecture_forms(),
+        "upload_rules": model_upload_rules(),
     })
+
+
+EXPERIMENT_FORM = "experiment-form"
 
 
 def model_detail(request, model_id):
     model = selectors.model_get_for(user=request.user, model_id=model_id)
-    return _render_model(request, model, recipe_forms())
+    refusal = refusals.take(request, EXPERIMENT_FORM)
+    if refusal is None:
+        return _render_model(request, model, recipe_forms())
+    recipe = refusal.values.get("recipe", "")
+    if recipe not in RECIPE_CONFIGS:
+        return _render_model(request, model, recipe_forms(), refusal=refusal)
+    # Bound again to what was posted, the form finds its own field errors again; the service's are added to them.
+    forms = recipe_forms(recipe, refusal.values)
+    form = dict(forms)[recipe]
+    for name, messages in refusal.errors.items():
+        setting = name.removeprefix(f"{recipe}-")
+        if setting != name and setting in form.fields:
+            form.add_error(setting, messages)
+    mark_invalid(form)
+    return _render_model(request, model, forms, chosen=recipe, refusal=refusal,
+                         rerun=_rerun_source(request, refusal.values.get("rerun_of", ""), missing_ok=True))
 
 
-def _render_model(request, model, forms, chosen="quantize", errors=(), status=200, rerun=None):
+def _render_model(request, model, forms, chosen="quantize", refusal=None, rerun=None):
     """The model page. With `rerun` (an experiment), its form is filled with that experiment's settings; after a
     refused submit, with what was submitted."""
-    posted = request.POST if request.method == "POST" else {}
-    dataset = posted.get("dataset", "") if posted else (rerun.dataset_id if rerun else None)
-    interval = posted.get("telemetry_interval_s", "") if posted else (rerun.telemetry_interval_s if rerun else "")
+    if refusal is not None:
+        dataset, interval = refusal.values.get("dataset", ""), refusal.values.get("telemetry_interval_s", "")
+    else:
+        dataset = rerun.dataset_id if rerun else None
+        interval = rerun.telemetry_interval_s if rerun else ""
     return render(request, "models/detail.html", {
         "model": model,
         "recipe_forms": forms,
         "chosen": chosen,
-        "errors": errors,
+        "refusal": refusal,
+        "form_has_errors": any(form.errors for _, form in forms if form.is_bound),
+        "labels_refusal": refusals.take(request, labels.FORM),
         "rerun": rerun,
         "chosen_dataset": int(dataset) if str(dataset or "").isdigit() else None,
         "telemetry_value": interval if interval is not None else "",
@@ -47,7 +69,7 @@ def _render_model(request, model, forms, chosen="quantize", errors=(), status=20
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
         "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
         "lineage_settings": _lineage_settings(model),
-    }, status=status)
+    })
 
 
 def _lineage_settings(model) -> dict:
@@ -66,34 +88,42 @@ def experiment_rerun(request, experiment_id):
 
 @require_http_methods(["POST"])
 def experiment_create(request, model_id):
+    """Start an experiment, or send the form back to the model page with what was posted and why it was refused."""
     model = selectors.model_get_for(user=request.user, model_id=model_id)
-    rerun = _rerun_source(request)
+    rerun = _rerun_source(request, request.POST.get("rerun_of", ""))
+    page = reverse("model-detail", args=[model.pk])
     recipe = request.POST.get("recipe", "")
     if recipe not in RECIPE_CONFIGS:
-        return _render_model(request, model, recipe_forms(), errors=[f"Unknown recipe {recipe!r}."], status=400,
-                             rerun=rerun)
-    forms = recipe_forms(recipe, request.POST)
-    form = dict(forms)[recipe]
-    errors = []
-    if form.is_valid():
-        try:
-            experiment = services.experiment_create(
-                owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
-                dataset=_chosen_dataset(request),
-                telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun)
-        except ValidationError as exc:
-            errors = ([f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()]
-                      if hasattr(exc, "error_dict") else exc.messages)  # a quota's refusal names no field
-        else:
-            return redirect("experiment-detail", experiment_id=experiment.pk)
-    return _render_model(request, model, forms, chosen=recipe, errors=errors, status=400, rerun=rerun)
+        return refusals.refuse(request, EXPERIMENT_FORM, page, errors={"recipe": [f"Unknown recipe {recipe!r}."]})
+    form = recipe_config_form(recipe, request.POST)
+    if not form.is_valid():
+        return refusals.refuse(request, EXPERIMENT_FORM, page)  # the form says why again when it is shown
+    try:
+        experiment = services.experiment_create(
+            owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
+            dataset=_chosen_dataset(request),
+            telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun)
+    except ValidationError as exc:
+        errors, summary = refusals.split_errors(exc, lambda key: _experiment_input(key, recipe, form))
+        return refusals.refuse(request, EXPERIMENT_FORM, page, errors=errors, summary=summary)
+    return redirect("experiment-detail", experiment_id=experiment.pk)
 
 
-def _rerun_source(request):
-    """The experiment a submitted form re-runs (a hidden field of the form "Run again" opens), if any: yours."""
-    source_id = request.POST.get("rerun_of", "")
+def _experiment_input(key: str, recipe: str, form) -> str | None:
+    """The input of the experiment form a service's error key belongs to."""
+    if key in ("recipe", "dataset", "telemetry_interval_s"):
+        return key
+    setting = key.removeprefix("config.")
+    return form[setting].html_name if setting != key and setting in form.fields else None
+
+
+def _rerun_source(request, source_id: str, missing_ok: bool = False):
+    """The experiment a form re-runs (a hidden field of the form "Run again" opens), if any: yours. Shown again
+    after a refusal, one deleted since then is simply no longer named."""
     if not source_id.isdigit():
         return None
+    if missing_ok:
+        return selectors.experiment_list_for(user=request.user).filter(pk=int(source_id)).first()
     return selectors.experiment_get_for(user=request.user, experiment_id=int(source_id))
 
 

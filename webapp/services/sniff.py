@@ -16,6 +16,9 @@ _KNOWN_OTHERS = {
     b"\x80\x05": "a Python pickle",
 }
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+# The names the formats above are saved under (torch.jit.save, torch.export.save, ONNX, safetensors). The server
+# goes by the bytes; the upload page offers and accepts these names, so a wrong file is caught before it is sent.
+MODEL_FILE_EXTENSIONS = (".pt", ".pth", ".jit", ".zip", ".pt2", ".onnx", ".safetensors")
 
 
 def model_file_kind(upload) -> str:

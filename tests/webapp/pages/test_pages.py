@@ -36,8 +36,19 @@ def test_a_bad_setting_is_a_form_error_and_nothing_is_queued(alice, client):
     model = ready_model(alice)
     client.force_login(alice)
     response = client.post(f"/models/{model.pk}/experiments/", {"recipe": "quantize", "quantize-variant": "int3"})
-    assert response.status_code == 400 and Experiment.objects.count() == 0
-    assert "int3" in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == f"/models/{model.pk}/#experiment-form"
+    assert Experiment.objects.count() == 0
+    page = client.get(f"/models/{model.pk}/").content.decode()
+    assert 'id="id_quantize-variant_error"' in page and "int3" in page
+    assert "int3" not in client.get(f"/models/{model.pk}/").content.decode()  # shown once, then dropped
+
+
+def test_a_refusal_waits_only_for_its_own_page(alice, client):
+    refused, other = ready_model(alice, name="refused"), ready_model(alice, name="other")
+    client.force_login(alice)
+    client.post(f"/models/{refused.pk}/experiments/", {"recipe": "quantize", "quantize-variant": "int3"})
+    assert "int3" not in client.get(f"/models/{other.pk}/").content.decode()
+    assert "int3" in client.get(f"/models/{refused.pk}/").content.decode()
 
 
 def test_starting_an_experiment_redirects_to_its_page(alice, client, django_capture_on_commit_callbacks):

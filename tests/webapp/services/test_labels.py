@@ -78,6 +78,7 @@ def test_the_pages_forms(alice, client):
     assert "a &lt;b&gt;bold&lt;/b&gt; claim" in text  # escaped, never markup
     refused = client.post(f"/models/{experiment.model_id}/labels/", {"name": "", "tags": "", "notes": ""},
                           follow=True).content.decode()
-    assert "name: Give a name." in refused and UploadedModel.objects.get().name == "mlp"
+    assert '<p class="field-error" id="labels-name_error">Give a name.</p>' in refused
+    assert 'aria-describedby="labels-name_error"' in refused and UploadedModel.objects.get().name == "mlp"
     model = ready_model(alice, name="other")
     assert client.post(f"/models/{model.pk}/labels/", {"name": "x"}).status_code == 302
