@@ -136,7 +136,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"  # a page in the site's o
 API_TOKEN_TTL = timedelta(days=env_int("SLIMFORGE_TOKEN_DAYS", 30, low=1, high=3650))
 REST_KNOX = {"TOKEN_TTL": API_TOKEN_TTL, "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "model-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {

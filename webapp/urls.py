@@ -13,10 +13,12 @@ from webapp.api import series as series_api
 from webapp.api import tokens as tokens_api
 from webapp.api import uploaded_models as models_api
 from webapp.api import workers as workers_api
-from webapp.pages import chains, datasets, deletion, experiments, labels, tokens, uploaded_models, workers
+from webapp.pages import chains, datasets, deletion, experiments, home, labels, tokens, uploaded_models, workers
 
 urlpatterns = [
-    path("", uploaded_models.home, name="home"),
+    path("", home.home, name="home"),
+    path("start/sample-model/", home.sample_model, name="sample-model"),
+    path("start/sample-dataset/", home.sample_dataset, name="sample-dataset"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -38,10 +38,10 @@ def prepare_dataset(spec: Any, report: Reporter) -> dict[str, Any]:
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_dataset(dataset, out_dir)]
-    if dataset.images:
-        files += write_previews(dataset.x, dataset.y, out_dir)
+    previews = write_previews(dataset.x, dataset.y, out_dir) if dataset.images else {}
+    files += list(previews)
     steps.finish()
-    return describe(dataset, kind, files)
+    return describe(dataset, kind, files, previews)
 
 
 def read_dataset(kind: str, source: str | None, options: dict[str, Any], report: Reporter) -> LoadedDataset:
@@ -75,7 +75,9 @@ def write_dataset(dataset: LoadedDataset, out_dir: Path) -> str:
     return DATASET_NAME
 
 
-def describe(dataset: LoadedDataset, kind: str, files: list[str]) -> dict[str, Any]:
+def describe(dataset: LoadedDataset, kind: str, files: list[str], previews: dict[str, int] | None = None
+             ) -> dict[str, Any]:
+    """The dataset's info; `previews` ({file name: sample index}) become each preview's class name, when labelled."""
     labelled = dataset.y is not None
     counts = np.bincount(dataset.y, minlength=len(dataset.class_names)).tolist() if labelled else None
     return {
@@ -89,4 +91,6 @@ def describe(dataset: LoadedDataset, kind: str, files: list[str]) -> dict[str, A
         "kind": kind,
         "files": files,
         "notes": dataset.notes,
+        "preview_labels": {name: dataset.class_names[dataset.y[index]] for name, index in (previews or {}).items()}
+        if labelled else {},
     }

@@ -16,16 +16,17 @@ from optimizers.data import limits
 _MAX_PREVIEW_SIDE = 512
 
 
-def write_previews(x: np.ndarray, y: np.ndarray | None, out_dir: Path) -> list[str]:
-    """Write preview_0.png.. for image samples ([C, H, W] with C 1 or 3, or [H, W]); return the file names."""
-    names = []
+def write_previews(x: np.ndarray, y: np.ndarray | None, out_dir: Path) -> dict[str, int]:
+    """Write preview_0.png.. for image samples ([C, H, W] with C 1 or 3, or [H, W]); return {file name: the index
+    of the sample it shows}, in order (so the page can say each one's class)."""
+    shown = {}
     for number, index in enumerate(_picks(y, len(x), limits.MAX_PREVIEWS)):
         name = f"preview_{number}.png"
         partial = out_dir / f".partial-{name}"
         _as_image(x[index]).save(partial, format="PNG")
         os.replace(partial, out_dir / name)
-        names.append(name)
-    return names
+        shown[name] = int(index)
+    return shown
 
 
 def _picks(y: np.ndarray | None, samples: int, count: int) -> list[int]:

@@ -18,6 +18,7 @@ from webapp.selectors.experiments import (
     rerun_changes,
     waiting_note,
 )
+from webapp.selectors.first_run import first_run_for
 from webapp.selectors.jobs import (
     dataset_pending,
     dataset_prepared_file,
@@ -44,6 +45,7 @@ __all__ = [
     "experiment_cancel_requested",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",
     "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiments_compared_for",
+    "first_run_for",
     "model_get_for", "model_list_for", "model_of_owner", "model_pending", "rerun_changes", "waiting_note",
     "worker_list",
 ]

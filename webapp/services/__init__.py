@@ -18,6 +18,7 @@ from webapp.services.experiments import (
 )
 from webapp.services.outbox import outbox_send
 from webapp.services.recovery import experiments_recover
+from webapp.services.samples import sample_dataset_create, sample_model_create
 from webapp.services.uploads import model_create, model_inspection_failed, model_inspection_succeeded
 from webapp.services.workers import worker_heartbeat, worker_stopped
 
@@ -26,5 +27,5 @@ __all__ = [
     "dataset_files_store", "dataset_import_failed", "dataset_import_succeeded", "events_record", "experiment_cancel",
     "experiment_claim", "experiment_create", "experiment_finish", "experiment_group", "experiment_rerun",
     "experiments_recover", "model_create", "model_inspection_failed", "model_inspection_succeeded", "outbox_send",
-    "worker_heartbeat", "worker_stopped",
+    "sample_dataset_create", "sample_model_create", "worker_heartbeat", "worker_stopped",
 ]

@@ -29,6 +29,7 @@ def test_digits_become_1797_images_of_1x8x8_in_ten_classes(tmp_path):
         "classes": [str(digit) for digit in range(10)], "num_classes": 10,
         "class_counts": [178, 182, 177, 183, 181, 182, 181, 179, 174, 180], "kind": "digits",
         "files": ["dataset.npz", *previews], "notes": [],
+        "preview_labels": {name: str(digit) for digit, name in enumerate(previews)},  # one of each class first
     }
     json.dumps(result, allow_nan=False)  # the sandbox's final line must serialise
     with np.load(tmp_path / "out" / "dataset.npz", allow_pickle=False) as data:

@@ -8,10 +8,6 @@ from tests.factories import experiment_with_artifact
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def _is_missing_favicon(message) -> bool:
-    return message.type == "error" and (message.location or {}).get("url", "").endswith("/favicon.ico")
-
-
 @pytest.fixture
 def carols_experiment(carol):
     # Made before Playwright starts its event loop in this thread: an ORM connection opened inside that loop
@@ -25,9 +21,9 @@ def test_every_page_loads_and_runs_its_scripts_without_an_error(carols_experimen
     errors = []
     browser_page.on("pageerror", lambda error: errors.append(f"{browser_page.url}: {error}"))
     browser_page.on("console", lambda message: errors.append(f"{browser_page.url}: {message.text}")
-                    if message.type == "error" and not _is_missing_favicon(message) else None)
+                    if message.type == "error" else None)
     log_in(browser_page, web_server)
-    for path in ("/models/", f"/models/{experiment.model_id}/", "/datasets/", "/experiments/",
+    for path in ("/", "/models/", f"/models/{experiment.model_id}/", "/datasets/", "/experiments/",
                  f"/experiments/{experiment.pk}/", f"/compare/?ids={experiment.pk}", "/workers/"):
         response = browser_page.goto(f"{web_server}{path}")
         assert response.status == 200, path
