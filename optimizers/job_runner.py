@@ -18,7 +18,7 @@ import optimizers.recipes  # noqa: F401 - registers the recipes
 from optimizers.configs import parse_config
 from optimizers.errors import ModelInputError, first_line
 from optimizers.formats.model_io import load_model
-from optimizers.formats.save_all import save_all_formats
+from optimizers.formats.save_all import LABELS, save_all_formats, size_in_format
 from optimizers.job_spec import JobSpec
 from optimizers.measure import inference as measure
 from optimizers.measure.report import compare_reports, measure_model, reference_outputs
@@ -138,6 +138,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     # Measure what was saved, not what is in memory.
     optimized, _ = load_model(primary, architecture=architecture)
     after = measure_model(optimized, example, primary, splits=splits, reference=reference)
+    size_notes = _weigh_like_for_like(spec, fmt, primary_format, example, before)
+    fitted = _data_fit(spec, splits)
     error = after["output_error"] or {}
     result = {
         "recipe": spec.recipe,
@@ -156,7 +158,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "reference_max_abs": error.get("reference_max_abs"),
         "threads": after["threads"],
         "device": after["device"],
-        "notes": outcome.notes + saved.notes,
+        "notes": outcome.notes + saved.notes + size_notes + ([fitted["note"]] if fitted and fitted["note"] else []),
+        "data": fitted,  # how the dataset's samples were made to fit the model, or None when they fit as given
         "extras": outcome.extras,
         "architecture": architecture,
         "versions": library_versions(),
@@ -164,6 +167,40 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
     return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
+
+
+def _weigh_like_for_like(spec: JobSpec, fmt: str, primary_format: str, example: torch.Tensor,
+                         before: dict[str, Any]) -> list[str]:
+    """Make the original's size_bytes that of the original written in the result's format, when they differ.
+
+    The uploaded file's own size stays, as uploaded_size_bytes. A safetensors upload returned as TorchScript
+    would otherwise compare two formats, and a model that shrank could look bigger.
+    """
+    if primary_format == fmt:
+        return []
+    from optimizers.data.limits import describe_bytes
+
+    original, _ = load_model(spec.model_path, architecture=spec.architecture)  # the recipe may have changed ours
+    size = size_in_format(original, primary_format, example, spec.architecture)
+    label, uploaded = LABELS.get(primary_format, primary_format), LABELS.get(fmt, fmt)
+    if size is None:
+        return [f"file sizes compare the uploaded {uploaded} file with the result's {label} file: the original "
+                f"could not be written as {label}"]
+    before.update(uploaded_size_bytes=before["size_bytes"], uploaded_format=fmt, size_format=primary_format,
+                  size_bytes=size)
+    return [f"file sizes compare like for like: the original written as {label} takes {describe_bytes(size)} "
+            f"(the uploaded {uploaded} file {describe_bytes(before['uploaded_size_bytes'])})"]
+
+
+def _data_fit(spec: JobSpec, splits: Any) -> dict[str, Any] | None:
+    """The dataset's sample shape and what was done to fit it to the model's input, or None without a dataset."""
+    if splits is None:
+        return None
+    from optimizers.data.compat import describe_fit
+
+    sample_shape = list(splits.val_x.shape[1:])
+    note = describe_fit(sample_shape, spec.input_shape, spec.input_dtype)
+    return {"sample_shape": sample_shape, "adapted": note is not None, "note": note}
 
 
 def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:

@@ -232,6 +232,12 @@ class Event(models.Model):
     seq = models.BigIntegerField()
     kind = models.CharField(max_length=16)
     record = models.JSONField()
+    # A chart point's series, x and y, taken out of the record once, when it is written
+    # (webapp.selectors.series.chart_point); null for events that are no point. The first draw of a long run reads
+    # and downsamples these plain columns in SQL instead of unpacking 200,000 JSON records.
+    series = models.TextField(null=True, blank=True)
+    x = models.FloatField(null=True, blank=True)
+    y = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["seq"]

@@ -64,3 +64,30 @@ def compatibility(sample_shape: Sequence[int], model_input_shape: Sequence[int],
     except ValueError as error:
         return str(error)
     return None
+
+
+def describe_fit(sample_shape: Sequence[int], model_input_shape: Sequence[int],
+                 model_input_dtype: str = "float32") -> str | None:
+    """What `fit_to_input` does to make the samples fit the model, in words; None when they fit as they are.
+
+    Reports and pages say it: an accuracy measured on resized images is not one measured on the dataset as given.
+    """
+    try:
+        plan = fit_plan(sample_shape, model_input_shape)
+    except ValueError:
+        return None
+    words = {"add_channel": "given a channel dimension", "repeat_channels": "1 channel repeated to 3",
+             "average_channels": "3 channels averaged to 1", "flatten": "flattened"}
+    done = []
+    for step in plan:
+        if step[0] == "resize":
+            height, width = tuple(sample_shape)[-2:]
+            done.append(f"resized (bilinear) from {height}x{width} to {step[1]}x{step[2]}")
+        else:
+            done.append(words[step[0]])
+    if model_input_dtype != "float32":
+        done.append(f"cast from float32 to {model_input_dtype}")
+    if not done:
+        return None
+    return (f"The dataset's samples ({format_shape(sample_shape)}) were adapted to the model's input "
+            f"{format_shape(model_input_shape)}: {', '.join(done)}.")

@@ -147,3 +147,26 @@ def _tolerance(expected: torch.Tensor) -> float:
     finite = expected[expected.isfinite()]
     scale = float(finite.abs().max()) if finite.numel() else 1.0
     return relative * max(1.0, scale)
+
+
+def size_in_format(module: Any, fmt: str, example: torch.Tensor, architecture: dict | None) -> int | None:
+    """The bytes `module` takes written as `fmt`, or None when it cannot be written so.
+
+    A report compares file sizes like for like: a model uploaded as safetensors and returned as TorchScript is
+    weighed as TorchScript on both sides, or a model that shrank could look bigger.
+    """
+    if fmt == SAFETENSORS and architecture is None:
+        return None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="slimforge-size-") as folder:
+        try:
+            _inference_mode(module)
+            name, _ = _write(fmt, module, Path(folder), example, ProgramCache(module, example), None, architecture)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise  # a full disk fails the job and says so, as everywhere else
+            return None
+        except Exception:  # noqa: BLE001 - an exporter that refuses the original leaves the upload's size
+            return None
+        return os.path.getsize(Path(folder) / name)

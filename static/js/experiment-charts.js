@@ -356,6 +356,7 @@ window.SlimforgeCharts = (function () {
     };
     const bars = { x: [], y: [] };
     const stages = [];
+    charts.resources.box.hidden = true;  // shown with its first point: a job without telemetry gets no empty axes
 
     smoothing.input.addEventListener("input", () => {
       smoothing.shown.textContent = smoothing.input.value;
@@ -416,7 +417,10 @@ window.SlimforgeCharts = (function () {
         if (!byChart.has(chart)) byChart.set(chart, {});
         byChart.get(chart)[name] = s;
       }
-      for (const [chart, points] of byChart) chart.extend(points);
+      for (const [chart, points] of byChart) {
+        if (chart.box.hidden) { chart.box.hidden = false; Plotly.Plots.resize(chart.div); }  // hidden, it had no size
+        chart.extend(points);
+      }
       if (Object.values(charts.metrics).some((chart) => Object.keys(chart.smoothed).length)) smoothing.wrapper.hidden = false;
       if (series.sensitivity) drawBars();
       resources.dataset.points = String(charts.resources.pointCount());
@@ -436,7 +440,10 @@ window.SlimforgeCharts = (function () {
       [charts.resources, ...Object.values(charts.gpus)].forEach((chart) => chart.addStages(list));
     }
 
-    return { put, addStages, stages: () => stages.slice() };
+    const pointsDrawn = () => !charts.resources.box.hidden || Object.keys(charts.gpus).length > 0
+      || Object.keys(charts.metrics).length > 0 || bars.x.length > 0;
+
+    return { put, addStages, stages: () => stages.slice(), pointsDrawn };
   }
 
   return { create, label };

@@ -4,35 +4,78 @@ window.SlimforgeReport = (function () {
   function cell(row, text) { const td = row.insertCell(); td.textContent = text; return td; }
   function fmt(value, digits) {
     if (value === undefined || value === null) return "—";
+    if (digits === "size") return SlimforgeSizes.format(value);
     return value === Infinity ? "∞ (identical)" : Number(value).toFixed(digits);
   }
 
+  // [label, path in the report, digits, which way is better ("lower", "higher" or none), what it means].
   const REPORT_ROWS = [
-    ["file size (bytes)", ["size_bytes"], 0], ["parameters", ["params"], 0],
-    ["non-zero parameters", ["nonzero_params"], 0], ["MACs per sample", ["macs"], 0],
-    ["latency p50, batch 1 (ms)", ["latency_ms", "batch_1", "p50"], 3],
-    ["latency p95, batch 1 (ms)", ["latency_ms", "batch_1", "p95"], 3],
-    ["latency p50, batch 32 (ms)", ["latency_ms", "batch_32", "p50"], 3],
-    ["latency p95, batch 32 (ms)", ["latency_ms", "batch_32", "p95"], 3],
-    ["throughput (samples/s)", ["throughput_per_s"], 1], ["peak memory (MB)", ["peak_memory_mb"], 1],
-    ["accuracy", ["accuracy"], 4], ["top-1 agreement with the original", ["agreement_top1"], 4],
-    ["largest output difference", ["output_error", "max_abs"], 6], ["SQNR (dB)", ["output_error", "sqnr_db"], 1],
-    ["energy per 1,000 inferences (J)", ["energy_j_per_1000"], 3],
+    ["file size", ["size_bytes"], "size", "lower",
+     "Bytes of the model file. The original is weighed in the result's format, so the ratio compares like with like."],
+    ["parameters", ["params"], 0, "lower"], ["non-zero parameters", ["nonzero_params"], 0, "lower"],
+    ["MACs per sample", ["macs"], 0, "lower", "Multiply-accumulate operations for one sample: the model's compute."],
+    ["latency p50, batch 1 (ms)", ["latency_ms", "batch_1", "p50"], 3, "lower"],
+    ["latency p95, batch 1 (ms)", ["latency_ms", "batch_1", "p95"], 3, "lower"],
+    ["latency p50, batch 32 (ms)", ["latency_ms", "batch_32", "p50"], 3, "lower"],
+    ["latency p95, batch 32 (ms)", ["latency_ms", "batch_32", "p95"], 3, "lower"],
+    ["throughput (samples/s)", ["throughput_per_s"], 1, "higher"], ["peak memory (MB)", ["peak_memory_mb"], 1, "lower"],
+    ["accuracy", ["accuracy"], 4, "higher", "Share of the validation samples classified right (the run's dataset)."],
+    ["top-1 agreement with the original", ["agreement_top1"], 4, "higher",
+     "Share of inputs on which the model picks the same top class as the original: 1 means every answer is kept."],
+    ["largest output difference", ["output_error", "max_abs"], 6, null,
+     "The largest absolute difference between any output of this model and the original's, on the same inputs."],
+    ["SQNR (dB)", ["output_error", "sqnr_db"], 1, null,
+     "Signal-to-quantization-noise ratio of the outputs: 10·log10(power of the original's outputs ÷ power of the " +
+     "difference). Higher is closer; 20 dB means the error is a tenth of the signal. A prune or distill changes " +
+     "the outputs on purpose, so a low or negative SQNR can sit beside a high top-1 agreement."],
+    ["energy per 1,000 inferences (J)", ["energy_j_per_1000"], 3, "lower",
+     "Whole-GPU energy from NVML's counter over a timed loop, idle draw included; measured on CUDA GPUs only."],
   ];
   const pick = (obj, path) => path.reduce((o, k) => (o === null || o === undefined ? undefined : o[k]), obj);
+
+  // A ratio cell: coloured and worded by which way is better, so colour is never the only sign.
+  function ratioCell(row, ratio, better) {
+    const td = cell(row, ratio === null ? "" : `${ratio.toFixed(2)}×`);
+    if (ratio === null || !better || Math.abs(ratio - 1) < 0.005) return td;
+    const good = better === "lower" ? ratio < 1 : ratio > 1;
+    td.className = good ? "better" : "worse";
+    td.append(` ${good ? "▲ better" : "▼ worse"}`);
+    return td;
+  }
+
+  function labelCell(row, label, help, footnotes) {
+    const td = cell(row, label);
+    if (!help) return td;
+    footnotes.push([label, help]);
+    const mark = document.createElement("sup");
+    mark.textContent = String(footnotes.length);
+    td.title = help;
+    td.append(mark);
+    return td;
+  }
 
   function reportTable(s) {
     const body = document.querySelector("#report tbody");
     body.innerHTML = "";
-    for (const [label, path, digits] of REPORT_ROWS) {
+    const footnotes = [];
+    for (const [label, path, digits, better, help] of REPORT_ROWS) {
       let before = pick(s.before, path), after = pick(s.after, path);
       if (path[1] === "sqnr_db" && pick(s.after, ["output_error", "identical"])) after = Infinity;
       if ((before === undefined || before === null) && (after === undefined || after === null)) continue;
       const row = body.insertRow();
-      cell(row, label); cell(row, fmt(before, digits)); cell(row, fmt(after, digits));
+      row.dataset.key = path.join(".");
+      labelCell(row, label, help, footnotes); cell(row, fmt(before, digits)); cell(row, fmt(after, digits));
       const ratio = typeof before === "number" && typeof after === "number" && before !== 0 ? after / before : null;
-      cell(row, ratio === null || path[0] === "output_error" ? "" : `${ratio.toFixed(2)}×`);
+      ratioCell(row, path[0] === "output_error" ? null : ratio, better);
     }
+    const list = document.getElementById("report-footnotes");
+    list.replaceChildren(...footnotes.map(([label, help]) => {
+      const item = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = `${label}: `;
+      item.append(name, help);
+      return item;
+    }));
     const notes = [s.after.macs_note, s.after.latency_note, s.after.memory_note, s.after.energy_note,
                    s.after.quality_note, ...(s.notes || [])].filter(Boolean);
     document.getElementById("notes").textContent = notes.join(" · ");
@@ -68,7 +111,7 @@ window.SlimforgeReport = (function () {
       const link = document.createElement("a");
       link.href = a.url; link.textContent = a.name; link.className = "artifact"; link.setAttribute("download", a.name);
       row.insertCell().appendChild(link);
-      cell(row, `${a.size_bytes} bytes`);
+      cell(row, SlimforgeSizes.format(a.size_bytes));
       const code = document.createElement("code"); code.textContent = a.sha256; row.insertCell().appendChild(code);
     }
     const skipped = Object.entries((exp.summary.formats || {}).skipped || {});

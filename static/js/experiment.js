@@ -40,6 +40,24 @@
     charts.addStages([{ t: since(e.t), name, seq: e.seq }]);
   }
 
+  // The stages with when each began and how long it took: the next one's start, or the latest event for the last.
+  let tLast = 0;
+  function drawStageTimes() {
+    const stages = charts.stages(), table = document.getElementById("stage-times");
+    if (!stages.length) return;
+    const body = table.tBodies[0];
+    body.replaceChildren(...stages.map((s, i) => {
+      const row = document.createElement("tr");
+      const end = i + 1 < stages.length ? stages[i + 1].t : Math.max(tLast, s.t);
+      const open = i + 1 === stages.length && !finished;
+      [s.name, `${s.t.toFixed(1)} s`, `${(end - s.t).toFixed(1)} s${open ? " so far" : ""}`].forEach((text) => {
+        row.insertCell().textContent = text;
+      });
+      return row;
+    }));
+    table.hidden = false;
+  }
+
   function setLastSeq(seq) {
     lastSeq = seq;
     chart.dataset.lastSeq = String(seq);
@@ -52,6 +70,7 @@
     const series = {};
     for (const e of fresh) {
       if (t0 === null && isNumber(e.t)) t0 = e.t;
+      if (isNumber(e.t)) tLast = Math.max(tLast, since(e.t));
       const point = pointOf(e);
       if (point) {
         const s = (series[point.series] = series[point.series] || { kind: point.kind, x: [], y: [] });
@@ -61,6 +80,17 @@
       showState(e);
     }
     charts.put(series);
+    drawStageTimes();
+    showEmpty();
+  }
+
+  // Until a job sends its first point, a sentence instead of empty axes; a finished job may never send one.
+  function showEmpty() {
+    const note = document.getElementById("live-empty");
+    note.hidden = charts.pointsDrawn();
+    note.textContent = finished
+      ? "This job recorded no telemetry or metrics: it ended before the first sample."
+      : "Waiting for the job's first telemetry sample…";
   }
 
   function showState(e) {
@@ -78,10 +108,12 @@
     const badge = document.getElementById("exp-status");
     badge.textContent = status;
     badge.className = `status ${status}`;
+    // A finished bar is coloured by its outcome: a failed job must not look as if it were still going.
+    document.getElementById("exp-progress").dataset.status = status;
     if (error) {
-      const box = document.getElementById("exp-error");
-      box.textContent = error;
-      box.hidden = false;
+      document.getElementById("exp-error").textContent = error;
+      document.getElementById("exp-outcome-title").textContent = status === STATUS.CANCELLED ? "Cancelled" : "Failed";
+      document.getElementById("exp-outcome").hidden = false;
     }
     if (FINISHED.includes(status)) document.querySelector("#experiment [data-role=cancel]")?.remove();
     if (status === STATUS.RUNNING && note && note.startsWith("attempt")) {  // a lost worker's job, going on
@@ -94,7 +126,7 @@
       state.textContent = `${note.charAt(0).toUpperCase()}${note.slice(1)}.`;
       state.hidden = false;
     }
-    if (FINISHED.includes(status) && !finished) { finished = true; SlimforgeReport.load(card.dataset.api); }
+    if (FINISHED.includes(status) && !finished) { finished = true; drawStageTimes(); showEmpty(); SlimforgeReport.load(card.dataset.api); }
   }
 
   // The server's view up to its last_seq: what the page shows before the socket brings the rest.
@@ -105,12 +137,17 @@
     t0 = data.t0;
     charts.put(data.series);
     charts.addStages(data.stages);
+    showEmpty();
+    tLast = Math.max(0, ...Object.values(data.series).filter((s) => s.kind !== KIND.METRIC && s.kind !== "bar")
+      .map((s) => (s.x.length ? s.x[s.x.length - 1] : 0)));
+    drawStageTimes();
     if (data.stages.length) stage = data.stages[data.stages.length - 1].name;
     const progress = data.series[KIND.PROGRESS];
     if (progress) document.getElementById("exp-progress").value = progress.y[progress.y.length - 1] / 100;
     if (stage) document.getElementById("exp-stage").textContent = stage;
     if (data.status) setStatus(data.status.status, data.status.error);
     setLastSeq(data.last_seq);
+    chart.dataset.firstDrawMs = String(Math.round(performance.now()));  // bench/charts.py reads it
   }
 
   let retry = 500;

@@ -13,18 +13,23 @@ from django.views.decorators.http import require_POST
 from optimizers.configs import RECIPE_CONFIGS
 from webapp import selectors, services
 from webapp.models import Experiment
+from webapp.pages import labels, refusals
 from webapp.selectors.comparison_table import comparison_table
-from webapp.selectors.filters import compare_ids, experiment_filters
+from webapp.selectors.experiment_page import experiment_page_facts
+from webapp.selectors.filters import RESULT_LIMITS, compare_ids, experiment_filters
+from webapp.selectors.results import RESULTS, result_cells
 
 PAGE_SIZE = 50
-_FILTER_FIELDS = ("status", "recipe", "model", "q")
+_FILTER_FIELDS = ("status", "recipe", "model", "q", "order", *RESULT_LIMITS)
 
 
 def experiment_detail(request, experiment_id):
     experiment = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
     return render(request, "experiments/detail.html", {"experiment": experiment, "job_attempts": settings.JOB_ATTEMPTS,
+                                                        "labels_refusal": refusals.take(request, labels.FORM),
                                                         "changes": selectors.rerun_changes(experiment),
-                                                        "waiting": selectors.waiting_note(experiment)})
+                                                        "waiting": selectors.waiting_note(experiment),
+                                                        "facts": experiment_page_facts(experiment)})
 
 
 @require_POST
@@ -51,19 +56,43 @@ def experiment_list(request):
     except ValidationError as exc:
         return _render_list(request, None, errors=_messages(exc))
     experiments = selectors.experiment_search_for(user=request.user, **filters)
-    return _render_list(request, Paginator(experiments, PAGE_SIZE).get_page(request.GET.get("page")))
+    page = Paginator(experiments, PAGE_SIZE).get_page(request.GET.get("page"))
+    for experiment in page:
+        experiment.result_cells = result_cells(experiment)
+    return _render_list(request, page, order=filters["order"])
 
 
-def _render_list(request, page, errors=()):
+def _render_list(request, page, errors=(), order="-created"):
     chosen = {field: request.GET.get(field, "") for field in _FILTER_FIELDS}
     # Page links keep the filters: a URL with its query string is a shareable view of the list.
     query = request.GET.copy()
     query.pop("page", None)
+    sorts = _sort_headers(request, order)
     return render(request, "experiments/list.html", {
         "page": page, "errors": errors, "chosen": chosen, "query": query.urlencode(),
         "statuses": Experiment.Status.values, "recipes": sorted(RECIPE_CONFIGS),
         "models": selectors.model_list_for(user=request.user).only("id", "name").order_by("name", "id"),
+        "sorts": sorts, "results": RESULTS,
+        "result_headers": [{"key": key, "label": result.label, "help": result.help, **sorts[key]}
+                           for key, result in RESULTS.items()],
+        "filtered": any(chosen[field] for field in _FILTER_FIELDS if field != "order"),
     }, status=400 if errors else 200)
+
+
+def _sort_headers(request, order: str) -> dict:
+    """Per sortable column: its link (the same filters, the other direction; a new column starts with its better
+    end first) and its aria-sort."""
+    headers = {}
+    for key in ("created", *RESULTS):
+        first = "-created" if key == "created" else ("-" if RESULTS[key].better == "higher" else "") + key
+        current = order.removeprefix("-") == key
+        following = ("" if order.startswith("-") else "-") + key if current else first
+        query = request.GET.copy()
+        query.pop("page", None)
+        query["order"] = following
+        headers[key] = {"href": "?" + query.urlencode(),
+                        "aria_sort": ("descending" if order.startswith("-") else "ascending") if current else "none"}
+    return headers
 
 
 def compare(request):

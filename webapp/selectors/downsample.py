@@ -37,7 +37,7 @@ def downsample_indexes(x: Sequence[float], y: Sequence[float], limit: int = DEFA
 
 def _extremes_by_bucket(x: Sequence[float], y: Sequence[float], buckets: int) -> set[int]:
     start = min(x)
-    width = _bucket_width(max(x) - start, buckets)
+    width = bucket_width(max(x) - start, buckets)
     first, last, low, high = ([-1] * buckets for _ in range(4))
     for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
         b = min(int((xi - start) / width), buckets - 1) if width else 0
@@ -52,7 +52,7 @@ def _extremes_by_bucket(x: Sequence[float], y: Sequence[float], buckets: int) ->
     return {i for column in (first, last, low, high) for i in column if i >= 0}
 
 
-def _bucket_width(span: float, buckets: int) -> float:
+def bucket_width(span: float, buckets: int) -> float:
     """The smallest power of two that fits the span into `buckets` buckets (0 when all x are equal)."""
     if span <= 0:
         return 0.0

@@ -6,16 +6,19 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
+from optimizers.configs.devices import cuda_reason
 from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
+from webapp.selectors.devices import gpu_worker_online
+from webapp.selectors.results import result_filter, result_order, with_results, with_variant
 
 EVENTS_PAGE = 5000
 
 
 def experiment_list_for(*, user, model: UploadedModel | None = None):
-    experiments = _with_dispatch(Experiment.objects.filter(owner=user).select_related("model"))
+    experiments = with_variant(_with_dispatch(Experiment.objects.filter(owner=user).select_related("model")))
     return experiments.filter(model=model) if model is not None else experiments
 
 
@@ -33,14 +36,21 @@ def waiting_note(experiment: Experiment) -> str:
     if experiment.outbox_error:
         return ("The job queue is unreachable right now; the experiment is saved and is sent to the workers as "
                 f"soon as the queue is back. ({experiment.outbox_error})")
+    gpu = cuda_reason(experiment.recipe, experiment.config)
+    if gpu and not gpu_worker_online():
+        return (f"Waiting for a GPU worker: {gpu}, and no worker with a GPU is online. It starts when one joins "
+                "(or cancel it).")
     return (f"Waiting for a slot: at most {settings.USER_MAX_RUNNING} of your experiments go to the workers at "
             "once; this one goes when an earlier one ends.")
 
 
 def experiment_search_for(*, user, status: str | None = None, recipe: str | None = None,
-                          model_id: int | None = None, q: str = "", ids: list[int] | None = None):
-    """One owner's experiments, newest first, filtered as the list page asks (each filter has its own index)."""
-    experiments = experiment_list_for(user=user)
+                          model_id: int | None = None, q: str = "", ids: list[int] | None = None,
+                          order: str = "-created", limits: dict[str, float] | None = None):
+    """One owner's experiments, filtered as the list page asks (each filter has its own index), in `order`
+    (webapp.selectors.results: newest first, or by a result figure with unfinished runs last); `limits` keeps the
+    runs whose figure is within each limit ({"size_ratio": 0.5, "accuracy_drop": 1.0})."""
+    experiments = with_results(experiment_list_for(user=user))
     if status:
         experiments = experiments.filter(status=status)
     if recipe:
@@ -51,7 +61,9 @@ def experiment_search_for(*, user, status: str | None = None, recipe: str | None
         experiments = experiments.filter(pk__in=ids)
     if q:
         experiments = experiments.filter(_experiment_text_match(q))
-    return experiments.order_by("-created_at", "-pk")  # the id breaks ties, so pages never overlap
+    for key, limit in (limits or {}).items():
+        experiments = experiments.filter(result_filter(key, limit))
+    return experiments.order_by(*result_order(order))
 
 
 def _experiment_text_match(q: str) -> Q:
@@ -70,7 +82,8 @@ def _experiment_text_match(q: str) -> Q:
 
 def experiments_compared_for(*, user, ids: list[int]) -> list[Experiment]:
     """The experiments to compare, in the order asked; one that is not the user's makes the whole answer a 404."""
-    found = {e.pk: e for e in experiment_list_for(user=user).filter(pk__in=ids).prefetch_related("artifacts")}
+    found = {e.pk: e for e in experiment_list_for(user=user).filter(pk__in=ids).select_related("dataset")
+             .prefetch_related("artifacts")}
     if len(found) != len(set(ids)):
         raise Http404("No such experiment.")
     return [found[pk] for pk in ids]

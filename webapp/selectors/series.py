@@ -1,7 +1,8 @@
 """An experiment's chart series, read straight from the event table: the first draw of the page and the CSV.
 
-A long job has 100,000 events and more, so nothing here makes a model instance per row: one SQL statement pulls
-plain columns out of each JSON record, and long lines are downsampled (webapp.selectors.downsample) before they travel.
+A long job has 100,000 events and more, so nothing here makes a model instance per row: the first draw reads the
+plain columns each point got when it was written and downsamples long lines in SQL (webapp.selectors.downsample's
+buckets); the CSV pulls its columns out of each JSON record.
 Callers check ownership first (webapp.selectors); these functions take an experiment id the user may read.
 
 What is a point, here and in static/js/experiment.js alike: a resource or metric event with a string name, a
@@ -15,7 +16,7 @@ from django.db import connection
 
 from optimizers.events import METRIC, PROGRESS, RESOURCE, STAGE, STATUS
 from webapp.models import Event
-from webapp.selectors.downsample import DEFAULT_LIMIT, downsample_indexes
+from webapp.selectors.downsample import DEFAULT_LIMIT, POINTS_PER_BUCKET, bucket_width, downsample_indexes
 
 SENSITIVITY_PREFIX = "sensitivity/"
 CSV_COLUMNS = ("seq", "t", "kind", "name", "step", "value")
@@ -40,19 +41,48 @@ _IS_POINT = (
 _NAME = f"(CASE WHEN kind = '{PROGRESS}' THEN '{PROGRESS}' ELSE record->>'name' END)"
 _VALUE = f"(CASE WHEN kind = '{PROGRESS}' THEN 100 * {_num('done')} / {_num('total')} ELSE {_num('value')} END)"
 
-# Columns: seq, kind, t, name (the series; a stage's name; a status), step, value, and a progress event's stage
-# or a status event's error. One statement is one snapshot, and events are committed in seq order (events_record
-# holds the experiment's row lock), so the rows it sees are a prefix of the stream: no holes below last_seq.
-_CHART_SQL = f"""
-    SELECT seq, kind, {_num('t')},
-           CASE kind WHEN '{PROGRESS}' THEN '{PROGRESS}' WHEN '{STATUS}' THEN record->>'status'
-                     ELSE record->>'name' END,
-           CASE WHEN kind = '{METRIC}' THEN {_num('step')} END,
-           {_VALUE},
-           CASE kind WHEN '{PROGRESS}' THEN record->>'stage' WHEN '{STATUS}' THEN record->>'error' END
+# The first draw reads the plain columns each point got when it was written (chart_point), never the JSON of a
+# point. Series longer than the limit are cut down in SQL by the same min/max buckets as
+# webapp.selectors.downsample (bucket widths computed in Python, so the arithmetic is the same), so a run of
+# 200,000 points sends a few thousand rows to Python. Progress rows all come back: a change of their stage marks a
+# stage. Every statement reads only up to `upto`, the highest seq when the draw began: events are committed in seq
+# order (events_record holds the experiment's row lock), so the rows up to it are a prefix of the stream.
+_EXTENTS_SQL = f"""
+    SELECT series, kind, count(*), min(x), max(x) FROM {_TABLE}
+    WHERE experiment_id = %s AND seq <= %s AND series IS NOT NULL AND kind <> '{PROGRESS}'
+    GROUP BY series, kind
+"""
+# One pass, no join back: per bucket its first and last seq, and the earliest seq of its lowest and of its highest
+# y, read off the smallest [y, seq] and the largest [y, -seq] (arrays compare element by element; a seq is exact
+# in a float8 up to 2^53).
+_BUCKETS_SQL = f"""
+    SELECT min(e.seq), max(e.seq), (min(ARRAY[e.y, e.seq::float8]))[2], -(max(ARRAY[e.y, -e.seq::float8]))[2]
+    FROM {_TABLE} e
+    JOIN unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::int[]) AS l(series, kind, start, width, buckets)
+      ON e.series = l.series AND e.kind = l.kind
+    WHERE e.experiment_id = %s AND e.seq <= %s
+    GROUP BY e.series, CASE WHEN l.width > 0 THEN LEAST(floor((e.x - l.start) / l.width)::int, l.buckets - 1) ELSE 0 END
+"""
+# Columns: seq, kind, x, series (a point's; a stage's name; a status), y, and a progress event's stage or a status
+# event's error.
+_CHART_COLUMNS = f"""
+    SELECT seq, kind, x,
+           CASE kind WHEN '{STAGE}' THEN record->>'name' WHEN '{STATUS}' THEN record->>'status' ELSE series END,
+           y,
+           CASE kind WHEN '{PROGRESS}' THEN record->>'stage' WHEN '{STATUS}' THEN record->>'error' END,
+           CASE WHEN kind = '{STAGE}' THEN {_num('t')} END
     FROM {_TABLE}
-    WHERE experiment_id = %s AND ({_IS_POINT} OR kind IN ('{STAGE}', '{STATUS}'))
-    ORDER BY seq
+"""
+# Everything but the long series, then the long series' picked points (looked up by the (experiment, seq) index).
+_CHART_SQL = f"""
+    {_CHART_COLUMNS}
+    WHERE experiment_id = %s AND seq <= %s
+      AND (kind IN ('{STAGE}', '{STATUS}', '{PROGRESS}')
+           OR (series IS NOT NULL AND NOT (series = ANY(%s::text[]) AND kind = ANY(%s::text[]))))
+    UNION ALL
+    {_CHART_COLUMNS}
+    WHERE experiment_id = %s AND seq IN (SELECT unnest(%s::bigint[]))
+    ORDER BY 1
 """
 _FIRST_T_SQL = f"SELECT {_num('t')} FROM {_TABLE} WHERE experiment_id = %s AND {_is_num('t')} ORDER BY seq LIMIT 1"
 _CSV_SQL = f"""
@@ -65,6 +95,28 @@ _CSV_SQL = f"""
 _LAST_SEQ_SQL = f"SELECT COALESCE(MAX(seq), 0) FROM {_TABLE} WHERE experiment_id = %s"
 
 
+def chart_point(kind: str, record: dict) -> tuple[str, float, float] | None:
+    """(series, x, y) when the event is a chart point, else None: the rule the page's script follows too.
+
+    A resource or metric event with a string name, a numeric value and a numeric t, or a progress event with
+    numeric done and non-zero total (y in percent). x is t for resources and progress, the step for a metric
+    (its seq when it has none). Called once per event as it is written (webapp.services.events)."""
+    t = record.get("t")
+    if not _is_number(t):
+        return None
+    if kind in (RESOURCE, METRIC) and isinstance(record.get("name"), str) and _is_number(record.get("value")):
+        x = t if kind == RESOURCE else (record["step"] if _is_number(record.get("step")) else record["seq"])
+        return record["name"], float(x), float(record["value"])
+    done, total = record.get("done"), record.get("total")
+    if kind == PROGRESS and _is_number(done) and _is_number(total) and total != 0:
+        return PROGRESS, float(t), 100 * done / total
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def experiment_series(*, experiment_id: int, limit: int = DEFAULT_LIMIT) -> dict:
     """{"last_seq", "t0", "series": {name: {"kind", "x", "y", "count", "downsampled"}}, "stages", "status"}.
 
@@ -74,19 +126,32 @@ def experiment_series(*, experiment_id: int, limit: int = DEFAULT_LIMIT) -> dict
     page drawn from this knows a job that ended after the page was rendered.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_CHART_SQL, [experiment_id])
+        cursor.execute(_LAST_SEQ_SQL, [experiment_id])
+        upto = cursor.fetchone()[0]
+        cursor.execute(_EXTENTS_SQL, [experiment_id, upto])
+        extents = cursor.fetchall()
+        buckets = limit // POINTS_PER_BUCKET
+        long = [(name, kind, low, bucket_width(high - low, buckets)) for name, kind, count, low, high in extents
+                if count > limit and not name.startswith(SENSITIVITY_PREFIX)]
+        picked = []
+        if long:
+            names, kinds, starts, widths = (list(column) for column in zip(*long, strict=True))
+            cursor.execute(_BUCKETS_SQL, [names, kinds, starts, widths, [buckets] * len(long), experiment_id, upto])
+            picked = sorted({int(seq) for row in cursor.fetchall() for seq in row})
+        cursor.execute(_CHART_SQL, [experiment_id, upto, [n for n, *_ in long] or [""],
+                                    [k for _, k, *_ in long] or [""], experiment_id, picked])
         rows = cursor.fetchall()
-        # Read after the rows: if they hold any event, the first one is among those already committed.
         cursor.execute(_FIRST_T_SQL, [experiment_id])
         first = cursor.fetchone()
     t0 = first[0] if first else None
+    counts = {name: count for name, _, count, _, _ in extents}
     reader = _SeriesReader()
     for row in rows:
         reader.add(row)
     return {
-        "last_seq": rows[-1][0] if rows else 0,
+        "last_seq": upto,
         "t0": t0,
-        "series": {name: _shaped(points, t0, limit) for name, points in reader.series.items()},
+        "series": {name: _shaped(points, t0, limit, counts.get(name)) for name, points in reader.series.items()},
         "stages": [{"t": _since(t, t0), "name": name, "seq": seq} for seq, t, name in reader.stages],
         "status": reader.status,
     }
@@ -102,20 +167,22 @@ class _SeriesReader:
         self._stage: str | None = None
 
     def add(self, row) -> None:
-        seq, kind, t, name, step, value, extra = row
+        seq, kind, x, name, y, extra, stage_t = row
         if kind == STATUS:
             self.status = {"status": name, "error": extra or ""}
         elif kind == STAGE:
-            self._mark_stage(seq, t, name)
+            self._mark_stage(seq, stage_t, name)
+        elif name is None:
+            return  # a progress event that is no point (no total, say)
         elif kind == PROGRESS:
-            self._point(PROGRESS, PROGRESS, t, value)
-            self._mark_stage(seq, t, extra)
+            self._point(PROGRESS, PROGRESS, x, y)
+            self._mark_stage(seq, x, extra)
         elif kind == RESOURCE:
-            self._point(name, kind, t, value)
+            self._point(name, kind, x, y)
         elif name.startswith(SENSITIVITY_PREFIX):
-            self._point("sensitivity", "bar", name[len(SENSITIVITY_PREFIX):], value)
+            self._point("sensitivity", "bar", name[len(SENSITIVITY_PREFIX):], y)
         else:
-            self._point(name, kind, seq if step is None else step, value)
+            self._point(name, kind, int(x) if x.is_integer() else x, y)
 
     def _point(self, name: str, kind: str, x, y: float) -> None:
         series = self.series.get(name)
@@ -131,16 +198,19 @@ class _SeriesReader:
             self.stages.append((seq, t, name))
 
 
-def _shaped(points: dict, t0: float | None, limit: int) -> dict:
+def _shaped(points: dict, t0: float | None, limit: int, count: int | None) -> dict:
+    """A series as drawn. A long one comes already cut down by SQL; progress (read whole) is cut down here, by
+    the same buckets, which leave a series that fits in its limit as it is."""
     kind, x, y = points["kind"], points["x"], points["y"]
     keep = range(len(x)) if kind == "bar" else downsample_indexes(x, y, limit)
     timed = kind in (RESOURCE, PROGRESS)
+    count = count if count is not None and kind != "bar" else len(x)
     return {
         "kind": kind,
         "x": [_since(x[i], t0) for i in keep] if timed else [x[i] for i in keep],
         "y": [y[i] for i in keep],
-        "count": len(x),
-        "downsampled": len(keep) < len(x),
+        "count": count,
+        "downsampled": len(keep) < count,
     }
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from optimizers import events
 from webapp.models import Event, Experiment
+from webapp.selectors.series import chart_point
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,15 @@ def events_record(*, experiment_id: int, records: list[events.Event]) -> list[ev
         last = Experiment.objects.values_list("last_seq", flat=True).get(pk=experiment_id)
         stamped = [{"seq": last - len(records) + i + 1, "t": record.pop("t", now), **record}
                    for i, record in enumerate(records)]
-        Event.objects.bulk_create(
-            Event(experiment_id=experiment_id, seq=r["seq"], kind=r["kind"], record=r) for r in stamped
-        )
+        Event.objects.bulk_create(_row(experiment_id, r) for r in stamped)
         transaction.on_commit(lambda: _push_events(experiment_id, stamped))
     return stamped
+
+
+def _row(experiment_id: int, record: events.Event) -> Event:
+    series, x, y = chart_point(record["kind"], record) or (None, None, None)
+    return Event(experiment_id=experiment_id, seq=record["seq"], kind=record["kind"], record=record,
+                 series=series, x=x, y=y)
 
 
 def _push_events(experiment_id: int, records: list[events.Event]) -> None:

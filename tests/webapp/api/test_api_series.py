@@ -1,15 +1,19 @@
 """GET /api/experiments/<id>/series/ and /series.csv: the charts' first draw and the full download, owners only."""
 import csv
 import io
+from importlib import import_module
 
 import pytest
 import requests
+from django.db import connection
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from tests.factories import ready_model
 from webapp import services
 from webapp.models import Event, Experiment
+from webapp.selectors import series
+from webapp.selectors.downsample import downsample
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +56,8 @@ def test_the_series_of_a_small_job_are_shaped_for_the_charts(alice, alice_api):
     body = response.json()
     accuracy_seq = Event.objects.get(experiment=experiment, record__name="val/accuracy").seq
     assert body["t0"] == T0 and body["status"] == {"status": "running", "error": ""}
-    assert body["last_seq"] == Event.objects.get(experiment=experiment, record__name="sensitivity/fc2").seq
+    # The highest seq when the draw began, the log event's (the page draws nothing of it, and resumes after it).
+    assert body["last_seq"] == Event.objects.get(experiment=experiment, kind="log").seq
     assert body["stages"] == [{"t": 0.5, "name": "calibrate", "seq": 2}, {"t": 2.5, "name": "fine-tune", "seq": 8}]
     assert body["series"] == {
         "job/cpu_percent": {"kind": "resource", "x": [1.0, 2.0], "y": [50.0, 75.0], "count": 2, "downsampled": False},
@@ -151,3 +156,36 @@ def test_the_web_server_streams_the_csv(alice, web_server):
         lines = b"".join(response.iter_content(chunk_size=None)).decode().splitlines()
     assert len(lines) == 1 + 12_002 and lines[-1].endswith(",resource,job/rss_mb,,10.0")
     assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 12_003))
+
+
+def test_a_long_series_is_cut_down_in_sql_exactly_as_the_python_buckets_cut_it(alice):
+    """The first draw downsamples long series in SQL (webapp.selectors.series): the same points as
+    webapp.selectors.downsample picks from the whole series, for a time series and a stepped metric."""
+    experiment = _experiment(alice)
+    values = [float((i * 7919) % 1000) + (500.0 if i % 97 == 0 else 0.0) for i in range(9000)]
+    for start in range(0, 9000, 3000):
+        _record(experiment, [{"t": T0 + i * 0.5, "kind": "resource", "name": "job/cpu_percent", "value": values[i]}
+                             for i in range(start, start + 3000)])
+        _record(experiment, [{"t": T0 + i, "kind": "metric", "name": "train/train_loss", "step": i,
+                              "value": values[-1 - i]} for i in range(start, start + 3000)])
+    drawn = series.experiment_series(experiment_id=experiment.pk, limit=400)["series"]
+    cpu_x, cpu_y = downsample([T0 + i * 0.5 for i in range(9000)], values, limit=400)
+    assert drawn["job/cpu_percent"]["x"] == [round(x - T0, 3) for x in cpu_x]
+    assert drawn["job/cpu_percent"]["y"] == cpu_y
+    loss_x, loss_y = downsample(list(range(9000)), values[::-1], limit=400)
+    assert drawn["train/train_loss"]["x"] == loss_x and drawn["train/train_loss"]["y"] == loss_y
+    assert {s["count"] for s in drawn.values()} == {9000} and all(s["downsampled"] for s in drawn.values())
+    assert len(cpu_x) <= 400 and max(values) in cpu_y  # the spikes survive
+
+
+def test_the_migration_fills_the_rows_already_stored_as_new_rows_are_filled(alice):
+    """Migration 0007's SQL (the rule in SQL) and chart_point (the rule in Python) give every event the same
+    series, x and y."""
+    experiment = _experiment(alice)
+    _a_small_job(experiment)
+    written = list(Event.objects.filter(experiment=experiment).order_by("seq").values_list("series", "x", "y"))
+    assert sum(1 for name, _, _ in written if name) == 9  # the points of the small job
+    Event.objects.filter(experiment=experiment).update(series=None, x=None, y=None)
+    with connection.cursor() as cursor:
+        cursor.execute(import_module("webapp.migrations.0007_event_chart_point").BACKFILL)
+    assert list(Event.objects.filter(experiment=experiment).order_by("seq").values_list("series", "x", "y")) == written

@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 # Stage names with their start, seconds after t0: short ones crowd together, as a prune's steps do.
 STAGES = [("prepare", 0), ("measure original", 2), ("prune step 1/4", 10), ("prune step 2/4", 10.5),
-          ("prune step 3/4", 11), ("prune step 4/4", 11.5), ("fine-tune", 12), ("save", 170), ("measure optimized", 171)]
+          ("prune step 3/4", 11), ("prune step 4/4", 11.5), ("fine-tune", 12), ("save", 170),
+          ("measure optimized", 171)]
 STEPS = 400
 
 
@@ -65,8 +66,8 @@ def _stage_label_boxes(page, chart_id: str) -> list[dict]:
                                                                    width: r.width, height: r.height}}; }})""")
 
 
-def test_charts_group_metrics_never_overprint_stages_and_smooth_the_noisy_loss(carols_run, browser_page, web_server,
-                                                                              tmp_path):
+def test_charts_group_metrics_never_overprint_stages_and_smooth_the_noisy_loss(carols_run, browser_page,
+                                                                              web_server, tmp_path):
     try:
         _readable(browser_page, web_server, carols_run, tmp_path)
     finally:
@@ -80,7 +81,8 @@ def _readable(page, web_server: str, experiment, tmp_path) -> None:
                            f"{Experiment.objects.get(pk=experiment.pk).last_seq}")
 
     # One chart per group, each series on the chart of its kind.
-    assert set(_metas(page, "metric-loss-chart")) == {"prune/train_loss", "prune/train_loss~smoothed", "prune/val_loss"}
+    assert set(_metas(page, "metric-loss-chart")) == {"prune/train_loss", "prune/train_loss~smoothed",
+                                                      "prune/val_loss"}
     assert set(_metas(page, "metric-score-chart")) == {"prune/val_accuracy", "prune/train_accuracy"}
     assert set(_metas(page, "metric-ratio-chart")) == {"prune/params_ratio", "prune/macs_ratio", "prune/sparsity"}
     assert page.evaluate("() => document.getElementById('metric-score-chart').layout.yaxis.tickformat") == ".0%"
@@ -105,7 +107,8 @@ def _readable(page, web_server: str, experiment, tmp_path) -> None:
     assert legend.locator("button", has_text="RSS MB").get_attribute("aria-pressed") == "false"
 
     # Smoothing: the raw loss stays (faint), its smoothed copy follows the control; 0 gives the raw values back.
-    raw = page.evaluate("() => document.getElementById('metric-loss-chart').data.find(t => t.meta === 'prune/train_loss')")
+    raw = page.evaluate("() => document.getElementById('metric-loss-chart').data"
+                        ".find(t => t.meta === 'prune/train_loss')")
     smoothed = page.evaluate("() => document.getElementById('metric-loss-chart').data"
                              ".find(t => t.meta === 'prune/train_loss~smoothed').y")
     assert raw["opacity"] < 0.5 and len(raw["y"]) == len(smoothed) == STEPS
@@ -113,7 +116,8 @@ def _readable(page, web_server: str, experiment, tmp_path) -> None:
     page.locator("#smoothing").fill("0")
     page.wait_for_function("() => document.getElementById('metric-loss-chart').data"
                            ".find(t => t.meta === 'prune/train_loss~smoothed').y[5] === "
-                           "document.getElementById('metric-loss-chart').data.find(t => t.meta === 'prune/train_loss').y[5]")
+                           "document.getElementById('metric-loss-chart').data"
+                           ".find(t => t.meta === 'prune/train_loss').y[5]")
     page.locator("#smoothing").fill("0.6")
 
     # Log scale on the loss chart; a zoom on one time chart zooms the other.

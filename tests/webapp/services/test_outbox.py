@@ -1,12 +1,15 @@
 """The outbox as the fair-use scheduler: each user has at most USER_MAX_RUNNING experiments at the workers, the rest
 wait in the outbox and go as earlier ones end; a submit past USER_MAX_QUEUED is refused with the reason. Sends go to
 the real broker (a worker that takes one of these finds no committed row and does nothing)."""
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from tasks.celery import RUN_EXPERIMENT
 from tests.factories import ready_model
 from webapp import services
-from webapp.models import Experiment, OutboxMessage
+from webapp.models import Experiment, OutboxMessage, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -71,3 +74,32 @@ def test_the_experiment_says_why_it_waits(alice, alice_api, client, settings):
     assert "Connection refused" in waiting
     client.force_login(alice)
     assert "The job queue is unreachable right now" in client.get(f"/experiments/{experiment.pk}/").content.decode()
+
+
+def test_a_gpu_job_waits_for_a_gpu_worker_without_taking_a_slot(alice, alice_api, settings,
+                                                                django_capture_on_commit_callbacks):
+    """fp8_cuda with no GPU worker online: held, saying why; a CPU job behind it still goes; a GPU worker's beat
+    sends it. (Before, a CPU worker took it and failed it three seconds later.)"""
+    settings.USER_MAX_RUNNING = 2
+    model = ready_model(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        gpu_job = services.experiment_create(owner=alice, model=model, recipe="quantize",
+                                             config={"variant": "fp8_cuda"})
+    with django_capture_on_commit_callbacks(execute=True):
+        cpu_job = services.experiment_create(owner=alice, model=model, recipe="quantize", config={})
+    assert _waiting(alice) == [gpu_job.pk]  # the CPU job went; the GPU one did not take its slot
+    waiting = alice_api.get(f"/api/experiments/{gpu_job.pk}/").json()["waiting"]
+    assert waiting.startswith("Waiting for a GPU worker: variant fp8_cuda runs on a CUDA GPU")
+    assert alice_api.get(f"/api/experiments/{cpu_job.pk}/").json()["waiting"] == ""
+
+    # A CPU-only worker, or a GPU worker that stopped or went silent, changes nothing.
+    now = timezone.now()
+    for name, beat, stopped, devices in (("cpu@a", now, None, []), ("gpu@b", now, now, [{"index": 0}]),
+                                         ("gpu@c", now - timedelta(hours=1), None, [{"index": 0}])):
+        Worker.objects.create(name=name, host=name, started_at=now, last_heartbeat=beat, stopped_at=stopped,
+                              devices=devices)
+    assert services.outbox_send() == 0 and _waiting(alice) == [gpu_job.pk]
+
+    Worker.objects.create(name="gpu@d", host="d", started_at=now, last_heartbeat=now,
+                          devices=[{"index": 0, "name": "H200"}])
+    assert services.outbox_send() == 1 and _waiting(alice) == []
