@@ -18,7 +18,8 @@ test: $(STAMP)
 # The README's pictures: the browser tests that walk through an experiment and a comparison save them here.
 screenshots: $(STAMP)
 	SLIMFORGE_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m launcher test -- \
-		tests/webapp/pages/test_browser.py::test_upload_quantize_watch_and_download tests/webapp/pages/test_browser_compare.py
+		tests/webapp/pages/test_browser.py::test_upload_quantize_watch_and_download tests/webapp/pages/test_browser_compare.py \
+		tests/webapp/pages/test_browser_charts_readable.py tests/webapp/pages/test_browser_first_run.py
 
 # Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead (bench/RESULTS.md).
 bench-live: $(STAMP)

@@ -53,6 +53,8 @@ window.SlimforgeCharts = (function () {
   }
 
   const thousands = (n) => n.toLocaleString("en-US");
+  // Plotly reads tags in the text it draws (<b>, <a href>): names come from the job, so they are drawn plain.
+  const plain = (text) => String(text).replace(/[<>]/g, "");
 
   // Exponential moving average, debiased like TensorBoard's, so the first points are not pulled towards zero.
   class Smoother {
@@ -78,7 +80,7 @@ window.SlimforgeCharts = (function () {
       chart.div.on("plotly_unhover", () => this.unhover(chart));
     }
 
-    others(chart) { return this.charts.filter((c) => c !== chart && !c.box.hidden); }
+    others(chart) { return this.charts.filter((c) => c !== chart && c.drawn && !c.box.hidden); }
 
     zoom(chart, event) {
       if (this.busy) return;
@@ -154,8 +156,34 @@ window.SlimforgeCharts = (function () {
       const base = { showlegend: false, hovermode: "x unified", hoverlabel: { namelength: -1 } };
       if (timeBased) Object.assign(base, this.stripLayout());
       if (timeBased && layout.yaxis) layout = { ...layout, yaxis: { ...layout.yaxis, domain: [0, this.top] } };
-      Plotly.newPlot(this.div, [], { ...base, ...layout }, CONFIG);
-      xgroup.join(this);
+      // Drawn once its first points come, with its rows and stages: one Plotly call for a whole first draw.
+      this.layout = { ...base, ...layout };
+      this.drawn = false;
+      this.xgroup = xgroup;
+    }
+
+    firstDraw(points) {
+      const traces = [];
+      for (const [name, p] of Object.entries(points)) {
+        this.count(name, p);
+        traces.push(...this.newTraces(name, p, traces.length));
+      }
+      if (this.stages.length) {
+        const { strip, shapes } = this.stageFigure();
+        this.stripIndex = traces.length;
+        traces.push(strip);
+        this.layout.shapes = shapes;
+      }
+      Plotly.newPlot(this.div, traces, this.layout, CONFIG);
+      this.drawn = true;
+      this.xgroup.join(this);
+      this.drawLegend();
+      this.updateNote();
+    }
+
+    count(name, p) {
+      this.totals[name] = (this.totals[name] || 0) + (p.count ?? p.x.length);
+      if (this.timeBased && p.x.length) this.xMax = Math.max(this.xMax ?? -Infinity, p.x[p.x.length - 1]);
     }
 
     stripLayout() {
@@ -175,10 +203,10 @@ window.SlimforgeCharts = (function () {
 
     // points: {name: {x, y, count?}}; count is the full series' length when the server downsampled it.
     extend(points) {
+      if (!this.drawn) { this.firstDraw(points); return; }
       const fresh = [], update = { x: [], y: [] }, indices = [];
       for (const [name, p] of Object.entries(points)) {
-        this.totals[name] = (this.totals[name] || 0) + (p.count ?? p.x.length);
-        if (this.timeBased && p.x.length) this.xMax = Math.max(this.xMax ?? -Infinity, p.x[p.x.length - 1]);
+        this.count(name, p);
         if (name in this.traces) {
           update.x.push(p.x); update.y.push(p.y); indices.push(this.traces[name]);
           if (name in this.smoothed) {
@@ -197,7 +225,7 @@ window.SlimforgeCharts = (function () {
     newTraces(name, p, index) {
       const color = this.color(name);
       this.traces[name] = index;
-      const raw = { name: this.labelOf(name), meta: name, x: p.x, y: p.y, mode: "lines", yaxis: this.yaxis(name),
+      const raw = { name: plain(this.labelOf(name)), meta: name, x: p.x, y: p.y, mode: "lines", yaxis: this.yaxis(name),
                     line: { color, width: 1.5 } };
       if (HIDDEN_AT_FIRST.has(name)) raw.visible = "legendonly";
       if (name === KIND.PROGRESS) raw.line.dash = "dot";
@@ -206,14 +234,14 @@ window.SlimforgeCharts = (function () {
       this.smoothers[name] = new Smoother(this.smoothing.weight());
       this.smoothed[name] = index + 1;
       Object.assign(raw, { opacity: 0.25, hoverinfo: "skip" });
-      return [raw, { name: `${this.labelOf(name)} (smoothed)`, meta: `${name}${SMOOTHED}`, x: p.x,
+      return [raw, { name: `${raw.name} (smoothed)`, meta: `${name}${SMOOTHED}`, x: p.x,
                      y: this.smoothers[name].push(p.y), mode: "lines", yaxis: raw.yaxis, line: { color, width: 2 } }];
     }
 
     // A new smoothing weight: every smoothed copy again from its raw series.
     resmooth(weight) {
       const names = Object.keys(this.smoothed);
-      if (!names.length) return;
+      if (!names.length || !this.drawn) return;
       const ys = names.map((name) => {
         this.smoothers[name] = new Smoother(weight);
         return this.smoothers[name].push(Array.from(this.div.data[this.traces[name]].y));
@@ -263,6 +291,7 @@ window.SlimforgeCharts = (function () {
         };
       });
       this.div.style.height = `${160 + 120 * n}px`;
+      if (!this.drawn) { Object.assign(this.layout, update); return; }
       Plotly.relayout(this.div, update);
       Plotly.Plots.resize(this.div);  // a taller box: Plotly does not notice by itself
     }
@@ -280,19 +309,14 @@ window.SlimforgeCharts = (function () {
 
     // Each stage spans from its start to the next one's (the last to the latest point): a shaded band over the
     // plot and a bar in the strip, named inside the bar where the name fits and always in the hover.
-    drawStages() {
+    stageFigure() {
       const starts = this.stages.map((s) => s.t);
       const ends = starts.slice(1).concat(Math.max(this.xMax ?? starts[starts.length - 1], starts[starts.length - 1]));
       const widths = starts.map((t, i) => Math.max(ends[i] - t, 0));
-      const names = this.stages.map((s) => s.name), colors = starts.map((_, i) => STRIP_FILL[i % 2]);
+      const names = this.stages.map((s) => plain(s.name)), colors = starts.map((_, i) => STRIP_FILL[i % 2]);
       const shapes = starts.map((t, i) => ({ type: "rect", xref: "x", yref: "paper", x0: t, x1: ends[i], y0: 0,
                                              y1: this.top, fillcolor: BAND_FILL[i % 2], line: { width: 0 },
                                              layer: "below" }));
-      if (this.stripIndex !== null) {
-        Plotly.update(this.div, { x: [widths], base: [starts], y: [starts.map(() => 0)], text: [names],
-                                  "marker.color": [colors] }, { shapes }, [this.stripIndex]);
-        return;
-      }
       const strip = {
         type: "bar", orientation: "h", meta: "stages", yaxis: STRIP_AXIS, y: starts.map(() => 0), base: starts,
         x: widths, width: 1, text: names, textposition: "inside", insidetextanchor: "middle", textangle: 0,
@@ -300,6 +324,17 @@ window.SlimforgeCharts = (function () {
         marker: { color: colors, line: { width: 1, color: "#ffffff" } },
         hovertemplate: "stage <b>%{text}</b>: %{base:.1f} s + %{x:.1f} s<extra></extra>",
       };
+      return { strip, shapes };
+    }
+
+    drawStages() {
+      if (!this.drawn) return;  // the first draw brings them
+      const { strip, shapes } = this.stageFigure();
+      if (this.stripIndex !== null) {
+        Plotly.update(this.div, { x: [strip.x], base: [strip.base], y: [strip.y], text: [strip.text],
+                                  "marker.color": [strip.marker.color] }, { shapes }, [this.stripIndex]);
+        return;
+      }
       this.stripIndex = this.div.data.length;
       Plotly.addTraces(this.div, strip);
       Plotly.relayout(this.div, { shapes });
@@ -308,6 +343,7 @@ window.SlimforgeCharts = (function () {
     stageNames() { return this.stages.map((s) => s.name); }
 
     pointCount() {
+      if (!this.drawn) return 0;
       return Object.values(this.traces).reduce((sum, index) => sum + this.div.data[index].x.length, 0);
     }
 
@@ -418,7 +454,7 @@ window.SlimforgeCharts = (function () {
         byChart.get(chart)[name] = s;
       }
       for (const [chart, points] of byChart) {
-        if (chart.box.hidden) { chart.box.hidden = false; Plotly.Plots.resize(chart.div); }  // hidden, it had no size
+        chart.box.hidden = false;  // drawn after it shows: a plot drawn hidden gets no size
         chart.extend(points);
       }
       if (Object.values(charts.metrics).some((chart) => Object.keys(chart.smoothed).length)) smoothing.wrapper.hidden = false;
@@ -428,7 +464,7 @@ window.SlimforgeCharts = (function () {
 
     function drawBars() {
       sensitivity.hidden = false;
-      Plotly.react(sensitivity, [{ type: "bar", meta: "sensitivity", x: bars.x, y: bars.y, marker: { color: "#7c3aed" } }],
+      Plotly.react(sensitivity, [{ type: "bar", meta: "sensitivity", x: bars.x.map(plain), y: bars.y, marker: { color: "#7c3aed" } }],
         { margin: { t: 20, r: 20, b: 120, l: 60 }, yaxis: { title: { text: "output error when only this layer is quantized" } } },
         CONFIG);
     }

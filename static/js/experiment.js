@@ -135,8 +135,8 @@
     if (!response.ok) throw new Error(`the series answered HTTP ${response.status}`);
     const data = await response.json();
     t0 = data.t0;
+    charts.addStages(data.stages);  // first: each chart then draws its points and stages in one go
     charts.put(data.series);
-    charts.addStages(data.stages);
     showEmpty();
     tLast = Math.max(0, ...Object.values(data.series).filter((s) => s.kind !== KIND.METRIC && s.kind !== "bar")
       .map((s) => (s.x.length ? s.x[s.x.length - 1] : 0)));

@@ -5,7 +5,7 @@ from collections import Counter
 from django.shortcuts import get_object_or_404
 
 from webapp.models import Chain, Experiment, UploadedModel
-from webapp.selectors.comparison import AXES, non_default_settings, report_value
+from webapp.selectors.comparison import AXES, non_default_settings, report_value, why_missing
 
 
 def chain_list_for(*, user):
@@ -59,5 +59,8 @@ def first_vs_final(chain: Chain, experiments: dict[int, Experiment]) -> list[dic
     for key, (label, path, better) in AXES.items():
         a, b = report_value(before, path), report_value(after, path)
         rows.append({"axis": key, "label": label, "better": better, "first": a, "final": b,
-                     "ratio": (b / a) if a not in (None, 0) and b is not None else None})
+                     "ratio": (b / a) if a not in (None, 0) and b is not None else None,
+                     # A dash says why: no dataset, say, so no accuracy was measured.
+                     "first_missing": why_missing(first, before, key) if a is None else "",
+                     "final_missing": why_missing(last, after, key) if b is None else ""})
     return rows

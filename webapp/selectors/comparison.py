@@ -86,7 +86,7 @@ def _experiment_entry(experiment: Experiment, link) -> dict:
                        "url": link(reverse("api-artifact-download", args=[experiment.pk, artifact.pk]))}
                       for artifact in experiment.artifacts.all()],
         "values": values,
-        "missing": {key: _why_missing(experiment, report, key) for key, value in values.items() if value is None},
+        "missing": {key: why_missing(experiment, report, key) for key, value in values.items() if value is None},
     }
 
 
@@ -111,7 +111,7 @@ def non_default_settings(recipe: str, config: dict) -> dict:
     return {key: value for key, value in config.items() if defaults.get(key) != value}
 
 
-def _why_missing(experiment: Experiment, report: dict | None, key: str) -> str:
+def why_missing(experiment: Experiment, report: dict | None, key: str) -> str:
     if report is None:
         return _NO_REPORT.get(experiment.status, f"it has no report yet: it is {experiment.status}")
     if key == "accuracy" and experiment.dataset_id is None:

@@ -1,11 +1,11 @@
 """/experiments/ and GET /api/experiments/: filters, search, pages of 50, constant queries, owners only."""
-import re
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import ready_model
+from tests.webapp.pages.list_ids import api_ids, page_ids
 from webapp import selectors
 from webapp.models import Experiment
 
@@ -16,18 +16,6 @@ def _make(owner, model, count=1, recipe="quantize", config=None, **fields) -> li
     config = config if config is not None else {"variant": "dynamic_int8"}
     return Experiment.objects.bulk_create(
         [Experiment(owner=owner, model=model, recipe=recipe, config=config, **fields) for _ in range(count)])
-
-
-def _api_ids(api, query="") -> list[int]:
-    response = api.get(f"/api/experiments/?{query}")
-    assert response.status_code == 200, response.content
-    return [e["id"] for e in response.json()["results"]]
-
-
-def _page_ids(client, query="") -> list[int]:
-    response = client.get(f"/experiments/?{query}")
-    assert response.status_code == 200
-    return [int(pk) for pk in re.findall(r'<tr data-id="(\d+)"', response.content.decode())]
 
 
 @pytest.fixture
@@ -61,8 +49,8 @@ def test_filters_by_status_recipe_and_model_on_the_page_and_the_api(alice, alice
     ]
     for query, names in cases:
         expected = [mixed[name].pk for name in names]
-        assert _api_ids(alice_api, query) == expected, query
-        assert _page_ids(client, query) == expected, query
+        assert api_ids(alice_api, query) == expected, query
+        assert page_ids(client, query) == expected, query
 
 
 def test_search_covers_model_name_recipe_variant_and_id(alice, alice_api, client, mixed):
@@ -71,8 +59,8 @@ def test_search_covers_model_name_recipe_variant_and_id(alice, alice_api, client
              (f"q=%23{mixed['queued'].pk}", ["queued"]), ("q=nothing-like-this", [])]
     for query, names in cases:
         expected = [mixed[name].pk for name in names]
-        assert _api_ids(alice_api, query) == expected, query
-        assert _page_ids(client, query) == expected, query
+        assert api_ids(alice_api, query) == expected, query
+        assert page_ids(client, query) == expected, query
 
 
 def test_the_page_shows_live_rows_with_badges_progress_and_compare_boxes(alice, client, mixed):
@@ -90,7 +78,7 @@ def test_pages_of_50_whose_links_keep_the_filters(alice, alice_api, client):
     rows = _make(alice, model, 120, status="succeeded") + _make(alice, model, 3)
     newest_first = [e.pk for e in sorted(rows[:120], key=lambda e: (e.created_at, e.pk), reverse=True)]
     client.force_login(alice)
-    seen = [_page_ids(client, f"status=succeeded&page={number}") for number in (1, 2, 3)]
+    seen = [page_ids(client, f"status=succeeded&page={number}") for number in (1, 2, 3)]
     assert [len(ids) for ids in seen] == [50, 50, 20] and sum(seen, []) == newest_first
     page = client.get("/experiments/?status=succeeded&page=2").content.decode()
     assert "page 2 of 3" in page and 'href="?status=succeeded&amp;page=3" rel="next"' in page
@@ -98,7 +86,7 @@ def test_pages_of_50_whose_links_keep_the_filters(alice, alice_api, client):
     body = alice_api.get("/api/experiments/?status=succeeded").json()
     assert body["count"] == 120 and len(body["results"]) == 50
     assert "status=succeeded" in body["next"] and "offset=50" in body["next"] and body["previous"] is None
-    assert _api_ids(alice_api, "status=succeeded&offset=100") == newest_first[100:]
+    assert api_ids(alice_api, "status=succeeded&offset=100") == newest_first[100:]
 
 
 def _queries(call) -> int:
@@ -127,15 +115,15 @@ def test_bob_sees_none_of_alices_experiments(alice, bob, bob_api, client, mixed)
     mlp, _ = mixed["models"]
     ids = ",".join(str(mixed[name].pk) for name in ("queued", "running", "static"))
     for query in ("", f"model={mlp.pk}", f"ids={ids}", f"q=%23{mixed['queued'].pk}", "q=digits"):
-        assert _api_ids(bob_api, query) == [], query
-        assert _page_ids(client, query) == [], query
+        assert api_ids(bob_api, query) == [], query
+        assert page_ids(client, query) == [], query
     assert bob_api.get("/api/experiments/").json()["count"] == 0
     assert "digits-mlp" not in client.get("/experiments/").content.decode()  # not even in the model filter
 
 
 def test_ids_select_the_rows_a_page_polls(alice_api, mixed):
     wanted = [mixed["running"].pk, mixed["queued"].pk]
-    assert _api_ids(alice_api, f"ids={wanted[1]},{wanted[0]}") == wanted  # newest first, whatever the order asked
+    assert api_ids(alice_api, f"ids={wanted[1]},{wanted[0]}") == wanted  # newest first, whatever the order asked
 
 
 @pytest.mark.parametrize("query, field", [
@@ -154,7 +142,7 @@ def test_a_page_number_out_of_range_shows_the_last_page(alice, client):
     model = ready_model(alice)
     _make(alice, model, 60)
     client.force_login(alice)
-    assert len(_page_ids(client, "page=9")) == 10 and len(_page_ids(client, "page=x")) == 50
+    assert len(page_ids(client, "page=9")) == 10 and len(page_ids(client, "page=x")) == 50
 
 
 def test_the_page_query_uses_the_owner_indexes_at_10000_rows(alice, bob):

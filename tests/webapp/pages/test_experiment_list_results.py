@@ -5,6 +5,7 @@ import re
 import pytest
 
 from tests.factories import ready_model
+from tests.webapp.pages.list_ids import api_ids, page_ids
 from webapp import selectors
 from webapp.models import Experiment
 
@@ -42,18 +43,6 @@ def runs(alice):
     }
 
 
-def _api_ids(api, query="") -> list[int]:
-    response = api.get(f"/api/experiments/?{query}")
-    assert response.status_code == 200, response.content
-    return [e["id"] for e in response.json()["results"]]
-
-
-def _page_ids(client, query="") -> list[int]:
-    response = client.get(f"/experiments/?{query}")
-    assert response.status_code == 200, response.content
-    return [int(pk) for pk in re.findall(r'<tr data-id="(\d+)"', response.content.decode())]
-
-
 def _names(runs, ids) -> list[str]:
     by_pk = {e.pk: name for name, e in runs.items()}
     return [by_pk[pk] for pk in ids]
@@ -71,15 +60,15 @@ def test_orders_by_a_result_with_runs_without_it_last(alice, alice_api, client, 
     client.force_login(alice)
     # runs without the figure keep the newest-first order among themselves, after the others, either way
     tail = sorted((name for name in runs if name not in expected), key=lambda name: runs[name].pk, reverse=True)
-    assert _names(runs, _api_ids(alice_api, f"order={order}")) == expected + tail
-    assert _names(runs, _page_ids(client, f"order={order}")) == expected + tail
+    assert _names(runs, api_ids(alice_api, f"order={order}")) == expected + tail
+    assert _names(runs, page_ids(client, f"order={order}")) == expected + tail
 
 
 def test_the_default_and_created_orders(alice_api, runs):
     newest_first = sorted(runs, key=lambda name: runs[name].pk, reverse=True)
-    assert _names(runs, _api_ids(alice_api)) == newest_first
-    assert _names(runs, _api_ids(alice_api, "order=-created")) == newest_first
-    assert _names(runs, _api_ids(alice_api, "order=created")) == newest_first[::-1]
+    assert _names(runs, api_ids(alice_api)) == newest_first
+    assert _names(runs, api_ids(alice_api, "order=-created")) == newest_first
+    assert _names(runs, api_ids(alice_api, "order=created")) == newest_first[::-1]
 
 
 @pytest.mark.parametrize("query, expected", [
@@ -97,8 +86,8 @@ def test_result_limits_combine_with_the_other_filters(alice, alice_api, client, 
     client.force_login(alice)
     if "order=" not in query:
         expected = sorted(expected, key=lambda name: runs[name].pk, reverse=True)
-    assert _names(runs, _api_ids(alice_api, query)) == expected, query
-    assert _names(runs, _page_ids(client, query)) == expected, query
+    assert _names(runs, api_ids(alice_api, query)) == expected, query
+    assert _names(runs, page_ids(client, query)) == expected, query
 
 
 def test_the_order_and_the_limits_survive_paging(alice, alice_api, client):
@@ -111,13 +100,13 @@ def test_the_order_and_the_limits_survive_paging(alice, alice_api, client):
                                                           -e.pk))]
     client.force_login(alice)
     query = "order=-size_ratio&size_ratio_max=0.4"
-    pages = [_page_ids(client, f"{query}&page={number}") for number in (1, 2)]
+    pages = [page_ids(client, f"{query}&page={number}") for number in (1, 2)]
     assert [len(ids) for ids in pages] == [50, len(expected) - 50] and sum(pages, []) == expected
     page = client.get(f"/experiments/?{query}").content.decode()
     assert 'href="?order=-size_ratio&amp;size_ratio_max=0.4&amp;page=2" rel="next"' in page
     body = alice_api.get(f"/api/experiments/?{query}&limit=40").json()
     assert body["count"] == len(expected) and "order=-size_ratio" in body["next"]
-    assert [e["id"] for e in body["results"]] + _api_ids(alice_api, f"{query}&limit=50&offset=40") == expected
+    assert [e["id"] for e in body["results"]] + api_ids(alice_api, f"{query}&limit=50&offset=40") == expected
 
 
 def test_the_sort_headers_toggle_and_say_which_way(alice, client, runs):
@@ -172,8 +161,8 @@ def test_bob_never_sees_alices_runs_whatever_the_order_or_limits(alice, bob, bob
     client.force_login(bob)
     for query in ("order=size_ratio", "order=-accuracy_delta", "size_ratio_max=10", "accuracy_drop_max=100",
                   "order=energy&latency_ratio_max=10"):
-        assert _api_ids(bob_api, query) == [mine.pk], query
-        assert _page_ids(client, query) == [mine.pk], query
+        assert api_ids(bob_api, query) == [mine.pk], query
+        assert page_ids(client, query) == [mine.pk], query
     assert selectors.experiment_search_for(user=bob, order="size_ratio", limits={"size_ratio": 1}).count() == 1
 
 
