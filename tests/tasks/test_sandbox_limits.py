@@ -69,22 +69,31 @@ def test_a_cancelled_job_that_never_reaches_a_step_boundary_is_stopped_hard(tmp_
     save_scripted(Spin(), tmp_path / "spin.pt")  # one forward that never returns: no step boundary to stop at
     spec = JobSpec.build(action="inspect", model_path=str(tmp_path / "spin.pt"), input_shape=[1, 64],
                          input_dtype="float32")
-    started = time.monotonic()
+    # Cancelled a second after the job entered the endless forward (its "check input" step): a fixed delay from the
+    # start raced the child's start-up on a slow machine, and the job then stopped at the boundary before it.
+    inside = []
+
+    def on_event(event):
+        if event.get("kind") == "stage" and event.get("name") == "check input":
+            inside.append(time.monotonic())
+
     with pytest.raises(JobCancelled, match="did not stop at a step boundary within 2 s and was stopped hard"):
-        run_sandboxed(spec, limits=Limits(wall_seconds=120, memory_mb=4096), on_event=lambda e: None,
-                      cancel=Cancel(requested=lambda: time.monotonic() - started > 3, grace_s=2, poll_s=0.2))
-    assert time.monotonic() - started < 15
+        run_sandboxed(spec, limits=Limits(wall_seconds=120, memory_mb=4096), on_event=on_event,
+                      cancel=Cancel(requested=lambda: bool(inside) and time.monotonic() - inside[0] > 1, grace_s=2,
+                                    poll_s=0.2))
+    assert time.monotonic() - inside[0] < 10
 
 
 def test_past_its_soft_limit_a_job_is_asked_to_stop_and_the_hard_limit_still_holds(tmp_path):
-    """Spin never reaches a step boundary: asked to stop at the soft limit (3 s), it is killed at the hard one (8 s),
-    not after the cancel grace period; `timed_out` tells the worker it was the clock, not the owner."""
+    """Spin never reaches a step boundary: asked to stop at the soft limit (8 s), it is killed at the hard one
+    (14 s), not after the cancel grace period; `timed_out` tells the worker it was the clock, not the owner. (The
+    soft limit leaves a slow machine's child time to start and enter the forward before it comes.)"""
     save_scripted(Spin(), tmp_path / "spin.pt")
-    cancel = Cancel(requested=lambda: False, grace_s=1, poll_s=0.2, soft_limit_s=3)
+    cancel = Cancel(requested=lambda: False, grace_s=1, poll_s=0.2, soft_limit_s=8)
     started = time.monotonic()
-    with pytest.raises(SandboxError, match="longer than its limit of 8 s"):
-        _inspect_with(tmp_path / "spin.pt", Limits(wall_seconds=8, memory_mb=4096), cancel)
-    assert cancel.timed_out and 7 < time.monotonic() - started < 20
+    with pytest.raises(SandboxError, match="longer than its limit of 14 s"):
+        _inspect_with(tmp_path / "spin.pt", Limits(wall_seconds=14, memory_mb=4096), cancel)
+    assert cancel.timed_out and 13 < time.monotonic() - started < 26
 
 
 def _inspect_with(path, limits, cancel):

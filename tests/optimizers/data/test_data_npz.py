@@ -38,6 +38,8 @@ def test_images_with_labels_and_class_names_round_trip(tmp_path):
         "samples": 12, "sample_shape": [3, 5, 6], "dtype": "float32", "has_labels": True,
         "classes": ["ant", "bee", "cat"], "num_classes": 3, "class_counts": [4, 4, 4], "kind": "npz",
         "files": ["dataset.npz"] + [f"preview_{i}.png" for i in range(8)], "notes": [],
+        # The page writes each preview's class under it.
+        "preview_labels": {f"preview_{i}.png": ["ant", "bee", "cat"][i % 3] for i in range(8)},
     }
     stored = read_back(tmp_path)
     assert stored["x"].dtype == np.float32 and np.allclose(stored["x"], x)
