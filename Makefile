@@ -21,9 +21,10 @@ screenshots: $(STAMP)
 		tests/webapp/pages/test_browser.py::test_upload_quantize_watch_and_download tests/webapp/pages/test_browser_compare.py \
 		tests/webapp/pages/test_browser_charts_readable.py tests/webapp/pages/test_browser_first_run.py
 
-# Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead (bench/RESULTS.md).
+# Event latency with 1 and 200 open pages, first draw of a 100,000-point series, sampler overhead, and the page's
+# first draw in Chromium with 10 series of 20,000 points (bench/RESULTS.md).
 bench-live: $(STAMP)
-	$(PY) -m launcher test -- bench/live.py -m slow -s -p no:cacheprovider
+	$(PY) -m launcher test -- bench/live.py bench/charts.py -m slow -s -p no:cacheprovider
 
 # 200 open pages and 20 streaming jobs for 5 minutes; a burst of 1,000 submits by 10 users (bench/RESULTS.md, "Load").
 bench-load: $(STAMP)
