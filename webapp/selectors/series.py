@@ -78,7 +78,7 @@ _CHART_SQL = f"""
     {_CHART_COLUMNS}
     WHERE experiment_id = %s AND seq <= %s
       AND (kind IN ('{STAGE}', '{STATUS}', '{PROGRESS}')
-           OR (series IS NOT NULL AND NOT (series = ANY(%s::text[]) AND kind = ANY(%s::text[]))))
+           OR (series IS NOT NULL AND (series, kind::text) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))))
     UNION ALL
     {_CHART_COLUMNS}
     WHERE experiment_id = %s AND seq IN (SELECT unnest(%s::bigint[]))
