@@ -7,9 +7,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from tests import processes
+from tests import flush_retry, processes
 from tests.browser import browser_page, carol  # noqa: F401  (fixtures)
 from tests.modelfiles import linear_torchscript_bytes
+
+flush_retry.install()
 
 
 @pytest.fixture
