@@ -340,8 +340,6 @@ window.SlimforgeCharts = (function () {
       Plotly.relayout(this.div, { shapes });
     }
 
-    stageNames() { return this.stages.map((s) => s.name); }
-
     pointCount() {
       if (!this.drawn) return 0;
       return Object.values(this.traces).reduce((sum, index) => sum + this.div.data[index].x.length, 0);

@@ -144,3 +144,26 @@ def _assert_apart(boxes: list[dict], chart_id: str) -> None:
 
 def _roughness(values: list[float]) -> float:
     return sum(abs(b - a) for a, b in zip(values, values[1:], strict=False)) / (len(values) - 1)
+
+
+def test_names_from_the_job_are_drawn_as_text_not_as_plotly_markup(carol, browser_page, web_server):
+    """A job's stage and metric names reach Plotly, which reads tags such as <a href> in its text: drawn plain."""
+    experiment = Experiment.objects.create(owner=carol, model=ready_model(carol), recipe="prune",
+                                           status=Experiment.Status.RUNNING)
+    hostile = '<a href="javascript:alert(1)">click</a>'
+    t0 = time.time() - 100
+    services.events_record(experiment_id=experiment.pk, records=[
+        {"t": t0, "kind": "stage", "name": hostile},
+        *({"t": t0 + i, "kind": "resource", "name": "job/cpu_percent", "value": 1.0} for i in range(5)),
+        *({"t": t0 + i, "kind": "metric", "name": f"x/{hostile}", "step": i, "value": 1.0} for i in range(5))])
+    try:
+        log_in(browser_page, web_server)
+        browser_page.goto(f"{web_server}/experiments/{experiment.pk}/")
+        browser_page.wait_for_function(f"() => Number(document.getElementById('chart').dataset.lastSeq) === "
+                                       f"{Experiment.objects.get(pk=experiment.pk).last_seq}")
+        drawn = browser_page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(d => "
+                                      "d.data.flatMap(t => [t.name || '', ...(Array.isArray(t.text) ? t.text : [])]))")
+        assert drawn and not any("<" in text for text in drawn), drawn
+        assert browser_page.locator(".js-plotly-plot a[href^='javascript']").count() == 0
+    finally:
+        connections.close_all()
