@@ -242,6 +242,52 @@ class Event(models.Model):
     class Meta:
         ordering = ["seq"]
         constraints = [models.UniqueConstraint(fields=["experiment", "seq"], name="event_unique_seq")]
+        # The first draw reads the short series and the stage and status events of a long run without scanning
+        # its 200,000 points (webapp.selectors.series).
+        indexes = [models.Index(fields=["experiment", "series", "kind", "seq"], name="event_series_seq")]
+
+
+class ChartSeries(models.Model):
+    """How many points a chart series of an experiment has, counted as they are written."""
+
+    # db_index=False: the unique constraint, which starts with the experiment, is its index.
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="chart_series", db_index=False)
+    series = models.TextField()
+    kind = models.CharField(max_length=16)
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "series", "kind"], name="chart_series_unique")]
+
+
+class ChartTile(models.Model):
+    """One bucket of a chart series at one level: points bucket·2^level … (bucket+1)·2^level − 1 of the series,
+    summed up as webapp.selectors.downsample.Extremes (each point: its event's seq, x and y). Kept up to date as
+    events are written (webapp.services.chart_tiles), so the first draw of a long series reads at most a few
+    hundred of these instead of every point."""
+
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="chart_tiles", db_index=False)
+    series = models.TextField()
+    kind = models.CharField(max_length=16)
+    level = models.SmallIntegerField()
+    bucket = models.BigIntegerField()
+    count = models.BigIntegerField()
+    first_seq = models.BigIntegerField()
+    first_x = models.FloatField()
+    first_y = models.FloatField()
+    last_seq = models.BigIntegerField()
+    last_x = models.FloatField()
+    last_y = models.FloatField()
+    low_seq = models.BigIntegerField()
+    low_x = models.FloatField()
+    low_y = models.FloatField()
+    high_seq = models.BigIntegerField()
+    high_x = models.FloatField()
+    high_y = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["experiment", "series", "kind", "level", "bucket"],
+                                               name="chart_tile_unique")]
 
 
 class Artifact(models.Model):

@@ -1,8 +1,9 @@
 """An experiment's chart series, read straight from the event table: the first draw of the page and the CSV.
 
 A long job has 100,000 events and more, so nothing here makes a model instance per row: the first draw reads the
-plain columns each point got when it was written and downsamples long lines in SQL (webapp.selectors.downsample's
-buckets); the CSV pulls its columns out of each JSON record.
+plain columns each point got when it was written and, for a long line, the buckets of webapp.selectors.downsample
+kept up to date as the points were written (webapp.services.chart_tiles); the CSV pulls its columns out of each
+JSON record.
 Callers check ownership first (webapp.selectors); these functions take an experiment id the user may read.
 
 What is a point, here and in static/js/experiment.js alike: a resource or metric event with a string name, a
@@ -11,12 +12,13 @@ numeric value and a numeric t, or a progress event with numeric done and non-zer
 import csv
 import io
 from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.db import connection
+from django.db import connection, transaction
 
 from optimizers.events import METRIC, PROGRESS, RESOURCE, STAGE, STATUS
-from webapp.models import Event
-from webapp.selectors.downsample import DEFAULT_LIMIT, POINTS_PER_BUCKET, bucket_width, downsample_indexes
+from webapp.models import ChartSeries, ChartTile, Event
+from webapp.selectors.downsample import DEFAULT_LIMIT, Extremes, downsample_indexes, draw_level, regroup
 
 SENSITIVITY_PREFIX = "sensitivity/"
 CSV_COLUMNS = ("seq", "t", "kind", "name", "step", "value")
@@ -41,30 +43,21 @@ _IS_POINT = (
 _NAME = f"(CASE WHEN kind = '{PROGRESS}' THEN '{PROGRESS}' ELSE record->>'name' END)"
 _VALUE = f"(CASE WHEN kind = '{PROGRESS}' THEN 100 * {_num('done')} / {_num('total')} ELSE {_num('value')} END)"
 
-# The first draw reads the plain columns each point got when it was written (chart_point), never the JSON of a
-# point. Series longer than the limit are cut down in SQL by the same min/max buckets as
-# webapp.selectors.downsample (bucket widths computed in Python, so the arithmetic is the same), so a run of
-# 200,000 points sends a few thousand rows to Python. Progress rows all come back: a change of their stage marks a
-# stage. Every statement reads only up to `upto`, the highest seq when the draw began: events are committed in seq
-# order (events_record holds the experiment's row lock), so the rows up to it are a prefix of the stream.
-_EXTENTS_SQL = f"""
-    SELECT series, kind, count(*), min(x), max(x) FROM {_TABLE}
-    WHERE experiment_id = %s AND seq <= %s AND series IS NOT NULL AND kind <> '{PROGRESS}'
-    GROUP BY series, kind
-"""
-# One pass, no join back: per bucket its first and last seq, and the earliest seq of its lowest and of its highest
-# y, read off the smallest [y, seq] and the largest [y, -seq] (arrays compare element by element; a seq is exact
-# in a float8 up to 2^53).
-_BUCKETS_SQL = f"""
-    SELECT min(e.seq), max(e.seq), (min(ARRAY[e.y, e.seq::float8]))[2], -(max(ARRAY[e.y, -e.seq::float8]))[2]
-    FROM {_TABLE} e
-    JOIN unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::int[]) AS l(series, kind, start, width, buckets)
-      ON e.series = l.series AND e.kind = l.kind
-    WHERE e.experiment_id = %s AND e.seq <= %s
-    GROUP BY e.series, CASE WHEN l.width > 0 THEN LEAST(floor((e.x - l.start) / l.width)::int, l.buckets - 1) ELSE 0 END
+# The first draw reads what the event writer keeps for it (webapp.services.chart_tiles): each series' count, and
+# for a long one its buckets (webapp.selectors.downsample), at most 500 rows however long the run. Everything else
+# (short series, progress, stage and status events) comes from the event table by the (experiment, series, kind,
+# seq) index, never by scanning the long series' points.
+_COUNTS_SQL = f"SELECT series, kind, count FROM {ChartSeries._meta.db_table} WHERE experiment_id = %s"
+_TILES_SQL = f"""
+    SELECT t.series, t.kind, t.bucket, t.count, first_seq, first_x, first_y, last_seq, last_x, last_y,
+           low_seq, low_x, low_y, high_seq, high_x, high_y
+    FROM {ChartTile._meta.db_table} t
+    JOIN unnest(%s::text[], %s::text[], %s::int[]) AS l(series, kind, level)
+      ON t.series = l.series AND t.kind = l.kind AND t.level = l.level
+    WHERE t.experiment_id = %s
 """
 # Columns: seq, kind, x, series (a point's; a stage's name; a status), y, and a progress event's stage or a status
-# event's error.
+# event's error, and a stage event's t.
 _CHART_COLUMNS = f"""
     SELECT seq, kind, x,
            CASE kind WHEN '{STAGE}' THEN record->>'name' WHEN '{STATUS}' THEN record->>'status' ELSE series END,
@@ -73,15 +66,12 @@ _CHART_COLUMNS = f"""
            CASE WHEN kind = '{STAGE}' THEN {_num('t')} END
     FROM {_TABLE}
 """
-# Everything but the long series, then the long series' picked points (looked up by the (experiment, seq) index).
 _CHART_SQL = f"""
     {_CHART_COLUMNS}
-    WHERE experiment_id = %s AND seq <= %s
-      AND (kind IN ('{STAGE}', '{STATUS}', '{PROGRESS}')
-           OR (series IS NOT NULL AND (series, kind::text) NOT IN (SELECT * FROM unnest(%s::text[], %s::text[]))))
+    WHERE experiment_id = %s AND series IS NULL AND kind IN ('{STAGE}', '{STATUS}')
     UNION ALL
     {_CHART_COLUMNS}
-    WHERE experiment_id = %s AND seq IN (SELECT unnest(%s::bigint[]))
+    WHERE experiment_id = %s AND (series, kind) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
     ORDER BY 1
 """
 _FIRST_T_SQL = f"SELECT {_num('t')} FROM {_TABLE} WHERE experiment_id = %s AND {_is_num('t')} ORDER BY seq LIMIT 1"
@@ -117,44 +107,89 @@ def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def is_tiled(series: str, kind: str) -> bool:
+    """Whether a series is drawn from buckets when long. Progress is read whole (a change of its stage marks a
+    stage) and a sensitivity series is a bar per layer, never cut down."""
+    return kind != PROGRESS and not series.startswith(SENSITIVITY_PREFIX)
+
+
+def extremes_of(values) -> Extremes:
+    """A bucket from its stored columns: count, then seq, x, y of its first, last, lowest and highest point."""
+    count, *points = values
+    return Extremes(count, *(tuple(points[i:i + 3]) for i in range(0, 12, 3)))
+
+
 def experiment_series(*, experiment_id: int, limit: int = DEFAULT_LIMIT) -> dict:
     """{"last_seq", "t0", "series": {name: {"kind", "x", "y", "count", "downsampled"}}, "stages", "status"}.
 
-    `last_seq` is the highest seq read: the page resumes its WebSocket after it. Time-based x (resources,
-    progress) and stage marker t are seconds since t0, the first event's unix time; metric x is the step
-    (the seq where a metric has none). `status` is the last status event read ({"status", "error"}), so a
-    page drawn from this knows a job that ended after the page was rendered.
+    At most `limit` points a series (no more than DEFAULT_LIMIT: the buckets are kept for that). `last_seq` is
+    the highest seq read: the page resumes its WebSocket after it. Time-based x (resources, progress) and stage
+    marker t are seconds since t0, the first event's unix time; metric x is the step (the seq where a metric has
+    none). `status` is the last status event read ({"status", "error"}), so a page drawn from this knows a job
+    that ended after the page was rendered.
     """
-    with connection.cursor() as cursor:
+    if limit > DEFAULT_LIMIT:
+        raise ValueError(f"limit must be at most {DEFAULT_LIMIT}, not {limit}")
+    with _one_snapshot(), connection.cursor() as cursor:
         cursor.execute(_LAST_SEQ_SQL, [experiment_id])
         upto = cursor.fetchone()[0]
-        cursor.execute(_EXTENTS_SQL, [experiment_id, upto])
-        extents = cursor.fetchall()
-        buckets = limit // POINTS_PER_BUCKET
-        long = [(name, kind, low, bucket_width(high - low, buckets)) for name, kind, count, low, high in extents
-                if count > limit and not name.startswith(SENSITIVITY_PREFIX)]
-        picked = []
+        cursor.execute(_COUNTS_SQL, [experiment_id])
+        counts = {(name, kind): count for name, kind, count in cursor.fetchall()}
+        long = {key: count for key, count in counts.items() if count > DEFAULT_LIMIT and is_tiled(*key)}
+        rows = []
         if long:
-            names, kinds, starts, widths = (list(column) for column in zip(*long, strict=True))
-            cursor.execute(_BUCKETS_SQL, [names, kinds, starts, widths, [buckets] * len(long), experiment_id, upto])
-            picked = sorted({int(seq) for row in cursor.fetchall() for seq in row})
-        cursor.execute(_CHART_SQL, [experiment_id, upto, [n for n, *_ in long] or [""],
-                                    [k for _, k, *_ in long] or [""], experiment_id, picked])
-        rows = cursor.fetchall()
+            cursor.execute(_TILES_SQL, [[name for name, _ in long], [kind for _, kind in long],
+                                        [draw_level(count, DEFAULT_LIMIT) for count in long.values()],
+                                        experiment_id])
+            rows = _bucket_rows(cursor.fetchall(), long, limit)
+        short = [key for key in counts if key not in long]
+        cursor.execute(_CHART_SQL, [experiment_id, experiment_id, [name for name, _ in short],
+                                    [kind for _, kind in short]])
+        rows = sorted(rows + cursor.fetchall(), key=lambda row: row[0])
         cursor.execute(_FIRST_T_SQL, [experiment_id])
         first = cursor.fetchone()
     t0 = first[0] if first else None
-    counts = {name: count for name, _, count, _, _ in extents}
     reader = _SeriesReader()
     for row in rows:
         reader.add(row)
+    counts_by_name = {name: count for (name, _), count in counts.items()}
     return {
         "last_seq": upto,
         "t0": t0,
-        "series": {name: _shaped(points, t0, limit, counts.get(name)) for name, points in reader.series.items()},
+        "series": {name: _shaped(points, t0, limit, counts_by_name.get(name))
+                   for name, points in reader.series.items()},
         "stages": [{"t": _since(t, t0), "name": name, "seq": seq} for seq, t, name in reader.stages],
         "status": reader.status,
     }
+
+
+@contextmanager
+def _one_snapshot():
+    """The statements inside read one snapshot of the database, so the counts, the buckets, the events and
+    last_seq agree even while a job writes. Inside a caller's transaction (a test's), that transaction decides."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
+
+
+def _bucket_rows(tiles, long: dict[tuple[str, str], int], limit: int) -> list[tuple]:
+    """The distinct points of the long series' buckets, joined up to the level `limit` asks for, as rows of
+    _CHART_SQL."""
+    stored: dict[tuple[str, str], dict[int, Extremes]] = {}
+    for name, kind, b, *values in tiles:
+        stored.setdefault((name, kind), {})[b] = extremes_of(values)
+    rows = {}
+    for (name, kind), buckets in stored.items():
+        count = long[(name, kind)]
+        up = draw_level(count, limit) - draw_level(count, DEFAULT_LIMIT)
+        for bucket in regroup(buckets, up).values():
+            for seq, x, y in bucket.points():
+                rows[seq] = (seq, kind, x, name, y, None, None)
+    return list(rows.values())
 
 
 class _SeriesReader:
@@ -199,8 +234,8 @@ class _SeriesReader:
 
 
 def _shaped(points: dict, t0: float | None, limit: int, count: int | None) -> dict:
-    """A series as drawn. A long one comes already cut down by SQL; progress (read whole) is cut down here, by
-    the same buckets, which leave a series that fits in its limit as it is."""
+    """A series as drawn. A long one comes already cut down to its buckets' points; progress (read whole) is cut
+    down here, by the same buckets, which leave a series that fits in its limit as it is."""
     kind, x, y = points["kind"], points["x"], points["y"]
     keep = range(len(x)) if kind == "bar" else downsample_indexes(x, y, limit)
     timed = kind in (RESOURCE, PROGRESS)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from optimizers import events
 from webapp.models import Event, Experiment
 from webapp.selectors.series import chart_point
+from webapp.services.chart_tiles import chart_tiles_record
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def events_record(*, experiment_id: int, records: list[events.Event]) -> list[ev
         last = Experiment.objects.values_list("last_seq", flat=True).get(pk=experiment_id)
         stamped = [{"seq": last - len(records) + i + 1, "t": record.pop("t", now), **record}
                    for i, record in enumerate(records)]
-        Event.objects.bulk_create(_row(experiment_id, r) for r in stamped)
+        rows = Event.objects.bulk_create([_row(experiment_id, r) for r in stamped])
+        chart_tiles_record(experiment_id=experiment_id,
+                           points=[(e.series, e.kind, e.seq, e.x, e.y) for e in rows if e.series is not None])
         transaction.on_commit(lambda: _push_events(experiment_id, stamped))
     return stamped
 

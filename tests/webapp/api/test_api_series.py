@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import ready_model
 from webapp import services
-from webapp.models import Event, Experiment
+from webapp.models import ChartSeries, ChartTile, Event, Experiment
 from webapp.selectors import series
 from webapp.selectors.downsample import downsample
 
@@ -158,24 +158,58 @@ def test_the_web_server_streams_the_csv(alice, web_server):
     assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 12_003))
 
 
-def test_a_long_series_is_cut_down_in_sql_exactly_as_the_python_buckets_cut_it(alice):
-    """The first draw downsamples long series in SQL (webapp.selectors.series): the same points as
-    webapp.selectors.downsample picks from the whole series, for a time series and a stepped metric."""
+def test_a_long_series_is_drawn_from_its_buckets_exactly_as_the_python_buckets_cut_it(alice):
+    """The first draw reads the buckets the event writer kept (webapp.services.chart_tiles): the same points as
+    webapp.selectors.downsample picks from the whole series, for a time series and a stepped metric, written in
+    batches of every size (a series outgrows its top level in the middle of a batch and at its end)."""
     experiment = _experiment(alice)
     values = [float((i * 7919) % 1000) + (500.0 if i % 97 == 0 else 0.0) for i in range(9000)]
-    for start in range(0, 9000, 3000):
+    values[4321] = values[7000] = -1.0  # the lowest value twice, in different batches: the earlier one is drawn
+    sizes = [1, 7, 8, 16, 1, 31, 64, 128, 256, 511, 1000, 1, 2000, 3000, 1976]
+    assert sum(sizes) == 9000
+    start = 0
+    for size in sizes:
         _record(experiment, [{"t": T0 + i * 0.5, "kind": "resource", "name": "job/cpu_percent", "value": values[i]}
-                             for i in range(start, start + 3000)])
+                             for i in range(start, start + size)])
         _record(experiment, [{"t": T0 + i, "kind": "metric", "name": "train/train_loss", "step": i,
-                              "value": values[-1 - i]} for i in range(start, start + 3000)])
-    drawn = series.experiment_series(experiment_id=experiment.pk, limit=400)["series"]
-    cpu_x, cpu_y = downsample([T0 + i * 0.5 for i in range(9000)], values, limit=400)
-    assert drawn["job/cpu_percent"]["x"] == [round(x - T0, 3) for x in cpu_x]
-    assert drawn["job/cpu_percent"]["y"] == cpu_y
-    loss_x, loss_y = downsample(list(range(9000)), values[::-1], limit=400)
-    assert drawn["train/train_loss"]["x"] == loss_x and drawn["train/train_loss"]["y"] == loss_y
-    assert {s["count"] for s in drawn.values()} == {9000} and all(s["downsampled"] for s in drawn.values())
-    assert len(cpu_x) <= 400 and max(values) in cpu_y  # the spikes survive
+                              "value": values[-1 - i]} for i in range(start, start + size)])
+        start += size
+    for limit in (400, 1000, 2000):
+        drawn = series.experiment_series(experiment_id=experiment.pk, limit=limit)["series"]
+        cpu_x, cpu_y = downsample([T0 + i * 0.5 for i in range(9000)], values, limit=limit)
+        assert drawn["job/cpu_percent"]["x"] == [round(x - T0, 3) for x in cpu_x]
+        assert drawn["job/cpu_percent"]["y"] == cpu_y
+        loss_x, loss_y = downsample(list(range(9000)), values[::-1], limit=limit)
+        assert drawn["train/train_loss"]["x"] == loss_x and drawn["train/train_loss"]["y"] == loss_y
+        assert {s["count"] for s in drawn.values()} == {9000} and all(s["downsampled"] for s in drawn.values())
+        assert len(cpu_x) <= limit and max(values) in cpu_y and -1.0 in cpu_y  # the spikes survive
+    assert -1.0 in drawn["job/cpu_percent"]["y"]
+    assert drawn["job/cpu_percent"]["x"][drawn["job/cpu_percent"]["y"].index(-1.0)] == 4321 * 0.5
+
+
+def test_the_migration_fills_the_counts_and_buckets_as_the_writer_keeps_them(alice):
+    """Migration 0008's SQL and the event writer give the same counts and the same buckets."""
+    experiment = _experiment(alice)
+    _a_small_job(experiment)
+    for start in range(0, 4500, 700):  # long at 2,100 points, a level up at 4,200
+        _record(experiment, [{"t": T0 + i, "kind": "metric", "name": "train/train_loss", "step": i % 900,
+                              "value": float((i * 31) % 17)} for i in range(start, min(start + 700, 4500))]
+                + [{"t": T0 + i, "kind": "resource", "name": "job/rss_mb", "value": float(i % 5)}
+                   for i in range(start // 2, start // 2 + 350)])  # 2,450 points: long in the last batch
+    written = _chart_state(experiment)
+    assert len(written[0]) == 8  # 8 series (2 sensitivity), 2 of them long: their buckets, at one level each
+    assert {(name, level) for name, _, level, *_ in written[1]} == {("train/train_loss", 4), ("job/rss_mb", 3)}
+    ChartSeries.objects.filter(experiment=experiment).delete()
+    ChartTile.objects.filter(experiment=experiment).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(import_module("webapp.migrations.0008_chart_tiles").BACKFILL)
+    assert _chart_state(experiment) == written
+
+
+def _chart_state(experiment):
+    fields = [f.name for f in ChartTile._meta.fields if f.name not in ("id", "experiment")]
+    return (sorted(ChartSeries.objects.filter(experiment=experiment).values_list("series", "kind", "count")),
+            sorted(ChartTile.objects.filter(experiment=experiment).values_list(*fields)))
 
 
 def test_the_migration_fills_the_rows_already_stored_as_new_rows_are_filled(alice):

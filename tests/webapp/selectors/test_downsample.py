@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from webapp.selectors.downsample import DEFAULT_LIMIT, downsample, downsample_indexes
+from webapp.selectors.downsample import (
+    DEFAULT_LIMIT,
+    Extremes,
+    buckets_of,
+    downsample,
+    downsample_indexes,
+    draw_level,
+    regroup,
+)
 
 
 def _noisy(n: int, seed: int = 7) -> tuple[list[float], list[float]]:
@@ -37,7 +45,7 @@ def test_every_bucket_keeps_its_first_last_lowest_and_highest_point():
     x = list(range(1000))
     y = [(i * 7919) % 101 for i in x]  # jumpy, with many ties
     keep = set(downsample_indexes(x, y, 80))
-    width = 64  # 20 buckets for 999 units of x: the power of two above 999 / 19
+    width = 64  # 20 buckets for 1,000 points: the power of two above 1000 / 20
     for start in range(0, 1000, width):
         bucket = range(start, min(start + width, 1000))
         values = [y[i] for i in bucket]
@@ -58,12 +66,41 @@ def test_appending_points_leaves_the_earlier_buckets_alone():
     assert settled == [i for i in after if i < 14_000]
 
 
-def test_x_buckets_follow_time_not_the_number_of_points():
-    # A burst of samples in one second and a quiet hour: the quiet hour keeps its own points.
+def test_buckets_are_runs_of_consecutive_points_whatever_their_x():
+    # A burst of samples in one second and a quiet hour: each bucket holds the same number of points.
     x = [i / 10_000 for i in range(10_000)] + [1 + i for i in range(3600)]
     y = [float(i % 13) for i in range(len(x))]
-    xs, _ = downsample(x, y, 200)
-    assert len(xs) <= 200 and sum(1 for v in xs if v > 1) > 100
+    keep = downsample_indexes(x, y, 200)
+    assert len(keep) <= 200
+    size = 1 << draw_level(len(x), 200)  # 50 buckets: the power of two above 13,600 / 50
+    assert size == 512 and {i // size for i in keep} == set(range(-(-len(x) // size)))
+
+
+def test_neighbouring_buckets_join_into_the_buckets_above_them():
+    x, y = _noisy(5000)
+    points = list(zip(range(5000), x, y, strict=True))
+    for level in range(3, 12):
+        below = buckets_of(points, level)
+        for up in (1, 2, 5):
+            assert regroup(below, up) == buckets_of(points, level + up)
+
+
+def test_buckets_built_batch_by_batch_equal_the_buckets_of_the_whole_series():
+    # As the event writer keeps them: each batch's buckets joined to the stored ones (webapp.services.chart_tiles).
+    x, y = _noisy(3000)
+    y[100] = y[2000] = min(y) - 1  # a tie across batches resolves to the earlier point
+    points = list(zip(range(3000), x, y, strict=True))
+    stored: dict[int, Extremes] = {}
+    for start in range(0, 3000, 77):
+        for b, bucket in buckets_of(points[start:start + 77], 5, start=start).items():
+            stored[b] = stored[b].then(bucket) if b in stored else bucket
+    assert stored == buckets_of(points, 5) and stored[100 >> 5].low[0] == 100
+
+
+def test_the_level_a_series_is_drawn_at():
+    assert draw_level(2001, 2000) == 3  # just over the limit: buckets of 8 points
+    assert draw_level(200_000, 2000) == 9 and (1 << 9) * 500 >= 200_000 > (1 << 8) * 500
+    assert draw_level(9000, 400) == 7  # 100 buckets of 128 points
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, DEFAULT_LIMIT])
@@ -76,8 +113,7 @@ def test_all_equal_values_and_all_equal_x_are_fine():
     xs, ys = downsample(list(range(10_000)), [3.0] * 10_000, 40)
     assert 0 < len(xs) <= 40 and set(ys) == {3.0} and xs[0] == 0 and xs[-1] == 9_999
     xs, ys = downsample([5.0] * 10_000, [float(i % 17) for i in range(10_000)], 40)
-    # one bucket: its first, last, lowest and highest points (here the first is also the lowest)
-    assert xs == [5.0] * 3 and ys == [0.0, 16.0, float(9_999 % 17)]
+    assert 0 < len(xs) <= 40 and set(xs) == {5.0} and min(ys) == 0.0 and max(ys) == 16.0
 
 
 def test_mismatched_lengths_and_a_tiny_limit_are_refused():
