@@ -9,9 +9,13 @@ models run in onnxruntime, out of torch's sight, so their MACs come from the gra
 (see `optimizers.measure.onnx_macs`).
 """
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from optimizers.errors import first_line
@@ -44,9 +48,28 @@ def count_macs(model: Any, example: torch.Tensor) -> MacsResult:
 def _count_flops(model: Any, example: torch.Tensor) -> int:
     mapping = {getattr(torch.ops.quantized, name): _packed_linear_flops for name in _PACKED_LINEARS}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
-    with inference_context(model), counter:
+    with _without_importing_dynamo(), inference_context(model), counter:
         model(example)
     return int(counter.get_total_flops())
+
+
+@contextmanager
+def _without_importing_dynamo() -> Iterator[None]:
+    """torch wraps every dispatch mode's handler so that torch.compile never traces into it, and the wrapper
+    imports torch._dynamo on its first call: a second of every inspection and job. Where dynamo has not even
+    been imported nothing is being compiled, so for the count the wrapper is told to call the handler as it is
+    (the attribute it caches its dynamo-disabled handler in) and forgets it afterwards. Where torch's internals
+    differ, the count simply runs as torch wraps it."""
+    handler = getattr(getattr(flop_counter, "_FlopCounterMode", None), "__torch_dispatch__", None)
+    raw = getattr(handler, "__wrapped__", None)
+    if "torch._dynamo" in sys.modules or raw is None or hasattr(raw, "__dynamo_disable"):
+        yield
+        return
+    setattr(raw, "__dynamo_disable", raw)
+    try:
+        yield
+    finally:
+        delattr(raw, "__dynamo_disable")
 
 
 def _packed_linear_flops(input_shape: torch.Size, packed_params: Any, *args: Any, **kwargs: Any) -> int:

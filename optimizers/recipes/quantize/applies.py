@@ -6,7 +6,6 @@ it already quantized.
 """
 from typing import Any
 
-import onnx
 import torch
 from torch import nn
 
@@ -49,11 +48,17 @@ def _layer_kinds(model: Any) -> list[str]:
         convs = sum(node.target in _EXPORT_CONVS for node in model.graph.nodes if node.op == "call_function")
         return ["Linear"] * len(linear_weight_targets(model)) + ["convolution"] * convs
     if kind == "onnx":
-        graph = onnx.load(model.onnx_path, load_external_data=False).graph
+        graph = _onnx_graph(model)
         weights = {tensor.name for tensor in graph.initializer}
         return [_ONNX_LAYERS[node.op_type] for node in graph.node
                 if node.op_type in _ONNX_LAYERS and any(name in weights for name in node.input)]
     return [_EAGER_LAYERS[type(module)] for module in model.modules() if type(module) in _EAGER_LAYERS]
+
+
+def _onnx_graph(model: Any):
+    import onnx  # half a second to import: only for ONNX models, not in every job's sandbox child
+
+    return onnx.load(model.onnx_path, load_external_data=False).graph
 
 
 def _already_quantized(model: Any) -> str | None:
@@ -65,7 +70,7 @@ def _already_quantized(model: Any) -> str | None:
         if not linear_weight_targets(model) and any(b.dtype == torch.int8 for b in model.buffers()):
             return "the model's Linear weights are already stored as int8"
     elif kind == "onnx":
-        graph = onnx.load(model.onnx_path, load_external_data=False).graph
+        graph = _onnx_graph(model)
         if any(node.op_type in _ONNX_QUANTIZED for node in graph.node):
             return "the ONNX model is already quantized"
     elif any(type(module).__module__.startswith("torch.ao.nn.quantized") for module in model.modules()):

@@ -4,6 +4,7 @@ Which implementation runs which variant is the table in `optimizers.configs.quan
 each implementation lives in its own module of this package behind the `Quantizer` shape,
 so the accuracy budget (`sensitivity`) can drive any of them layer by layer.
 """
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,7 +18,6 @@ from optimizers.recipes.quantize.cast import CastQuantizer
 from optimizers.recipes.quantize.dynamic import EagerDynamic, ExportWeightOnly, JitDynamic
 from optimizers.recipes.quantize.export_fx import ExportFxStatic
 from optimizers.recipes.quantize.inputs import calibration_batches, example_or_guess, model_kind
-from optimizers.recipes.quantize.onnx_routes import OnnxDynamic, OnnxFloat16, OnnxStatic
 from optimizers.recipes.quantize.quantizer import Quantizer
 from optimizers.recipes.quantize.static import FxStatic, JitStatic
 from optimizers.recipes.quantize.torchao_routes import TorchaoQuantizer
@@ -26,8 +26,19 @@ from optimizers.reporters import Reporter
 
 __all__ = ["quantize", "quantize_applies"]
 
+
+
+def _onnx_route(name: str) -> Callable[..., Quantizer]:
+    """onnx and onnxruntime take most of a second to import: only an ONNX model's job imports them."""
+    def make(*args, **kwargs) -> Quantizer:
+        from optimizers.recipes.quantize import onnx_routes
+
+        return getattr(onnx_routes, name)(*args, **kwargs)
+    return make
+
+
 # Route name (optimizers.configs.quantize_routes) -> implementation.
-QUANTIZERS: dict[str, type[Quantizer]] = {
+QUANTIZERS: dict[str, Callable[..., Quantizer]] = {
     "eager_dynamic": EagerDynamic,
     "jit_dynamic": JitDynamic,
     "export_weight_only": ExportWeightOnly,
@@ -36,9 +47,9 @@ QUANTIZERS: dict[str, type[Quantizer]] = {
     "export_fx_static": ExportFxStatic,
     "cast_fp16": CastQuantizer,
     "cast_bf16": CastQuantizer,
-    "onnx_dynamic": OnnxDynamic,
-    "onnx_static": OnnxStatic,
-    "onnx_fp16": OnnxFloat16,
+    "onnx_dynamic": _onnx_route("OnnxDynamic"),
+    "onnx_static": _onnx_route("OnnxStatic"),
+    "onnx_fp16": _onnx_route("OnnxFloat16"),
     "weight_only_int8_cuda": TorchaoQuantizer,
     "weight_only_int4_cuda": TorchaoQuantizer,
     "fp8_cuda": TorchaoQuantizer,

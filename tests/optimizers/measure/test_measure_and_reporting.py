@@ -143,3 +143,17 @@ def test_static_int8_conv_weights_are_counted_from_their_packed_form():
     folded = sum(m.weight.numel() + m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     folded += sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
     assert count_parameters(traced) == folded
+
+
+def test_counting_macs_in_a_fresh_process_neither_imports_dynamo_nor_leaves_torch_changed(run_python):
+    # torch imports torch._dynamo on a dispatch mode's first use: a second of every sandbox child, saved.
+    finished = run_python("-c", """
+import sys, torch
+from torch.utils import flop_counter
+from optimizers.measure.macs import count_macs
+model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)))
+print(count_macs(model, torch.randn(4, 64)), "torch._dynamo" in sys.modules,
+      hasattr(flop_counter._FlopCounterMode.__torch_dispatch__.__wrapped__, "__dynamo_disable"))
+""")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["(9472,", "None)", "False", "False"]  # 4 * (64*32 + 32*10) MACs
