@@ -17,7 +17,9 @@ from torch import nn
 import optimizers.recipes  # noqa: F401 - registers the recipes
 from optimizers.configs import parse_config
 from optimizers.errors import ModelInputError, first_line
-from optimizers.formats.model_io import load_model
+from optimizers.formats.hf_folder import TokenIdsModel
+from optimizers.formats.hf_folder import describe as describe_hf
+from optimizers.formats.model_io import FORMATS, TORCHSCRIPT, load_model
 from optimizers.formats.save_all import LABELS, save_all_formats, size_in_format
 from optimizers.job_spec import JobSpec
 from optimizers.measure import inference as measure
@@ -87,6 +89,8 @@ def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "recipes": applicability(model),
         "report": figures,
     }
+    if isinstance(model, TokenIdsModel):
+        result["hf"] = describe_hf(model)
     steps.finish()
     return result
 
@@ -128,7 +132,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("save")
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    primary_format = outcome.primary_format or fmt
+    # A format Slimforge reads but does not write (a Hugging Face folder) gives its results as TorchScript.
+    primary_format = outcome.primary_format or (fmt if fmt in FORMATS else TORCHSCRIPT)
     saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
 
     extra = _write_extra_files(out_dir, outcome.extra_files)

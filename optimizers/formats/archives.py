@@ -9,17 +9,20 @@ import zipfile
 from pathlib import Path
 
 from optimizers.errors import ModelFileError
+from optimizers.formats.hf_folder import HF, is_hf_zip
 
 TORCHSCRIPT = "torchscript"
 EXPORT = "export"
-NOT_A_MODEL = "not a model file Slimforge reads (TorchScript, torch.export, ONNX or safetensors)"
+NOT_A_MODEL = ("not a model file Slimforge reads (TorchScript, torch.export, ONNX, safetensors, or a zipped "
+               "Hugging Face folder)")
 NEVER_UNPICKLES = ("Slimforge never unpickles uploads; save the model with torch.jit.save or torch.export.save, "
                    "or save its state_dict as safetensors and name its architecture")
 ZIP_MAGIC = b"PK\x03\x04"
 
 
 def zip_model_format(path: Path) -> str:
-    """"torchscript" or "export" for a zip archive; raise ModelFileError for any other archive."""
+    """"torchscript", "export" or "hf" (a Hugging Face folder) for a zip archive; raise ModelFileError for any
+    other archive."""
     names = _member_names(path)
     # Both writers put every member under one root folder named after the file; drop it.
     inner = {name.split("/", 1)[1] for name in names if "/" in name}
@@ -33,6 +36,8 @@ def zip_model_format(path: Path) -> str:
     # Older torch.export.save versions wrote these at the top level; torch.export.load still reads them.
     if "serialized_exported_program.json" in names:
         return EXPORT
+    if is_hf_zip(names):
+        return HF
     if "data.pkl" in inner:
         raise ModelFileError(f"{NOT_A_MODEL}: it is a torch.save checkpoint (pickled objects without the "
                              f"model's code); {NEVER_UNPICKLES}")

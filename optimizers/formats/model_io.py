@@ -2,13 +2,16 @@
 
 "torchscript": a torch.jit.save archive (.pt). "export": a torch.export.save archive (.pt2).
 "onnx": an ONNX model with every tensor inside the file (.onnx). "safetensors": a state dict
-(.safetensors) loaded into one of the zoo's architectures. `detect_format` looks at the first bytes,
+(.safetensors) loaded into one of the zoo's architectures. "hf": a zipped Hugging Face folder (config.json,
+*.safetensors, tokenizer files) that transformers builds (optimizers.formats.hf_folder); it is read, not written:
+a result is saved in the formats above. `detect_format` looks at the first bytes,
 a zip's table of contents, a safetensors JSON header or the ONNX protobuf: it never unpickles and
 never runs model code, so it is safe on any upload.
 """
 
 import os
 import struct
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,14 @@ from optimizers.errors import ModelFileError, first_line
 from optimizers.formats.archives import EXPORT, NEVER_UNPICKLES, NOT_A_MODEL, TORCHSCRIPT, zip_model_format
 from optimizers.formats.export_checks import check_export_archive
 from optimizers.formats.export_program import export_program
+from optimizers.formats.hf_folder import HF
 from optimizers.formats.operators import check_graph_module, check_torchscript_module
 from optimizers.formats.torchscript_checks import check_torchscript_archive
 
 ONNX = "onnx"
 SAFETENSORS = "safetensors"
-FORMATS = (TORCHSCRIPT, EXPORT, ONNX, SAFETENSORS)
+FORMATS = (TORCHSCRIPT, EXPORT, ONNX, SAFETENSORS)  # the formats results are written in
+READ_ONLY_FORMATS = (HF,)
 _EXTENSIONS = {TORCHSCRIPT: ".pt", EXPORT: ".pt2", ONNX: ".onnx", SAFETENSORS: ".safetensors"}
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ONNX_FIRST_BYTE = b"\x08"  # a ModelProto starts with its ir_version field (field 1, varint)
@@ -39,12 +44,13 @@ def extension(fmt: str) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Return "torchscript", "export", "onnx" or "safetensors"; raise ModelFileError saying what is wrong."""
+    """Return "torchscript", "export", "onnx", "safetensors" or "hf"; raise ModelFileError saying what is wrong."""
     return _detect(Path(path))[0]
 
 
 def _detect(path: Path) -> tuple[str, Any]:
-    """(format, the parsed ONNX ModelProto or None): ONNX must be parsed to be recognised at all."""
+    """(format, the parsed ONNX ModelProto, the checked HfFolder, or None): ONNX must be parsed to be recognised
+    at all, a Hugging Face folder checked."""
     try:
         size = path.stat().st_size
         with path.open("rb") as file:
@@ -61,7 +67,12 @@ def _detect(path: Path) -> tuple[str, Any]:
         read_safetensors_header(path)  # validates names, dtypes and offsets; raises ModelFileError
         return SAFETENSORS, None
     if head.startswith(b"PK"):
-        return zip_model_format(path), None
+        fmt = zip_model_format(path)
+        if fmt == HF:
+            from optimizers.formats.hf_folder import check_hf_zip
+
+            return fmt, check_hf_zip(path)  # refuses remote code, pickles and escaping paths before any load
+        return fmt, None
     if head.startswith(_PICKLE_PROTOCOLS):
         raise ModelFileError(f"{NOT_A_MODEL}: it is a Python pickle (a torch.save file in the legacy format, "
                              f"say); {NEVER_UNPICKLES}")
@@ -89,13 +100,18 @@ def load_model(path: str | os.PathLike, architecture: dict | None = None) -> tup
     `architecture` ({"name", "config"}) is required for safetensors, which hold weights only.
     An ONNX file comes back as an `OnnxModel`, callable with tensors like a module.
     """
-    fmt, onnx_proto = _detect(Path(path))
+    fmt, parsed = _detect(Path(path))
     if fmt == SAFETENSORS:
         return _load_safetensors(path, architecture), fmt
+    if fmt == HF:
+        from optimizers.formats.hf_folder import load_hf_folder
+
+        with tempfile.TemporaryDirectory(prefix="hf-") as workdir:
+            return load_hf_folder(path, parsed, workdir), fmt
     if fmt == ONNX:
         from optimizers.formats.onnx_model import OnnxModel
 
-        return OnnxModel(path, onnx_proto), fmt
+        return OnnxModel(path, parsed), fmt
     if fmt == EXPORT:
         check_export_archive(path)
     if fmt == TORCHSCRIPT:

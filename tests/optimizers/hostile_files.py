@@ -20,7 +20,8 @@ from optimizers.zoo.models import build_model
 from tests.optimizers import onnx_files
 from tests.optimizers.models import MLP, MLP_INPUT, build
 
-NOT_A_MODEL = "not a model file Slimforge reads (TorchScript, torch.export, ONNX or safetensors): "
+NOT_A_MODEL = ("not a model file Slimforge reads (TorchScript, torch.export, ONNX, safetensors, or a zipped "
+               "Hugging Face folder): ")
 NEVER_UNPICKLES = "Slimforge never unpickles uploads"
 PT2_REFUSED = "the torch.export archive is refused: "
 

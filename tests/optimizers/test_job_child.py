@@ -117,8 +117,8 @@ def test_not_a_model_is_a_model_file_error(run_sandbox, tmp_path):
     assert finished.returncode == 1
     assert final == {
         "kind": "error", "error_type": "ModelFileError",
-        "error": "not a model file Slimforge reads (TorchScript, torch.export, ONNX or safetensors): "
-                 "it looks like a PNG image",
+        "error": "not a model file Slimforge reads (TorchScript, torch.export, ONNX, safetensors, or a zipped "
+                 "Hugging Face folder): it looks like a PNG image",
     }
 
 

@@ -103,3 +103,30 @@ def test_prune_a_state_dict_model_on_digits_with_fine_tuning(celery_worker, alic
     assert "model.sparse.zip" in {a["name"] for a in experiment["artifacts"]}
     events = alice_api.get(url + "events/").json()
     assert any(e["kind"] == "metric" and e["name"].startswith("fine-tune/") for e in events)
+
+
+def test_a_hugging_face_folder_is_inspected_in_the_sandbox_and_quantized(celery_worker, alice, alice_api, client,
+                                                                        tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import zipfile
+
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(tmp_path / "bert")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in (tmp_path / "bert").iterdir():
+            archive.write(file, f"bert/{file.name}")
+    model = _upload(alice_api, "bert.zip", buffer.getvalue(), input_shape="1,8", input_dtype="int64")
+    assert model["status"] == "ready" and model["format"] == "hf", model["error"]
+    assert model["info"]["hf"]["family"] == "bert" and model["info"]["output_shape"] == [1, 8, 32]
+    client.force_login(alice)
+    page = client.get(f"/models/{model['id']}/").content.decode()
+    assert "Hugging Face folder" in page and "bert · BertModel" in page and "2 · 32 · 100 tokens" in page
+    response = alice_api.post("/api/experiments/", {"model": model["id"], "recipe": "quantize"}, format="json")
+    assert response.status_code == 201, response.content
+    url = f"/api/experiments/{response.json()['id']}/"
+    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=180, what="quantize")
+    assert experiment["status"] == "succeeded", experiment["error"]
+    assert "model.pt" in {a["name"] for a in experiment["artifacts"]}  # a folder's result comes as TorchScript

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 ARCHIVE, ONNX, SAFETENSORS = "archive", "onnx", "safetensors"
 _NOT_A_MODEL = ("Not a model file Slimforge reads (a TorchScript or torch.export archive, an ONNX model, "
-                "or a safetensors state dict)")
+                "a safetensors state dict, or a zipped Hugging Face folder)")
 _KNOWN_OTHERS = {
     b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"%PDF": "a PDF document",
     b"\x80\x02": "a Python pickle", b"\x80\x03": "a Python pickle", b"\x80\x04": "a Python pickle",

@@ -16,7 +16,8 @@ from optimizers.zoo.models import build_model
 from tests.optimizers.models import MLP, MLP_INPUT, build
 from tests.optimizers.onnx_files import linear_onnx
 
-NOT_A_MODEL = "not a model file Slimforge reads (TorchScript, torch.export, ONNX or safetensors): "
+NOT_A_MODEL = ("not a model file Slimforge reads (TorchScript, torch.export, ONNX, safetensors, or a zipped "
+               "Hugging Face folder): ")
 NEVER_UNPICKLES = "Slimforge never unpickles uploads; save the model with torch.jit.save or torch.export.save"
 ZOO_MLP = {"name": "mlp", "config": {"in_features": 16, "hidden": [32], "num_classes": 3}}
 
