@@ -40,6 +40,10 @@ _FILE_KEYS = ("vocab_file", "merges_file", "tokenizer_file")  # tokenizer_config
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_FILES = 200
 MAX_FOLDER_BYTES = 64 * 1024 ** 3
+# Weights barely compress: a member that inflates more than this is a zip bomb (tiny members may compress well).
+MAX_COMPRESSION_RATIO = 100
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
+SHARD_INDEX = "model.safetensors.index.json"
 _CHUNK = 1024 * 1024
 
 
@@ -68,10 +72,12 @@ def check_hf_zip(path: str | os.PathLike) -> HfFolder:
             config = _read_json(archive, root + CONFIG, MAX_CONFIG_BYTES)
             tokenizer_config = (_read_json(archive, root + "tokenizer_config.json", MAX_CONFIG_BYTES)
                                 if "tokenizer_config.json" in files else {})
+            index = _read_json(archive, root + SHARD_INDEX, MAX_CONFIG_BYTES) if SHARD_INDEX in files else {}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise ModelFileError(f"the Hugging Face folder's zip is unreadable: {first_line(error)}") from error
     model_type, architecture = _check_config(config)
     _check_tokenizer_config(tokenizer_config, files)
+    _check_shard_index(index, files)
     return HfFolder(root, tuple(files), model_type, architecture, config)
 
 
@@ -89,8 +95,14 @@ def _layout(infos: list[zipfile.ZipInfo]) -> tuple[str, list[str]]:
             raise ModelFileError(f"the zip entry {name!r} is not a plain file (a link, device or pipe); refused")
         if info.flag_bits & 0x1:
             raise ModelFileError(f"the zip entry {name!r} is encrypted; upload an archive without a password")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_CHECK_MIN_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise ModelFileError(f"the zip entry {name!r} inflates {ratio:.0f} times its compressed size "
+                                 f"(limit {MAX_COMPRESSION_RATIO}): a zip bomb?")
         if not info.is_dir():
             names.append(name)
+    if len(set(names)) != len(names):
+        raise ModelFileError("the zip holds the same file name twice; refused")
     tops = {name.split("/", 1)[0] for name in names if "/" in name}
     root = f"{tops.pop()}/" if len(tops) == 1 and all("/" in name for name in names) else ""
     files = [name[len(root):] for name in names]
@@ -132,6 +144,9 @@ def _check_config(config: dict) -> tuple[str, str]:
     if "auto_map" in config or config.get("trust_remote_code"):
         raise ModelFileError("config.json asks for remote code (auto_map); Slimforge builds models only with "
                              "transformers' own classes and never runs code from an upload")
+    if config.get("quantization_config"):
+        raise ModelFileError("config.json describes an already-quantized checkpoint (quantization_config); "
+                             "upload the model's full-precision weights")
     model_type = config.get("model_type")
     if model_type not in FAMILIES:
         raise ModelFileError(f"config.json's model_type {model_type!r} is not one Slimforge builds; it builds "
@@ -153,6 +168,16 @@ def _check_tokenizer_config(tokenizer_config: dict, files: list[str]) -> None:
         if not isinstance(value, str) or value not in files:
             raise ModelFileError(f"tokenizer_config.json's {key} {value!r} points outside the folder; a tokenizer "
                                  "may name only files that are in it")
+
+
+def _check_shard_index(index: dict, files: list[str]) -> None:
+    weight_map = index.get("weight_map", {})
+    if not isinstance(weight_map, dict):
+        raise ModelFileError(f"{SHARD_INDEX}'s weight_map must be a JSON object")
+    for shard in set(weight_map.values()):
+        if not isinstance(shard, str) or shard not in files or not shard.endswith(".safetensors"):
+            raise ModelFileError(f"{SHARD_INDEX} names the shard {shard!r}, which is not a .safetensors file in "
+                                 "the folder")
 
 
 def unpack_hf_zip(path: str | os.PathLike, folder: HfFolder, into: str | os.PathLike) -> Path:
@@ -198,8 +223,9 @@ def load_hf_folder(path: str | os.PathLike, folder: HfFolder, workdir: str | os.
     directory = unpack_hf_zip(path, folder, workdir)
     model_class = getattr(transformers, folder.architecture)
     try:
+        # The attention kernel is ours to choose, not the config's (which may ask for one needing other packages).
         model = model_class.from_pretrained(directory, local_files_only=True, use_safetensors=True,
-                                            trust_remote_code=False, dtype=torch.float32)
+                                            trust_remote_code=False, dtype=torch.float32, attn_implementation="sdpa")
     except Exception as error:  # noqa: BLE001 - any failure inside transformers means an unusable folder
         raise ModelFileError(f"transformers could not build the {folder.architecture}: {first_line(error)}") \
             from error

@@ -31,7 +31,7 @@ def _bert_folder(folder: Path) -> torch.nn.Module:
 
 
 def _zip(folder: Path, path: Path, root: str = "my-model", extra: dict[str, bytes] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(folder.iterdir()):
             archive.write(file, f"{root}/{file.name}" if root else file.name)
         for name, data in (extra or {}).items():
@@ -115,6 +115,17 @@ def test_paths_that_climb_out_and_unknown_families_are_refused(bert, tmp_path):
     assert "model_type 'evil_net' is not one Slimforge builds" in message
     message = _refusal(bert, tmp_path / "c", config={"architectures": ["BertForPreTraining"]})
     assert "BertForPreTraining" in message and "BertModel" in message
+
+
+def test_duplicates_bombs_quantized_checkpoints_and_shards_outside_the_folder_are_refused(bert, tmp_path):
+    assert "the same file name twice" in _refusal(bert, tmp_path, extra={"my-model/vocab.txt": b"[PAD]"})
+    message = _refusal(bert, tmp_path / "b", extra={"my-model/added_tokens.json": b" " * (8 * 1024 * 1024)})
+    assert "times its compressed size" in message and "zip bomb" in message
+    message = _refusal(bert, tmp_path / "c", config={"quantization_config": {"quant_method": "bitsandbytes"}})
+    assert "already-quantized" in message
+    index = json.dumps({"weight_map": {"embeddings.word_embeddings.weight": "../../elsewhere.safetensors"}})
+    message = _refusal(bert, tmp_path / "d", extra={"my-model/model.safetensors.index.json": index.encode()})
+    assert "names the shard '../../elsewhere.safetensors'" in message
 
 
 def test_the_sandbox_child_inspects_a_folder_fed_token_ids(bert, tmp_path, run_python):
