@@ -88,3 +88,28 @@ def test_a_state_dict_upload_with_a_chosen_architecture(web_server, celery_worke
     page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
     facts = page.text_content("table.facts")
     assert "safetensors" in facts and "small_cnn" in facts and "[1, 1, 8, 8]" in facts
+
+
+def test_a_hugging_face_folder_upload_shows_its_family(web_server, celery_worker, browser_page, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import zipfile
+
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(tmp_path / "bert")
+    with zipfile.ZipFile(tmp_path / "bert.zip", "w") as archive:
+        for file in (tmp_path / "bert").iterdir():
+            archive.write(file, f"bert/{file.name}")
+    page = browser_page
+    log_in(page, web_server)
+    page.set_input_files("input[name=file]", str(tmp_path / "bert.zip"))
+    page.fill("input[name=name]", "tiny-bert")
+    page.fill("#upload-input-shape", "1,16")
+    page.select_option("#upload-input-dtype", "int64")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/*/")
+    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+    facts = page.text_content("table.facts")
+    assert "Hugging Face folder" in facts and "bert · BertModel" in facts and "2 · 32 · 100 tokens" in facts
+    assert "[1, 16] int64" in facts and "[1, 16, 32]" in facts
+    save_screenshot(page, "model-hf-folder.png", tmp_path)
