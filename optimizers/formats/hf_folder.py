@@ -87,9 +87,11 @@ def _layout(infos: list[zipfile.ZipInfo]) -> tuple[str, list[str]]:
     names = []
     for info in infos:
         name = info.filename
-        parts = PurePosixPath(name.replace("\\", "/")).parts
-        if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+        parts = name.replace("\\", "/").split("/")  # as written: a path library would drop "." and "" parts
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
             raise ModelFileError(f"the zip entry {name!r} points outside the folder; refused")
+        if not info.is_dir() and parts[-1] in ("", "."):
+            raise ModelFileError(f"the zip entry {name!r} has no file name; refused")
         kind = stat.S_IFMT(info.external_attr >> 16)
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise ModelFileError(f"the zip entry {name!r} is not a plain file (a link, device or pipe); refused")

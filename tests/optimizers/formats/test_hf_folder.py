@@ -111,6 +111,7 @@ def test_a_tokenizer_pointing_outside_the_folder_is_refused(bert, tmp_path):
 
 def test_paths_that_climb_out_and_unknown_families_are_refused(bert, tmp_path):
     assert "points outside the folder" in _refusal(bert, tmp_path, extra={"my-model/../../evil.txt": b"x"})
+    assert "has no file name" in _refusal(bert, tmp_path / "a", extra={"my-model/.": b"x"})
     message = _refusal(bert, tmp_path / "b", config={"model_type": "evil_net", "architectures": ["EvilNet"]})
     assert "model_type 'evil_net' is not one Slimforge builds" in message
     message = _refusal(bert, tmp_path / "c", config={"architectures": ["BertForPreTraining"]})
