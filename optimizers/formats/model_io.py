@@ -29,7 +29,6 @@ from optimizers.formats.torchscript_checks import check_torchscript_archive
 ONNX = "onnx"
 SAFETENSORS = "safetensors"
 FORMATS = (TORCHSCRIPT, EXPORT, ONNX, SAFETENSORS)  # the formats results are written in
-READ_ONLY_FORMATS = (HF,)
 _EXTENSIONS = {TORCHSCRIPT: ".pt", EXPORT: ".pt2", ONNX: ".onnx", SAFETENSORS: ".safetensors"}
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ONNX_FIRST_BYTE = b"\x08"  # a ModelProto starts with its ir_version field (field 1, varint)

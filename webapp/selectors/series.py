@@ -48,9 +48,11 @@ _VALUE = f"(CASE WHEN kind = '{PROGRESS}' THEN 100 * {_num('done')} / {_num('tot
 # (short series, progress, stage and status events) comes from the event table by the (experiment, series, kind,
 # seq) index, never by scanning the long series' points.
 _COUNTS_SQL = f"SELECT series, kind, count FROM {ChartSeries._meta.db_table} WHERE experiment_id = %s"
+# A bucket's stored columns in the order extremes_of reads them.
+BUCKET_COLUMNS = ("count", *(f"{part}_{field}" for part in ("first", "last", "low", "high")
+                             for field in ("seq", "x", "y")))
 _TILES_SQL = f"""
-    SELECT t.series, t.kind, t.bucket, t.count, first_seq, first_x, first_y, last_seq, last_x, last_y,
-           low_seq, low_x, low_y, high_seq, high_x, high_y
+    SELECT t.series, t.kind, t.bucket, {", ".join(f"t.{column}" for column in BUCKET_COLUMNS)}
     FROM {ChartTile._meta.db_table} t
     JOIN unnest(%s::text[], %s::text[], %s::int[]) AS l(series, kind, level)
       ON t.series = l.series AND t.kind = l.kind AND t.level = l.level
@@ -114,7 +116,8 @@ def is_tiled(series: str, kind: str) -> bool:
 
 
 def extremes_of(values) -> Extremes:
-    """A bucket from its stored columns: count, then seq, x, y of its first, last, lowest and highest point."""
+    """A bucket from its stored columns (BUCKET_COLUMNS): count, then seq, x, y of its first, last, lowest and
+    highest point."""
     count, *points = values
     return Extremes(count, *(tuple(points[i:i + 3]) for i in range(0, 12, 3)))
 

@@ -15,7 +15,7 @@ from django.db import connection
 
 from webapp.models import ChartSeries, ChartTile, Event
 from webapp.selectors.downsample import DEFAULT_LIMIT, Extremes, Point, buckets_of, draw_level, regroup
-from webapp.selectors.series import extremes_of, is_tiled
+from webapp.selectors.series import BUCKET_COLUMNS, extremes_of, is_tiled
 
 _SERIES = ChartSeries._meta.db_table
 _TILES = ChartTile._meta.db_table
@@ -27,9 +27,7 @@ _COUNT_SQL = f"""
 """
 _POINTS_SQL = (f"SELECT seq, x, y FROM {Event._meta.db_table} "
                "WHERE experiment_id = %s AND series = %s AND kind = %s ORDER BY seq")
-_PARTS = ("first", "last", "low", "high")
-_BUCKET_COLUMNS = ", ".join(["count", *(f"{part}_{f}" for part in _PARTS for f in ("seq", "x", "y"))])
-_READ_SQL = (f"SELECT bucket, {_BUCKET_COLUMNS} FROM {_TILES} "
+_READ_SQL = (f"SELECT bucket, {', '.join(BUCKET_COLUMNS)} FROM {_TILES} "
              "WHERE experiment_id = %s AND series = %s AND kind = %s AND level = %s")
 _DELETE_SQL = f"DELETE FROM {_TILES} WHERE experiment_id = %s AND series = %s AND kind = %s AND level = %s"
 _TYPES = ["text", "text", "smallint", "bigint", "bigint", *(["bigint", "float8", "float8"] * 4)]
@@ -40,7 +38,7 @@ _MERGE = ", ".join(
        for part, op in (("low", "<"), ("high", ">")) for f in ("seq", "x", "y")]
 )
 _WRITE_SQL = f"""
-    INSERT INTO {_TILES} AS t (experiment_id, series, kind, level, bucket, {_BUCKET_COLUMNS})
+    INSERT INTO {_TILES} AS t (experiment_id, series, kind, level, bucket, {", ".join(BUCKET_COLUMNS)})
     SELECT %s, * FROM unnest({", ".join(f"%s::{type_}[]" for type_ in _TYPES)})
     ON CONFLICT (experiment_id, series, kind, level, bucket) DO UPDATE SET {_MERGE}
 """
