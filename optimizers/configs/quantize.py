@@ -13,10 +13,12 @@ VARIANTS = (
     "dynamic_int8", "static_int8", "fp16", "bf16",
     "weight_only_int8_cuda", "weight_only_int4_cuda", "fp8_cuda",
     "onnx_dynamic_int8", "onnx_static_int8",
+    "weight_only_int8", "weight_only_int4",
 )
 # Variants that store integer weights: the accuracy budget and per-layer fallback apply to them.
 INTEGER_VARIANTS = ("dynamic_int8", "static_int8", "weight_only_int8_cuda", "weight_only_int4_cuda",
-                    "onnx_dynamic_int8", "onnx_static_int8")
+                    "onnx_dynamic_int8", "onnx_static_int8", "weight_only_int8", "weight_only_int4")
+GROUP_SIZES = (32, 64, 128, 256)
 STATIC_VARIANTS = ("static_int8", "onnx_static_int8")  # calibrated on the dataset: they need one
 BUDGET_METRICS = ("none", "top1_agreement", "cosine")
 
@@ -32,13 +34,21 @@ class QuantizeConfig(RecipeConfig):
         "static_int8: int8 weights and activations, calibrated on the dataset (x86 CPUs; needs a dataset). "
         "fp16 / bf16: half-precision weights; callers still pass float32. "
         "weight_only_int8_cuda / weight_only_int4_cuda / fp8_cuda: torchao, on a CUDA worker. "
-        "onnx_dynamic_int8 / onnx_static_int8: onnxruntime, for ONNX uploads (static needs a dataset).",
+        "onnx_dynamic_int8 / onnx_static_int8: onnxruntime, for ONNX uploads (static needs a dataset). "
+        "weight_only_int8 / weight_only_int4: int8 or int4 weights (embedding tables int8), float activations, "
+        "for Hugging Face folders.",
         choices=VARIANTS,
     )
     per_channel: bool = setting(
         True,
         "One weight scale per output channel instead of one per layer: more accurate, "
         "a few bytes larger.",
+    )
+    group_size: int = setting(
+        64,
+        "weight_only_int4: weights that share one scale, along each row. Smaller groups are more accurate and "
+        "a little larger.",
+        choices=GROUP_SIZES,
     )
     layers: str = setting(
         "auto",

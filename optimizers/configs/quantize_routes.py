@@ -17,9 +17,11 @@ a .pt2 (tied and decomposed weights included); static_int8 is the fast route for
 """
 from dataclasses import dataclass
 
-KINDS = ("eager", "torchscript", "export", "onnx")
-# Upload formats as `optimizers.formats.model_io` names them; a safetensors state dict is built into an eager module.
-_KIND_OF_FORMAT = {"safetensors": "eager", "torchscript": "torchscript", "export": "export", "onnx": "onnx"}
+KINDS = ("eager", "torchscript", "export", "onnx", "transformers")
+# Upload formats as `optimizers.formats.model_io` names them; a safetensors state dict is built into an eager module,
+# a Hugging Face folder into a transformers model (an eager module whose input is token ids).
+_KIND_OF_FORMAT = {"safetensors": "eager", "torchscript": "torchscript", "export": "export", "onnx": "onnx",
+                   "hf": "transformers"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ _JIT_STATIC = Route("jit_static", "torch.ao quantize_jit static int8 (x86 qconfi
 _EXPORT_FX_STATIC = Route("export_fx_static", "torch.ao FX graph mode static int8 on the exported graph "
                           "(x86 qconfig), saved as TorchScript", needs_dataset=True, saves_as="torchscript")
 _ONNX_DYNAMIC = Route("onnx_dynamic", "onnxruntime.quantization quantize_dynamic (int8 weights)")
+# Transformers: what people reach for today is onnxruntime's quantize_dynamic on an ONNX export, with the
+# embedding tables int8 too; this route does that after onnxruntime's transformer fusions (attention, layer norm,
+# GELU), which its quantizer then runs as integer kernels (bench/transformers.py measures it against that anchor).
+_TRANSFORMERS_DYNAMIC = Route("transformers_onnx_dynamic", "ONNX export, onnxruntime transformer fusions, "
+                              "quantize_dynamic int8 (linear layers, attention and the embedding tables)",
+                              saves_as="onnx")
+# Weight-only: int8 (per output channel) or int4 (per group) weights for every linear layer and the embedding
+# tables, float activations; aten's weight-only kernels on the CPU. For decoders, whose time goes to reading weights.
+_WEIGHT_ONLY_INT8 = Route("weight_only_int8", "int8 weights (per output channel) for linear layers and embedding "
+                          "tables, float activations (aten int8 weight-only kernels)", saves_as="torchscript")
+_WEIGHT_ONLY_INT4 = Route("weight_only_int4", "int4 weights (per group) for linear layers, int8 embedding tables, "
+                          "float activations (aten int4 weight-only kernels)", saves_as="torchscript")
 _ONNX_STATIC = Route("onnx_static", "onnxruntime.quantization quantize_static (QDQ, int8)", needs_dataset=True)
 
 
@@ -60,6 +74,10 @@ def _torchao(variant: str, label: str) -> Route:
 _TORCHAO_ONLY_EAGER = ("torchao rewrites nn.Linear modules of a model built in Python; upload a state dict "
                        "(safetensors) with its architecture for this variant")
 _FOR_ONNX = "for ONNX uploads use onnx_dynamic_int8 or onnx_static_int8"
+_WEIGHT_ONLY_FOR = "weight-only int8 / int4 is for Hugging Face folders (transformers), whose time goes to weights"
+_NO_STATIC_TRANSFORMERS = ("static int8 calibrates activations of image and feature models; for transformers use "
+                           "dynamic_int8 (int8 activations per call, embeddings included) or weight_only_int8 / "
+                           "weight_only_int4")
 _ONNX_ONLY = "onnxruntime quantization is for ONNX uploads; use dynamic_int8 or static_int8 for PyTorch models"
 
 # variant -> kind -> Route, or the reason the variant does not apply to that kind.
@@ -75,12 +93,21 @@ ROUTES: dict[str, dict[str, Route | str]] = {
     "fp8_cuda": {"eager": _torchao("fp8_cuda", "Float8DynamicActivationFloat8WeightConfig")},
     "onnx_dynamic_int8": {"onnx": _ONNX_DYNAMIC},
     "onnx_static_int8": {"onnx": _ONNX_STATIC},
+    "weight_only_int8": {"transformers": _WEIGHT_ONLY_INT8},
+    "weight_only_int4": {"transformers": _WEIGHT_ONLY_INT4},
 }
+ROUTES["dynamic_int8"]["transformers"] = _TRANSFORMERS_DYNAMIC
+ROUTES["static_int8"]["transformers"] = _NO_STATIC_TRANSFORMERS
+ROUTES["fp16"]["transformers"] = ROUTES["fp16"]["eager"]
+ROUTES["bf16"]["transformers"] = ROUTES["bf16"]["eager"]
+for _variant in ("weight_only_int8", "weight_only_int4"):
+    ROUTES[_variant].update({kind: _WEIGHT_ONLY_FOR for kind in ("eager", "torchscript", "export", "onnx")})
 for _variant in ("weight_only_int8_cuda", "weight_only_int4_cuda", "fp8_cuda"):
     ROUTES[_variant].update({"torchscript": _TORCHAO_ONLY_EAGER, "export": _TORCHAO_ONLY_EAGER,
-                             "onnx": "torchao works on PyTorch modules, not ONNX graphs"})
+                             "onnx": "torchao works on PyTorch modules, not ONNX graphs",
+                             "transformers": ROUTES[_variant]["eager"]})
 for _variant in ("onnx_dynamic_int8", "onnx_static_int8"):
-    ROUTES[_variant].update({kind: _ONNX_ONLY for kind in ("eager", "torchscript", "export")})
+    ROUTES[_variant].update({kind: _ONNX_ONLY for kind in ("eager", "torchscript", "export", "transformers")})
 
 NEEDS_DATASET = "needs a dataset: activation ranges are calibrated on its training samples"
 NEEDS_CUDA = "runs on a CUDA worker only (torchao kernels)"

@@ -202,20 +202,45 @@ def unpack_hf_zip(path: str | os.PathLike, folder: HfFolder, into: str | os.Path
     return target
 
 
+# Architectures that predict the next token: perplexity and generation speed are measured for these.
+CAUSAL_LM = ("GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
+DECODER_FAMILIES = ("gpt2", "llama", "qwen2", "mistral")
+
+
 class TokenIdsModel(nn.Module):
     """A transformers model that takes a tensor of token ids and returns one tensor (`output`), with the folder
-    it came from."""
+    it came from and the unpacked folder itself (`directory`: its tokenizer files tokenize text datasets).
 
-    def __init__(self, model: nn.Module, output: str, folder: HfFolder) -> None:
+    An encoder whose config names a padding id masks those positions itself, so a batch of padded sentences
+    needs no second input (decoders are fed unpadded blocks of text and attend causally).
+    """
+
+    def __init__(self, model: nn.Module, output: str, folder: HfFolder, directory: str | None = None) -> None:
         super().__init__()
-        self.model, self.output, self.folder = model, output, folder
+        self.model, self.output, self.folder, self.directory = model, output, folder, directory
+        pad = folder.config.get("pad_token_id")
+        self.pad_token_id = pad if isinstance(pad, int) and not self.is_decoder else None
+
+    @property
+    def is_decoder(self) -> bool:
+        return self.folder.model_type in DECODER_FAMILIES
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return self.folder.architecture in CAUSAL_LM
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model(input_ids=input_ids), self.output)
+        if self.pad_token_id is None:
+            return getattr(self.model(input_ids=input_ids), self.output)
+        mask = (input_ids != self.pad_token_id).to(torch.int64)
+        return getattr(self.model(input_ids=input_ids, attention_mask=mask), self.output)
 
 
 def load_hf_folder(path: str | os.PathLike, folder: HfFolder, workdir: str | os.PathLike) -> TokenIdsModel:
-    """Build the model from its config with transformers' own class and load its safetensors weights."""
+    """Build the model from its config with transformers' own class and load its safetensors weights.
+
+    `workdir` (empty, private) receives the unpacked folder and must outlive the model: the tokenizer is read
+    from it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched: the folder is all there is
     import transformers
 
@@ -231,7 +256,8 @@ def load_hf_folder(path: str | os.PathLike, folder: HfFolder, workdir: str | os.
     except Exception as error:  # noqa: BLE001 - any failure inside transformers means an unusable folder
         raise ModelFileError(f"transformers could not build the {folder.architecture}: {first_line(error)}") \
             from error
-    return TokenIdsModel(model.eval(), FAMILIES[folder.model_type][folder.architecture], folder).eval()
+    output = FAMILIES[folder.model_type][folder.architecture]
+    return TokenIdsModel(model.eval(), output, folder, os.fspath(directory)).eval()
 
 
 def describe(model: TokenIdsModel) -> dict[str, Any]:

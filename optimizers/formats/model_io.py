@@ -93,6 +93,9 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 2 <= header_length <= size - 8 and head[8:9] == b"{"
 
 
+_UNPACKED_FOLDERS: list[tempfile.TemporaryDirectory] = []
+
+
 def load_model(path: str | os.PathLike, architecture: dict | None = None) -> tuple[Any, str]:
     """Load a model onto the CPU; return (model, format). Errors become ModelFileError.
 
@@ -105,8 +108,11 @@ def load_model(path: str | os.PathLike, architecture: dict | None = None) -> tup
     if fmt == HF:
         from optimizers.formats.hf_folder import load_hf_folder
 
-        with tempfile.TemporaryDirectory(prefix="hf-") as workdir:
-            return load_hf_folder(path, parsed, workdir), fmt
+        # The unpacked folder (its tokenizer files) must outlive the model, which may be deep-copied: it is kept
+        # here and removed when the process (a throwaway sandbox child) exits.
+        workdir = tempfile.TemporaryDirectory(prefix="hf-")
+        _UNPACKED_FOLDERS.append(workdir)
+        return load_hf_folder(path, parsed, workdir.name), fmt
     if fmt == ONNX:
         from optimizers.formats.onnx_model import OnnxModel
 

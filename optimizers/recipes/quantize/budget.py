@@ -15,7 +15,7 @@ from optimizers.reporters import Reporter
 
 # Bytes a weight value takes in float32 and in each integer variant: the size cost of keeping a layer float.
 _FLOAT_BYTES = 4
-_QUANTIZED_BYTES = {"weight_only_int4_cuda": 0.5}
+_QUANTIZED_BYTES = {"weight_only_int4_cuda": 0.5, "weight_only_int4": 0.5}
 _TIMING_ROWS = 32
 
 

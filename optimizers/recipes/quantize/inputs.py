@@ -12,6 +12,7 @@ import torch
 from torch import fx
 
 from optimizers.errors import RecipeError, first_line
+from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.measure.inference import output_tensors, run_model
 
 CALIBRATION_BATCH = 64
@@ -19,9 +20,12 @@ EVAL_BATCH = 256
 
 
 def model_kind(model: Any) -> str:
-    """"eager", "torchscript", "export" (a torch.export graph module) or "onnx": the kinds of `quantize_routes`."""
+    """"eager", "torchscript", "export" (a torch.export graph module), "onnx" or "transformers" (a Hugging Face
+    folder's model): the kinds of `quantize_routes`."""
     if getattr(model, "onnx_path", None) is not None:
         return "onnx"
+    if isinstance(model, TokenIdsModel):
+        return "transformers"
     if isinstance(model, torch.jit.ScriptModule):
         return "torchscript"
     if isinstance(model, fx.GraphModule):

@@ -4,6 +4,7 @@ Which implementation runs which variant is the table in `optimizers.configs.quan
 each implementation lives in its own module of this package behind the `Quantizer` shape,
 so the accuracy budget (`sensitivity`) can drive any of them layer by layer.
 """
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,13 +29,15 @@ __all__ = ["quantize", "quantize_applies"]
 
 
 
-def _onnx_route(name: str) -> Callable[..., Quantizer]:
-    """onnx and onnxruntime take most of a second to import: only an ONNX model's job imports them."""
+def _lazy_route(module: str, name: str) -> Callable[..., Quantizer]:
+    """onnx and onnxruntime take most of a second to import: only the jobs that use a route import its module."""
     def make(*args, **kwargs) -> Quantizer:
-        from optimizers.recipes.quantize import onnx_routes
-
-        return getattr(onnx_routes, name)(*args, **kwargs)
+        return getattr(importlib.import_module(f"optimizers.recipes.quantize.{module}"), name)(*args, **kwargs)
     return make
+
+
+def _onnx_route(name: str) -> Callable[..., Quantizer]:
+    return _lazy_route("onnx_routes", name)
 
 
 # Route name (optimizers.configs.quantize_routes) -> implementation.
@@ -53,6 +56,9 @@ QUANTIZERS: dict[str, Callable[..., Quantizer]] = {
     "weight_only_int8_cuda": TorchaoQuantizer,
     "weight_only_int4_cuda": TorchaoQuantizer,
     "fp8_cuda": TorchaoQuantizer,
+    "transformers_onnx_dynamic": _lazy_route("transformers_onnx", "TransformersOnnxDynamic"),
+    "weight_only_int8": _lazy_route("weight_only", "WeightOnlyQuantizer"),
+    "weight_only_int4": _lazy_route("weight_only", "WeightOnlyQuantizer"),
 }
 _WHOLE_MODEL = ("cast_fp16", "cast_bf16", "onnx_fp16")  # routes that convert the model as one piece
 

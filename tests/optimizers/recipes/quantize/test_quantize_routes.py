@@ -55,7 +55,7 @@ def test_variant_options_list_every_variant_with_its_reason():
 
 
 def test_upload_formats_map_to_model_kinds():
-    assert [kind_of_format(fmt) for fmt in ("safetensors", "torchscript", "export", "onnx")] == list(KINDS)
+    assert [kind_of_format(fmt) for fmt in ("safetensors", "torchscript", "export", "onnx", "hf")] == list(KINDS)
     with pytest.raises(ValueError, match="unknown model format"):
         kind_of_format("pickle")
     with pytest.raises(ValueError, match="unknown quantize variant"):
