@@ -85,7 +85,8 @@ def upload_model(ctx, file, name, input_shape, input_dtype, architecture, archit
 @main.command("upload-dataset")
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True)
-@click.option("--kind", required=True, help="digits (built in), npz, csv or images (a zip of class folders).")
+@click.option("--kind", required=True,
+              help="digits (built in), npz, csv, images (a zip of class folders) or text (.txt, .jsonl or .csv).")
 @click.option("--wait/--no-wait", default=True, show_default=True)
 @click.pass_context
 def upload_dataset(ctx, file, name, kind, wait):

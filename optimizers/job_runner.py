@@ -5,6 +5,7 @@ Every figure comes from `optimizers.measure.report.measure_model`, with the same
 evaluation data, thread count and reference outputs before and after, so they can be compared.
 """
 
+import dataclasses
 import inspect
 import json
 import os
@@ -16,8 +17,8 @@ from torch import nn
 
 import optimizers.recipes  # noqa: F401 - registers the recipes
 from optimizers.configs import parse_config
-from optimizers.errors import ModelInputError, first_line
-from optimizers.formats.hf_folder import TokenIdsModel
+from optimizers.errors import ModelInputError, RecipeError, first_line
+from optimizers.formats.hf_folder import HF, TokenIdsModel
 from optimizers.formats.hf_folder import describe as describe_hf
 from optimizers.formats.model_io import FORMATS, TORCHSCRIPT, load_model
 from optimizers.formats.save_all import LABELS, save_all_formats, size_in_format
@@ -73,7 +74,7 @@ def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("check input")
     example = make_example(spec.input_shape, spec.input_dtype)
     output = call_with_example(model, example, spec.input_dtype)
-    splits = _load_splits(spec)
+    splits = _load_splits(spec, model)
     steps.begin("measure")
     figures = measure_model(model, example, spec.model_path, splits=splits)
     result = {
@@ -118,7 +119,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     model, fmt = load_model(spec.model_path, architecture=spec.architecture)
     example = make_example(spec.input_shape, spec.input_dtype)
     call_with_example(model, example, spec.input_dtype)
-    splits = _load_splits(spec)
+    splits = _load_splits(spec, model)
 
     steps.begin("measure original")
     # The original's outputs, once: both measurements judge fidelity against them, on the same inputs.
@@ -132,9 +133,16 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("save")
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A format Slimforge reads but does not write (a Hugging Face folder) gives its results as TorchScript.
-    primary_format = outcome.primary_format or (fmt if fmt in FORMATS else TORCHSCRIPT)
-    saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
+    primary_format = outcome.primary_format or _kept_format(fmt, outcome.model)
+    try:
+        saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
+    except RecipeError as error:
+        if primary_format != HF:
+            raise
+        # What a recipe made of a transformers model may not fit its config (unevenly pruned layers): TorchScript.
+        primary_format = TORCHSCRIPT
+        saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
+        saved.skipped[HF] = str(error)
 
     extra = _write_extra_files(out_dir, outcome.extra_files)
 
@@ -174,6 +182,14 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
 
 
+def _kept_format(fmt: str, result: Any) -> str:
+    """The upload's format for the result when it can hold it; a Hugging Face folder only holds a model transformers
+    still runs (a traced or converted result becomes TorchScript)."""
+    if fmt == HF and not isinstance(result, TokenIdsModel):
+        return TORCHSCRIPT
+    return fmt if fmt in FORMATS else TORCHSCRIPT
+
+
 def _weigh_like_for_like(spec: JobSpec, fmt: str, primary_format: str, example: torch.Tensor,
                          before: dict[str, Any]) -> list[str]:
     """Make the original's size_bytes that of the original written in the result's format, when they differ.
@@ -198,14 +214,24 @@ def _weigh_like_for_like(spec: JobSpec, fmt: str, primary_format: str, example: 
 
 
 def _data_fit(spec: JobSpec, splits: Any) -> dict[str, Any] | None:
-    """The dataset's sample shape and what was done to fit it to the model's input, or None without a dataset."""
+    """The dataset's sample shape and what was done to fit it to the model's input (for a text dataset: how its
+    texts were tokenized), or None without a dataset."""
     if splits is None:
         return None
     from optimizers.data.compat import describe_fit
+    from optimizers.data.tokens import describe_tokenized
 
     sample_shape = list(splits.val_x.shape[1:])
-    note = describe_fit(sample_shape, spec.input_shape, spec.input_dtype)
-    return {"sample_shape": sample_shape, "adapted": note is not None, "note": note}
+    if splits.tokenized is not None:
+        return {"sample_shape": sample_shape, "sample_dtype": "int64", "adapted": True,
+                "note": describe_tokenized(splits.tokenized), "tokenized": splits.tokenized}
+    sample_dtype = _sample_dtype(splits)
+    note = describe_fit(sample_shape, spec.input_shape, spec.input_dtype, sample_dtype)
+    return {"sample_shape": sample_shape, "sample_dtype": sample_dtype, "adapted": note is not None, "note": note}
+
+
+def _sample_dtype(splits: Any) -> str:
+    return "int64" if splits.val_x.dtype == torch.int64 else "float32"
 
 
 def _write_extra_files(out_dir: Path, files: dict[str, bytes]) -> list[str]:
@@ -235,13 +261,34 @@ def _load_models(spec: JobSpec) -> dict[str, dict[str, Any]]:
     return loaded
 
 
-def _load_splits(spec: JobSpec) -> Any:
-    """The prepared dataset's train/val splits, or None when the job has no dataset."""
+def _load_splits(spec: JobSpec, model: nn.Module) -> Any:
+    """The prepared dataset's train/val splits (a text dataset's tokenized by the model's own tokenizer), or None
+    when the job has no dataset. A dataset the model cannot take at all (texts for a model without a tokenizer,
+    float samples for a model of token ids, ids past its vocabulary) fails the job saying why; the web refuses
+    these at submit already."""
     if not spec.dataset_path:
         return None
-    from optimizers.data.splits import load_splits  # numpy and the dataset code only for jobs with data
+    # numpy and the dataset code only for jobs with data
+    from optimizers.data.compat import compatibility, text_compatibility
+    from optimizers.data.errors import DatasetError
+    from optimizers.data.splits import load_splits
+    from optimizers.data.tokens import is_text_npz, token_splits, vocabulary_problem
 
-    return load_splits(spec.dataset_path)
+    if is_text_npz(spec.dataset_path):
+        if not isinstance(model, TokenIdsModel):
+            raise DatasetError(f"the dataset does not fit the model: {text_compatibility(None)}")
+        return dataclasses.replace(token_splits(spec.dataset_path, model), input_dtype=spec.input_dtype)
+    splits = dataclasses.replace(load_splits(spec.dataset_path), input_dtype=spec.input_dtype)
+    sample_dtype = _sample_dtype(splits)
+    if spec.input_dtype == "int64":
+        reason = compatibility(list(splits.val_x.shape[1:]), spec.input_shape, spec.input_dtype, sample_dtype)
+        if reason:
+            raise DatasetError(f"the dataset does not fit the model: {reason}")
+    if isinstance(model, TokenIdsModel) and sample_dtype == "int64":
+        problem = vocabulary_problem(torch.cat([splits.train_x, splits.val_x]), model.folder.config)
+        if problem:
+            raise DatasetError(f"the dataset's token ids do not fit the model: {problem}")
+    return splits
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from optimizers.errors import SpecError
 from optimizers.shapes import check_input_shape, parse_dtype
 
 ACTIONS = ("inspect", "run", "dataset")
-DATASET_KINDS = ("npz", "csv", "images", "digits")
+DATASET_KINDS = ("npz", "csv", "images", "digits", "text")  # as optimizers.data.options (which sits above)
 
 
 @dataclass(frozen=True)

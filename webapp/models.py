@@ -72,6 +72,7 @@ class Dataset(models.Model):
         CSV = "csv"
         IMAGES = "images", "zip of class folders of images"
         DIGITS = "digits", "scikit-learn digits (built in)"
+        TEXT = "text", "texts (.txt, .jsonl or .csv), tokenized by the model's own tokenizer"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)

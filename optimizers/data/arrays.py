@@ -1,5 +1,6 @@
 """The normal form every source is read into, and the checks every source shares."""
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -8,10 +9,12 @@ from optimizers.data import limits
 from optimizers.data.errors import DatasetError
 from optimizers.shapes import MAX_DIMS, format_shape
 
+_CLASS_ID = re.compile(r"\s*\+?[0-9]+(\.0*)?\s*")
+
 
 @dataclass
 class LoadedDataset:
-    x: np.ndarray  # float32 [N, ...]
+    x: np.ndarray  # float32 [N, ...], or int64 [N, L] token ids (`token_ids_or_none`)
     y: np.ndarray | None = None  # int64 [N], class ids 0..len(class_names)-1
     class_names: list[str] | None = None
     images: bool = False  # samples are pictures ([C, H, W] or [H, W]): previews are written
@@ -38,6 +41,19 @@ def checked_features(x: np.ndarray, what: str = "x") -> np.ndarray:
         # float64 values past float32's range become infinite here, so they are counted too.
         raise DatasetError(f"{what} has {bad:,} value(s) that are NaN or infinite (or too large for float32)")
     return np.ascontiguousarray(as_float)
+
+
+def token_ids_or_none(x: np.ndarray) -> np.ndarray | None:
+    """Integers [N, L], all 0 or more, as int64 token ids; None for anything else (features, images).
+
+    Kept as integers, token ids feed a model whose input is int64 as they are; a float model gets them as float32
+    values, as it got integer features before (`optimizers.data.splits.fit_to_input`).
+    """
+    if x.dtype.kind not in "iu" or x.ndim != 2 or x.size == 0 or len(x) < limits.MIN_SAMPLES:
+        return None
+    if x.size > limits.MAX_ELEMENTS or int(x.min()) < 0 or int(x.max()) > np.iinfo(np.int64).max:
+        return None  # checked_features says what is wrong with a too-big array; negatives are not ids
+    return np.ascontiguousarray(x.astype(np.int64, copy=False))
 
 
 def checked_labels(y: np.ndarray, samples: int, class_names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -89,3 +105,28 @@ def channels_first(x: np.ndarray) -> tuple[np.ndarray, str | None]:
         note = f"x looked channels-last {format_shape(x.shape[1:])}; stored as [C, H, W]"
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), note
     return x, None
+
+
+def class_ids_of(labels: list[str], what: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Labels read as text (a CSV column, a JSON field) as (int64 class ids, class names, notes).
+
+    Labels that are all whole numbers are class ids as they stand ("0".."K-1"); any other labels are names,
+    numbered in sorted order (a note says how). `what` names the labels' source in errors.
+    """
+    if all(_CLASS_ID.fullmatch(label) for label in labels):
+        ids = np.array([int(float(label)) for label in labels], dtype=np.int64)
+        count = int(ids.max()) + 1
+        _check_class_count(count, what)
+        return ids, [str(index) for index in range(count)], []
+    names = sorted(set(labels))
+    _check_class_count(len(names), what)
+    number = {name: index for index, name in enumerate(names)}
+    shown = ", ".join(f"{name}={number[name]}" for name in names[:10]) + (", ..." if len(names) > 10 else "")
+    ids = np.array([number[label] for label in labels], dtype=np.int64)
+    return ids, names, [f"labels numbered in sorted order: {shown}"]
+
+
+def _check_class_count(count: int, what: str) -> None:
+    if count > limits.MAX_CLASSES:
+        raise DatasetError(f"{what} has {count:,} classes; the limit is {limits.MAX_CLASSES:,} "
+                           "(is it really a label column?)")

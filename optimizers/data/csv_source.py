@@ -7,17 +7,15 @@ numbered in sorted order. Rows are parsed in blocks into float32 so memory stays
 import csv
 import math
 import os
-import re
 from typing import Any
 
 import numpy as np
 
 from optimizers.data import limits
-from optimizers.data.arrays import LoadedDataset, checked_features
+from optimizers.data.arrays import LoadedDataset, checked_features, class_ids_of
 from optimizers.data.errors import DatasetError
 
 _BLOCK_ROWS = 4096
-_CLASS_ID = re.compile(r"\s*\+?[0-9]+(\.0*)?\s*")
 
 
 def read_csv(path: str | os.PathLike, options: dict[str, Any]) -> LoadedDataset:
@@ -37,7 +35,7 @@ def read_csv(path: str | os.PathLike, options: dict[str, Any]) -> LoadedDataset:
     x = checked_features(x, what="the CSV")
     if label_index is None:
         return LoadedDataset(x, notes=[f"no column named {'label'!r}: the dataset has no labels"])
-    y, class_names, notes = _class_ids(labels)
+    y, class_names, notes = class_ids_of(labels, "the label column")
     return LoadedDataset(x, y, class_names, notes=notes)
 
 
@@ -107,26 +105,6 @@ def _label(text: str, line: int) -> str:
     if not label:
         raise DatasetError(f"CSV line {line} has an empty label")
     return label
-
-
-def _class_ids(labels: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    if all(_CLASS_ID.fullmatch(label) for label in labels):
-        ids = np.array([int(float(label)) for label in labels], dtype=np.int64)
-        count = int(ids.max()) + 1
-        _check_class_count(count)
-        return ids, [str(index) for index in range(count)], []
-    names = sorted(set(labels))
-    _check_class_count(len(names))
-    number = {name: index for index, name in enumerate(names)}
-    shown = ", ".join(f"{name}={number[name]}" for name in names[:10]) + (", ..." if len(names) > 10 else "")
-    ids = np.array([number[label] for label in labels], dtype=np.int64)
-    return ids, names, [f"labels numbered in sorted order: {shown}"]
-
-
-def _check_class_count(count: int) -> None:
-    if count > limits.MAX_CLASSES:
-        raise DatasetError(f"the label column has {count:,} classes; the limit is {limits.MAX_CLASSES:,} "
-                           "(is it really a label column?)")
 
 
 def _is_number(text: str) -> bool:

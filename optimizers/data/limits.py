@@ -28,6 +28,16 @@ MAX_CLASSES = 10_000
 MIN_SAMPLES = 2  # a train/validation split needs at least one of each
 MAX_PREVIEWS = 8
 PREVIEW_MIN_SIDE = 64  # 8x8 digits are unreadable at their own size
+MAX_TEXT_BYTES = 128 * MIB  # a .txt, .jsonl or .csv of texts, read line by line in Python like a CSV
+MAX_TEXTS = 1_000_000
+MAX_TEXT_CHARS = 100_000  # one text: a "line" longer than this is a file that is not one text a line
+MIN_SEQUENCE_LENGTH = 8
+MAX_SEQUENCE_LENGTH = 4096
+DEFAULT_SEQUENCE_LENGTH = 128
+MAX_TOKENS = MAX_ELEMENTS  # texts x sequence length: the int64 token ids a job may make (512 MiB)
+PREVIEW_TEXTS = 5  # the first few texts (or rows of token ids) shown on the dataset page
+PREVIEW_TEXT_CHARS = 300
+PREVIEW_TOKEN_IDS = 32
 
 
 def check_file_size(path: str | os.PathLike, limit: int, what: str) -> int:

@@ -19,6 +19,7 @@ from optimizers.data.arrays import (
     checked_features,
     checked_labels,
     looks_like_images,
+    token_ids_or_none,
 )
 from optimizers.data.errors import DatasetError
 from optimizers.data.safe_zip import check_declared_sizes, open_archive
@@ -51,9 +52,14 @@ def _normalized(arrays: dict[str, np.ndarray], notes: list[str]) -> LoadedDatase
     raw_x = arrays["x"]
     if raw_x.dtype == np.uint8:
         notes.append("x is uint8: values are kept as they are (0..255), not scaled to [0, 1]")
-    x, layout_note = channels_first(raw_x)
-    notes += [layout_note] if layout_note else []
-    x = checked_features(x)
+    x = token_ids_or_none(raw_x)
+    if x is not None:
+        notes.append(f"x holds {raw_x.dtype} integers 0 or more, [N, L]: kept as int64 (token ids for a model "
+                     "that takes int64; a float model gets them as float32 values)")
+    else:
+        x, layout_note = channels_first(raw_x)
+        notes += [layout_note] if layout_note else []
+        x = checked_features(x)
     y, class_names = None, None
     names = checked_class_names(arrays["class_names"]) if "class_names" in arrays else None
     if "y" in arrays:

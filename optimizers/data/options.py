@@ -10,9 +10,13 @@ from typing import Any
 from optimizers.data import limits
 from optimizers.errors import ConfigError
 
-DATASET_KINDS = ("npz", "csv", "images", "digits")
+DATASET_KINDS = ("npz", "csv", "images", "digits", "text")
 CSV_DELIMITERS = (",", ";", "\t", "|")
-_OPTIONS = {"npz": (), "csv": ("label_column", "delimiter"), "images": ("image_size",), "digits": ()}
+# A text dataset's file: one text a line, one JSON object a line, or a CSV with a text column.
+TEXT_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv"}
+DEFAULT_TEXT_COLUMN = "text"
+_OPTIONS = {"npz": (), "csv": ("label_column", "delimiter"), "images": ("image_size",), "digits": (),
+            "text": ("format", "text_column", "label_column", "delimiter", "sequence_length")}
 _SIZE_TEXT = re.compile(r"\s*([0-9]+)\s*(?:[x,]\s*([0-9]+)\s*)?")
 
 
@@ -31,6 +35,12 @@ def parse_dataset_options(kind: Any, options: Any) -> dict[str, Any]:
             raise ConfigError(str(name), f"is not an option of {kind} datasets (options: {choices})")
         parsed[name] = _PARSERS[name](name, value)
     return parsed
+
+
+def text_format_of(file_name: str) -> str | None:
+    """The text format a file name's extension says (".jsonl" -> "jsonl"), or None."""
+    dot = file_name.rfind(".")
+    return TEXT_FORMATS.get(file_name[dot:].lower()) if dot > 0 else None
 
 
 def _label_column(name: str, value: Any) -> str:
@@ -58,4 +68,23 @@ def _image_size(name: str, value: Any) -> list[int]:
     return [int(value[0]), int(value[1])]
 
 
-_PARSERS = {"label_column": _label_column, "delimiter": _delimiter, "image_size": _image_size}
+def _text_format(name: str, value: Any) -> str:
+    formats = tuple(TEXT_FORMATS.values())
+    if value not in formats:
+        raise ConfigError(name, f"must be one of {', '.join(formats)} (a .txt of one text a line, a .jsonl of one "
+                                f"object a line, or a .csv); got {value!r}")
+    return value
+
+
+def _sequence_length(name: str, value: Any) -> int:
+    """Tokens per row (encoders) or per block (decoders); text from a form ("256") is accepted."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    low, high = limits.MIN_SEQUENCE_LENGTH, limits.MAX_SEQUENCE_LENGTH
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(name, f"must be a whole number of tokens from {low} to {high}; got {value!r}")
+    return value
+
+
+_PARSERS = {"label_column": _label_column, "text_column": _label_column, "delimiter": _delimiter,
+            "image_size": _image_size, "format": _text_format, "sequence_length": _sequence_length}

@@ -110,7 +110,7 @@ class EpochRunner:
                                                                              torch.Tensor]:
         """One optimizer step on the train samples at `index`: (loss, the model's outputs or None, labels)."""
         device = device_of(self.model)
-        inputs = fit_to_input(self.splits.train_x[index], self.input_shape).to(device)
+        inputs = fit_to_input(self.splits.train_x[index], self.input_shape, self.splits.input_dtype).to(device)
         labels = self._labels(index).to(device)
         loss, outputs = self._loss(inputs, labels)
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +124,7 @@ class EpochRunner:
         if self.group is not None and self.group.rank != 0:
             return self.group.from_first(None)
         figures = self.evaluate_fn(self.model) if self.evaluate_fn else \
-            evaluate(self.model, self.splits.val_x, self.splits.val_y, self.input_shape)
+            evaluate(self.model, self.splits.val_x, self.splits.val_y, self.input_shape, dtype=self.splits.input_dtype)
         return self.group.from_first(figures) if self.group is not None else figures
 
     def _labels(self, index: torch.Tensor) -> torch.Tensor:
@@ -180,7 +180,7 @@ def _totals(group: "RankGroup | None", *figures) -> list[float]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, input_shape: tuple[int, ...],
-             batch_size: int = 256) -> tuple[float, float]:
+             batch_size: int = 256, dtype: str = "float32") -> tuple[float, float]:
     """(mean cross-entropy, top-1 accuracy) of `model` on x, y, in inference mode.
 
     A graph exported with a fixed batch gets batches of exactly that size: the last one padded with
@@ -191,7 +191,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, input_shape: tu
     size = fixed or batch_size
     loss, correct = 0.0, 0
     for start in range(0, len(x), size):
-        inputs = fit_to_input(x[start:start + size], input_shape).to(device)
+        inputs = fit_to_input(x[start:start + size], input_shape, dtype).to(device)
         count = len(inputs)
         if fixed is not None and count < fixed:
             inputs = torch.cat([inputs, inputs[:1].expand(fixed - count, *inputs.shape[1:])])

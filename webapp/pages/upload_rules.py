@@ -6,11 +6,13 @@ the server checks everything again.
 from django.conf import settings
 
 from optimizers import shapes
+from optimizers.data.options import TEXT_FORMATS
 from webapp.models import Dataset
 from webapp.services.sniff import MODEL_FILE_EXTENSIONS
 
 # What each dataset kind's import reads (optimizers/data): the built-in digits take no file.
-DATASET_FILE_EXTENSIONS = {Dataset.Kind.NPZ: [".npz"], Dataset.Kind.CSV: [".csv"], Dataset.Kind.IMAGES: [".zip"]}
+DATASET_FILE_EXTENSIONS = {Dataset.Kind.NPZ: [".npz"], Dataset.Kind.CSV: [".csv"], Dataset.Kind.IMAGES: [".zip"],
+                           Dataset.Kind.TEXT: list(TEXT_FORMATS)}
 
 
 def model_upload_rules() -> dict:

@@ -71,6 +71,7 @@ def _data_fit(experiment: Experiment) -> str | None:
         return reported.get("note")
     if experiment.dataset is None:
         return None
-    sample_shape = (experiment.dataset.info or {}).get("sample_shape")
-    model = experiment.model
-    return describe_fit(sample_shape, model.input_shape, model.input_dtype) if sample_shape else None
+    info = experiment.dataset.info or {}
+    sample_shape, model = info.get("sample_shape"), experiment.model
+    return describe_fit(sample_shape, model.input_shape, model.input_dtype, info.get("dtype") or "float32") \
+        if sample_shape else None

@@ -69,9 +69,17 @@ def _check_dataset(dataset: Dataset | None, model: UploadedModel, config) -> Non
         raise ValidationError({"dataset": f"The dataset is {dataset.status}; only a ready dataset can be used."})
     if config.needs_labels() and not dataset.info.get("has_labels"):
         raise ValidationError({"dataset": f"The dataset has no labels, and {config.needs_dataset()}."})
-    reason = compatibility(dataset.info.get("sample_shape") or [], model.input_shape, model.input_dtype)
+    reason = compatibility(dataset.info.get("sample_shape") or [], model.input_shape, model.input_dtype,
+                           dataset.info.get("dtype") or "float32", _folder_files(model))
     if reason:
         raise ValidationError({"dataset": f"The dataset does not fit the model: {reason}"})
+
+
+def _folder_files(model: UploadedModel) -> list[str] | None:
+    """The tokenizer files of a Hugging Face folder model, as its inspection listed them; None for other formats."""
+    if model.format != "hf":
+        return None
+    return list(((model.info or {}).get("hf") or {}).get("tokenizer") or [])
 
 
 def _check_telemetry_interval(seconds) -> float | None:

@@ -48,3 +48,32 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
         return False
     (header_length,) = struct.unpack("<Q", head[:8])
     return 2 <= header_length <= min(_MAX_SAFETENSORS_HEADER, size - 8) and head[8:9] == b"{"
+
+
+_TEXT_HEAD_BYTES = 64 * 1024
+_BINARY_MAGIC = {**_KNOWN_OTHERS, b"PK": "a zip archive", b"\x1f\x8b": "a gzip archive", b"\x93NUMPY": "a NumPy array",
+                 b"\x7fELF": "a program"}
+
+
+def text_file_check(upload) -> None:
+    """Refuse an upload for a text dataset that is plainly not UTF-8 text, from its first 64 KiB.
+
+    The worker reads the whole file (and says which line is wrong); this spares a queued job for a photo or a zip.
+    """
+    upload.seek(0)
+    head = upload.read(_TEXT_HEAD_BYTES)
+    upload.seek(0)
+    for magic, what in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            raise ValidationError({"file": f"Not a text file: this looks like {what}. A text dataset is a .txt, "
+                                           ".jsonl or .csv of UTF-8 text."})
+    if b"\x00" in head:
+        raise ValidationError({"file": "Not a text file: it holds NUL bytes, as binary files (and UTF-16 text) do. "
+                                       "A text dataset is UTF-8 text."})
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        cut_short = error.reason == "unexpected end of data" and len(head) == _TEXT_HEAD_BYTES
+        if not cut_short:  # a character cut in two at the end of the sample is not the file's fault
+            raise ValidationError({"file": f"Not UTF-8 text: byte {head[error.start]:#04x} at offset {error.start} is "
+                                           "not part of any UTF-8 character. Save the file as UTF-8."}) from None

@@ -143,3 +143,23 @@ def test_a_file_that_is_not_an_npz_is_refused(tmp_path):
     path.write_bytes(b"this is not a zip archive at all")
     with pytest.raises(DatasetError, match="not a readable zip archive"):
         prepare(tmp_path, path)
+
+
+def test_integer_token_ids_are_kept_as_int64_with_a_preview_of_the_ids(tmp_path):
+    ids = np.array([[101, 7592, 2088, 102, 0, 0], [101, 2023, 102, 0, 0, 0], [101, 1, 2, 3, 4, 102]], dtype=np.int32)
+    result = prepare(tmp_path, saved(tmp_path, x=ids, y=np.array([0, 1, 0])))
+    assert result["dtype"] == "int64" and result["sample_shape"] == [6] and result["files"] == ["dataset.npz"]
+    assert result["preview_ids"] == ids.tolist()
+    assert any("kept as int64 (token ids" in note for note in result["notes"])
+    stored = read_back(tmp_path)
+    assert stored["x"].dtype == np.int64 and (stored["x"] == ids).all()
+
+
+@pytest.mark.parametrize("x", [
+    np.array([[1, -2], [3, 4]], dtype=np.int64),  # negative: not token ids, so features
+    np.arange(24, dtype=np.uint8).reshape(2, 3, 4),  # 3-D: an image, not a row of ids
+])
+def test_other_integer_samples_stay_float32_features(tmp_path, x):
+    result = prepare(tmp_path, saved(tmp_path, x=x))
+    assert result["dtype"] == "float32" and "preview_ids" not in result
+    assert read_back(tmp_path)["x"].dtype == np.float32

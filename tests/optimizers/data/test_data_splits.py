@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from optimizers.data.compat import compatibility
+from optimizers.data.compat import compatibility, describe_fit
 from optimizers.data.splits import fit_to_input, load_splits
 
 
@@ -101,7 +101,47 @@ def test_fitting_keeps_the_picture():
     assert fit_to_input(gray, (1, 1, 8, 8), dtype="float16").dtype == torch.float16
 
 
-def test_integer_inputs_cannot_take_a_dataset():
-    assert "takes int64 inputs" in compatibility((1, 8, 8), (1, 1, 8, 8), "int64")
-    with pytest.raises(ValueError, match="takes int64 inputs"):
+def test_float_samples_never_become_token_ids():
+    reason = compatibility((1, 8, 8), (1, 1, 8, 8), "int64")
+    assert reason.startswith("the model takes int64 token ids and the dataset holds float32 samples")
+    with pytest.raises(ValueError) as raised:
         fit_to_input(torch.zeros(1, 1, 8, 8), (1, 1, 8, 8), dtype="int64")
+    assert str(raised.value) == reason
+
+
+def test_token_ids_pass_to_a_token_model_as_they_are_whatever_their_length():
+    ids = torch.tensor([[101, 7, 30_000, 0, 0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.int64)  # 12 ids; the example 8
+    assert compatibility((12,), (1, 8), "int64", "int64") is None
+    fitted = fit_to_input(ids, (1, 8), dtype="int64")
+    assert fitted.dtype == torch.int64 and torch.equal(fitted, ids)
+    assert fit_to_input(ids.to(torch.int32), (1, 8), dtype="int64").dtype == torch.int64
+    beyond_float = torch.tensor([[2**53 + 1, 3]])  # a trip through float32 or float64 would change it
+    assert torch.equal(fit_to_input(beyond_float, (1, 2), dtype="int64"), beyond_float)
+
+
+def test_token_ids_of_another_rank_are_refused_with_the_reason():
+    reason = compatibility((2, 12), (1, 8), "int64", "int64")
+    assert "token ids of shape [2,12] cannot feed a model that takes [1,8]" in reason
+    with pytest.raises(ValueError, match="1 dimension"):
+        fit_to_input(torch.zeros(3, 2, 12, dtype=torch.int64), (1, 8), dtype="int64")
+
+
+def test_integer_samples_feed_a_float_model_as_float_values(tmp_path):
+    path = tmp_path / "ids.npz"
+    np.savez(path, x=np.arange(40, dtype=np.int64).reshape(10, 4))
+    splits = load_splits(path)
+    assert splits.train_x.dtype == torch.int64 and splits.val_x.dtype == torch.int64  # kept as the dataset holds
+    fitted = fit_to_input(splits.val_x, (1, 4))
+    assert fitted.dtype == torch.float32 and torch.equal(fitted, splits.val_x.float())
+    assert compatibility((4,), (1, 4), "float32", "int64") is None
+    assert describe_fit((4,), (1, 4), "float32", "int64").endswith("cast from int64 to float32.")
+
+
+def test_texts_feed_only_a_model_with_a_tokenizer():
+    assert "needs a Hugging Face folder model" in compatibility(None, (1, 8), "int64", "text")
+    assert "needs a Hugging Face folder model" in compatibility(None, (1, 64), "float32", "text")
+    refused = compatibility(None, (1, 8), "int64", "text", folder_files=["config.json", "vocab.json"])
+    assert refused.startswith("the model's folder has no tokenizer") and "vocab.json with merges.txt" in refused
+    assert compatibility(None, (1, 8), "int64", "text", ["config.json", "vocab.json", "merges.txt"]) is None
+    assert compatibility(None, (1, 8), "int64", "text", ["tokenizer.json"]) is None
+    assert "float32 inputs" in compatibility(None, (1, 8), "float32", "text", ["tokenizer.json"])

@@ -1,10 +1,9 @@
 """Zipped Hugging Face folders: recognised, checked before anything loads, built by transformers from safetensors.
 
-The folders are made here: small random models of the real classes, written by save_pretrained (safetensors),
-with a real WordPiece tokenizer built from a tiny vocabulary.
+The folders are made by tests/hf_folders.py: small random models of the real classes, written by save_pretrained
+(safetensors), with a real WordPiece tokenizer built from a tiny vocabulary.
 """
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,41 +12,19 @@ import torch
 from optimizers.errors import ModelFileError
 from optimizers.formats.hf_folder import HF, describe
 from optimizers.formats.model_io import detect_format, load_model
+from tests.hf_folders import VOCAB, bert_folder, zip_folder
 
 transformers = pytest.importorskip("transformers")
-
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz", "the", "model", "small"]
-
-
-def _bert_folder(folder: Path) -> torch.nn.Module:
-    config = transformers.BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    torch.manual_seed(0)
-    model = transformers.BertModel(config).eval()
-    model.save_pretrained(folder)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    return model
-
-
-def _zip(folder: Path, path: Path, root: str = "my-model", extra: dict[str, bytes] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(folder.iterdir()):
-            archive.write(file, f"{root}/{file.name}" if root else file.name)
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
-    return path
-
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bert")
-    return folder, _bert_folder(folder)
+    return folder, bert_folder(folder)
 
 
 def test_a_bert_folder_is_recognised_built_and_answers_like_the_original(bert, tmp_path):
     folder, original = bert
-    path = _zip(folder, tmp_path / "upload")  # stored under a server-made name: the bytes decide
+    path = zip_folder(folder, tmp_path / "upload")  # stored under a server-made name: the bytes decide
     assert detect_format(path) == HF
     model, fmt = load_model(path)
     assert fmt == HF
@@ -66,7 +43,7 @@ def test_a_decoder_language_model_gives_its_logits(tmp_path):
     torch.manual_seed(1)
     original = transformers.LlamaForCausalLM(config).eval()
     original.save_pretrained(tmp_path / "llama")
-    model, fmt = load_model(_zip(tmp_path / "llama", tmp_path / "llama.zip", root=""))
+    model, fmt = load_model(zip_folder(tmp_path / "llama", tmp_path / "llama.zip", root=""))
     ids = torch.randint(0, 64, (1, 9))
     with torch.no_grad():
         logits = model(ids)
@@ -86,7 +63,7 @@ def _refusal(bert, tmp_path, *, config=None, tokenizer_config=None, extra=None, 
             data.update(change)
             (copy / name).write_text(json.dumps(data))
     with pytest.raises(ModelFileError) as refused:
-        load_model(_zip(copy, tmp_path / "hostile.zip", extra=extra))
+        load_model(zip_folder(copy, tmp_path / "hostile.zip", extra=extra))
     return str(refused.value)
 
 
@@ -132,7 +109,7 @@ def test_duplicates_bombs_quantized_checkpoints_and_shards_outside_the_folder_ar
 def test_the_sandbox_child_inspects_a_folder_fed_token_ids(bert, tmp_path, run_python):
     folder, original = bert
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"action": "inspect", "model_path": str(_zip(folder, tmp_path / "upload")),
+    spec.write_text(json.dumps({"action": "inspect", "model_path": str(zip_folder(folder, tmp_path / "upload")),
                                 "input_shape": [1, 8], "input_dtype": "int64"}))
     finished = run_python("-m", "optimizers.job_child", str(spec))
     assert finished.returncode == 0, finished.stderr
