@@ -260,6 +260,26 @@ def load_hf_folder(path: str | os.PathLike, folder: HfFolder, workdir: str | os.
     return TokenIdsModel(model.eval(), output, folder, os.fspath(directory)).eval()
 
 
+def write_hf_zip(model: TokenIdsModel, path: str | os.PathLike) -> None:
+    """Write the model as a zipped Hugging Face folder: `save_pretrained`'s config.json and safetensors, and the
+    upload's tokenizer files, so the download loads with `from_pretrained` (unzipped) and uploads again as it is."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hf-out-") as folder:
+        model.model.save_pretrained(folder, safe_serialization=True)
+        written = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+        tokenizer = [name for name in model.folder.files
+                     if name in TOKENIZER_FILES and name not in written and model.directory
+                     and os.path.isfile(os.path.join(model.directory, name))]
+        # Weights barely compress: stored as they are, the zip writes (and a reader opens) them at disk speed.
+        with zipfile.ZipFile(path, "w") as archive:
+            for name in written:
+                compression = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
+                archive.write(os.path.join(folder, name), name, compress_type=compression)
+            for name in tokenizer:
+                archive.write(os.path.join(model.directory, name), name, compress_type=zipfile.ZIP_DEFLATED)
+
+
 def describe(model: TokenIdsModel) -> dict[str, Any]:
     """The model page's facts: family, architecture, layers, hidden size, vocabulary, parameters, tokenizer."""
     folder, config = model.folder, model.folder.config

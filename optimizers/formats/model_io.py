@@ -28,8 +28,9 @@ from optimizers.formats.torchscript_checks import check_torchscript_archive
 
 ONNX = "onnx"
 SAFETENSORS = "safetensors"
-FORMATS = (TORCHSCRIPT, EXPORT, ONNX, SAFETENSORS)  # the formats results are written in
-_EXTENSIONS = {TORCHSCRIPT: ".pt", EXPORT: ".pt2", ONNX: ".onnx", SAFETENSORS: ".safetensors"}
+# The formats results are written in; a Hugging Face folder (a zip) only for models transformers built.
+FORMATS = (TORCHSCRIPT, EXPORT, ONNX, SAFETENSORS, HF)
+_EXTENSIONS = {TORCHSCRIPT: ".pt", EXPORT: ".pt2", ONNX: ".onnx", SAFETENSORS: ".safetensors", HF: ".zip"}
 _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _ONNX_FIRST_BYTE = b"\x08"  # a ModelProto starts with its ir_version field (field 1, varint)
 _OTHER_FILES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",

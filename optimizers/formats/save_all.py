@@ -3,7 +3,8 @@
 The primary format (the upload's) comes first and must succeed. Then TorchScript (model.pt),
 torch.export (model.pt2), ONNX (model.onnx) and safetensors (model.safetensors, for models built
 from a named architecture) are each tried; a format the model cannot take is skipped with a short
-reason. Every file is written under a temporary name, read back through `formats.load_model`
+reason. A model transformers built from an uploaded Hugging Face folder is also written as one (model.zip). Every
+file is written under a temporary name, read back through `formats.load_model`
 (so a download is always a file Slimforge itself accepts), compared with the model's own output on
 the example input, and only then renamed into place.
 """
@@ -18,13 +19,15 @@ import torch
 
 from optimizers.errors import RecipeError, first_line
 from optimizers.formats import writers
+from optimizers.formats.hf_folder import HF, TokenIdsModel
 from optimizers.formats.model_io import EXPORT, FORMATS, ONNX, SAFETENSORS, TORCHSCRIPT, extension, load_model
 from optimizers.formats.writers import CannotWrite, ProgramCache
 
 MODEL_NAME = "model"  # fixed: user-supplied names never reach the file system
 _WRITERS = {TORCHSCRIPT: writers.write_torchscript, EXPORT: writers.write_export, ONNX: writers.write_onnx,
-            SAFETENSORS: writers.write_safetensors}
-LABELS = {TORCHSCRIPT: "TorchScript", EXPORT: "torch.export", ONNX: "ONNX", SAFETENSORS: "safetensors"}
+            SAFETENSORS: writers.write_safetensors, HF: writers.write_hf}
+LABELS = {TORCHSCRIPT: "TorchScript", EXPORT: "torch.export", ONNX: "ONNX", SAFETENSORS: "safetensors",
+          HF: "Hugging Face folder"}
 _NO_ARCHITECTURE = "safetensors holds weights only; it is written for models built from a named architecture"
 
 
@@ -48,13 +51,18 @@ def save_all_formats(
     program = ProgramCache(module, example)
     reference = _outputs(module, example)
     for fmt in [primary, *(fmt for fmt in FORMATS if fmt != primary)]:
+        if fmt == HF and not isinstance(module, TokenIdsModel) and fmt != primary:
+            continue  # not a format of this kind of model at all: nothing to explain on its page
         if fmt == SAFETENSORS and architecture is None:
             if fmt == primary:
                 raise ValueError("save_all_formats needs the architecture to write safetensors, the primary format")
             saved.skipped[fmt] = _NO_ARCHITECTURE
             continue
         try:
-            name, notes = _write(fmt, module, out_dir, example, program, reference if fmt != primary else None,
+            # A primary file is read back as the result is measured; a Hugging Face folder is checked here already,
+            # as its config may not describe what a recipe made of the model (the caller then keeps TorchScript).
+            checked = fmt != primary or fmt == HF
+            name, notes = _write(fmt, module, out_dir, example, program, reference if checked else None,
                                  architecture)
         except CannotWrite as reason:
             if fmt == primary:

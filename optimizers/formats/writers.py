@@ -99,6 +99,16 @@ def write_safetensors(model: Any, path: Path, example: torch.Tensor, program: "P
     return []
 
 
+def write_hf(model: Any, path: Path, example: torch.Tensor, program: "ProgramCache") -> list[str]:
+    from optimizers.formats.hf_folder import TokenIdsModel, write_hf_zip
+
+    if not isinstance(model, TokenIdsModel):
+        raise CannotWrite("a Hugging Face folder is written for models transformers built (uploaded as one) and "
+                          "still in that form")
+    write_hf_zip(model, path)
+    return ["model.zip is a Hugging Face folder: unzip it and load it with from_pretrained, or upload it again"]
+
+
 class ProgramCache:
     """The model's ExportedProgram, made once and shared by the .pt2 and ONNX writers."""
 

@@ -113,18 +113,23 @@ def agreement_top1(values: torch.Tensor, reference: torch.Tensor) -> float | Non
 
 
 def output_error(values: torch.Tensor, reference: torch.Tensor) -> dict[str, Any]:
-    """Largest absolute difference and signal-to-quantization-noise ratio (dB) against the reference.
+    """Largest absolute difference, signal-to-quantization-noise ratio (dB) and mean per-sample cosine similarity
+    against the reference.
 
     SQNR is None when the outputs are identical ("identical": True; SQNR is infinite) or the
     reference is all zeros.
     """
     difference = (values.double() - reference.double())
     noise = difference.square().sum().item()
+    # Per sample, the whole output as one vector: how an embedding model is judged (1.0: same direction).
+    cosine = torch.nn.functional.cosine_similarity(values.double().reshape(len(values), -1),
+                                                   reference.double().reshape(len(reference), -1), dim=1)
     signal = reference.double().square().sum().item()
     sqnr = 10.0 * math.log10(signal / noise) if noise > 0 and signal > 0 else None
     return {"max_abs": _finite(difference.abs().max().item() if difference.numel() else 0.0),
             "sqnr_db": None if sqnr is None else _finite(round(sqnr, 3)),
             "reference_max_abs": _finite(reference.double().abs().max().item() if reference.numel() else 0.0),
+            "mean_cosine": _finite(round(cosine.mean().item(), 6)) if len(values) else None,
             "identical": noise == 0, "samples": len(values)}
 
 

@@ -22,6 +22,9 @@ window.SlimforgeReport = (function () {
     ["accuracy", ["accuracy"], 4, "higher", "Share of the validation samples classified right (the run's dataset)."],
     ["top-1 agreement with the original", ["agreement_top1"], 4, "higher",
      "Share of inputs on which the model picks the same top class as the original: 1 means every answer is kept."],
+    ["mean cosine to the original", ["output_error", "mean_cosine"], 5, null,
+     "Per input, the cosine similarity of this model's whole output to the original's (1 = the same direction), " +
+     "averaged: how an embedding model is judged."],
     ["largest output difference", ["output_error", "max_abs"], 6, null,
      "The largest absolute difference between any output of this model and the original's, on the same inputs."],
     ["SQNR (dB)", ["output_error", "sqnr_db"], 1, null,

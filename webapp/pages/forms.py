@@ -35,6 +35,8 @@ def architecture_forms() -> list[tuple[str, forms.Form]]:
 def _form_field(spec: dict) -> forms.Field:
     common = {"label": spec["name"].replace("_", " "), "help_text": spec.get("help", ""),
               "initial": spec.get("default")}
+    if spec.get("choices") and spec["type"] == "integer":  # a few sizes to pick from (group_size): still a number
+        return forms.TypedChoiceField(choices=[(c, c) for c in spec["choices"]], coerce=int, **common)
     if spec.get("choices"):
         return forms.ChoiceField(choices=[(c, c) for c in spec["choices"]], **common)
     if spec["type"] == "boolean":

@@ -30,6 +30,10 @@ def _percent(value) -> str:
     return f"{100 * value:.2f} %"
 
 
+def _cosine(value) -> str:
+    return f"{value:.5f}"
+
+
 def _joules(value) -> str:
     return f"{value:.3f}"
 
@@ -43,6 +47,8 @@ HELP = {
     "sqnr": "Signal-to-quantization-noise ratio of the outputs against the original's on the same inputs, in "
             "decibels: higher is closer, every 10 dB is ten times less noise; about 20 dB is visibly different, 40 "
             "dB and above nearly identical. Identical outputs have no noise (∞).",
+    "cosine": "Per input, the cosine similarity of the result's whole output to the original's on the same input "
+              "(1 = the same direction), averaged: how an embedding model is judged.",
     "agreement": "The share of inputs whose top-1 class is the same as the original's, whatever the labels: "
                  "how faithfully the result copies the original, not how accurate it is.",
     "energy": "Whole-GPU energy (NVML counter) per 1,000 inferences while the model ran in a loop, idle draw "
@@ -65,6 +71,7 @@ ROWS = [
     ("accuracy", ("accuracy",), _percent, "higher", "points", None),
     ("top-1 agreement with the original", ("agreement_top1",), _percent, "higher", None, "agreement"),
     ("SQNR (dB)", ("output_error", "sqnr_db"), _db, "higher", None, "sqnr"),
+    ("mean cosine to the original", ("output_error", "mean_cosine"), _cosine, "higher", None, "cosine"),
     ("energy per 1,000 inferences (J)", ("energy_j_per_1000",), _joules, "lower", "ratio", "energy"),
 ]
 EMPTY = {"text": "—"}

@@ -19,7 +19,7 @@ def score_name(loss: str) -> str:
 
 
 def teacher_judge(teacher: Any, data: DataSplits, example: torch.Tensor, loss: str, loss_fn: LossFn) -> EvaluateFn:
-    batches = [fit_to_input(data.val_x[start:start + BATCH], tuple(example.shape))
+    batches = [fit_to_input(data.val_x[start:start + BATCH], tuple(example.shape), data.input_dtype)
                for start in range(0, len(data.val_x), BATCH)]
     targets = [teacher_logits(teacher, inputs) for inputs in batches]  # once: the teacher never changes
 
@@ -31,8 +31,9 @@ def teacher_judge(teacher: Any, data: DataSplits, example: torch.Tensor, loss: s
             outputs = student(inputs).float()
             size = len(inputs)
             total_loss += float(loss_fn(student, inputs, torch.zeros(size, dtype=torch.long))) * size
-            if loss == SOFT_TARGETS:
-                total_score += float((outputs.argmax(dim=1) == target.argmax(dim=1)).sum())
+            if loss == SOFT_TARGETS:  # a language model's agreement: its share of positions, per sample
+                agrees = (outputs.argmax(dim=-1) == target.argmax(dim=-1)).float()
+                total_score += float(agrees.reshape(size, -1).mean(dim=1).sum())
             else:
                 total_score += float(F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).sum())
             count += size

@@ -24,12 +24,17 @@ def distillation_loss(teacher: Any, temperature: float, alpha: float) -> LossFn:
     """
     def loss(student, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = student(inputs)
-        soft = F.kl_div(F.log_softmax(logits / temperature, dim=1),
-                        F.softmax(teacher_logits(teacher, inputs) / temperature, dim=1),
+        soft = F.kl_div(F.log_softmax(per_position(logits) / temperature, dim=1),
+                        F.softmax(per_position(teacher_logits(teacher, inputs)) / temperature, dim=1),
                         reduction="batchmean") * temperature ** 2
         return soft if alpha >= 1.0 else alpha * soft + (1 - alpha) * F.cross_entropy(logits, labels)
 
     return loss
+
+
+def per_position(logits: torch.Tensor) -> torch.Tensor:
+    """[N, C] as it is; a language model's [N, L, V] as N * L predictions of the next token, each a distribution."""
+    return logits.flatten(0, -2) if logits.dim() > 2 else logits
 
 
 def output_matching_loss(teacher: Any, kind: str) -> LossFn:

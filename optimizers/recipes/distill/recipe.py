@@ -86,7 +86,7 @@ def distill(model: Any, data: DataSplits | None, config: DistillConfig, report: 
     summary = _summary(outcomes, plan, config)
     return RecipeResult(
         model=best, backend=f"knowledge distillation (temperature {config.temperature:g}, alpha {config.alpha:g}) "
-                            f"into a {config.student} {student_architecture['name']}",
+                            f"into a {config.student} {_student_name(best, student_architecture)}",
         notes=notes + [summary["verdict"]], architecture=student_architecture,
         extras={"distill": {**summary, "student_architecture": student_architecture},
                 **distributed_extras([outcome.distributed for kind in outcomes for outcome in outcomes[kind]])})
@@ -144,6 +144,13 @@ def _new_student(teacher: Any, config: DistillConfig, architecture: dict | None,
         return build_model(spec.architecture, spec), {"name": spec.architecture, "config": spec.to_dict()}, []
 
 
+def _student_name(student: nn.Module, architecture: dict | None) -> str:
+    if architecture is not None:
+        return architecture["name"]
+    folder = getattr(student, "folder", None)  # a transformers student keeps its teacher's class
+    return folder.architecture if folder is not None else type(student).__name__
+
+
 def _uploaded_student(entry: dict | None) -> tuple[nn.Module, dict, list[str]]:
     """A fresh copy of the uploaded student for each run: every seed starts from its uploaded weights."""
     if entry is None:
@@ -184,7 +191,7 @@ def _check_outputs(teacher: Any, student: nn.Module, example: torch.Tensor) -> N
 def _teacher_accuracy(teacher: Any, data: DataSplits, example: torch.Tensor, batch: int = 256) -> float:
     correct = 0
     for start in range(0, len(data.val_x), batch):
-        inputs = fit_to_input(data.val_x[start:start + batch], tuple(example.shape))
+        inputs = fit_to_input(data.val_x[start:start + batch], tuple(example.shape), data.input_dtype)
         logits = teacher_logits(teacher, inputs)
         correct += int((logits.argmax(dim=1) == data.val_y[start:start + batch]).sum())
     return correct / len(data.val_x)

@@ -15,6 +15,8 @@ from optimizers.configs.architectures import parse_architecture
 from optimizers.configs.distill import HALF_DEPTH
 from optimizers.configs.thinner import every_other, thinner_settings
 from optimizers.errors import RecipeError
+from optimizers.formats.hf_folder import TokenIdsModel
+from optimizers.recipes.distill.shallower_transformers import shallower_copy
 from optimizers.zoo.models import build_model
 from optimizers.zoo.resnet import ResNet
 from optimizers.zoo.small_nets import MLP, SmallCNN
@@ -26,15 +28,22 @@ _COPYABLE = (MLP, SmallCNN, ResNet, TransformerClassifier)
 
 
 def thinner_applies(model: object) -> tuple[bool, str]:
-    """Only a built-in architecture's module can be copied (a safetensors upload is built as one)."""
+    """Only a built-in architecture's module can be copied (a safetensors upload is built as one), or a transformers
+    model (a Hugging Face folder's), made shallower."""
+    if isinstance(model, TokenIdsModel):
+        return True, (f"a shallower {model.folder.architecture} (every other layer) started from the teacher's own "
+                      "layers, saved as a Hugging Face folder")
     if not isinstance(model, _COPYABLE):
         return False, NEEDS_ARCHITECTURE
     return True, f"a narrower or shallower {type(model).__name__} started from the teacher's weights"
 
 
 def thinner_copy(teacher: nn.Module, architecture: dict | None, width: float, depth: str
-                 ) -> tuple[nn.Module, dict, list[str]]:
-    """(student in eval mode, its architecture {"name", "config"}, notes on what was kept)."""
+                 ) -> tuple[nn.Module, dict | None, list[str]]:
+    """(student in eval mode, its architecture {"name", "config"} (None for a transformers model, which keeps its
+    own), notes on what was kept)."""
+    if isinstance(teacher, TokenIdsModel):
+        return shallower_copy(teacher, width, depth)
     applies, reason = thinner_applies(teacher)
     if not applies or architecture is None:
         raise RecipeError(reason if not applies else NEEDS_ARCHITECTURE)

@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
+from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
 from optimizers.registry import RecipeResult
@@ -29,6 +30,10 @@ _KEPT_TYPES = (nn.MultiheadAttention, nn.Embedding)
 
 
 def structured_applies(model: nn.Module) -> tuple[bool, str]:
+    if isinstance(model, TokenIdsModel):
+        # Channel removal would cut query, key and value widths apart from the heads they form.
+        return False, ("removing attention heads and feed-forward neurons of transformers is not built yet; "
+                       "unstructured pruning applies, and distill's thinner_copy makes a shallower student")
     if isinstance(model, torch.jit.ScriptModule | fx.GraphModule):
         return False, ("removing channels rewrites the layers' shapes, which needs the model's Python modules: "
                        "upload a state dict (safetensors) with its architecture")
@@ -89,7 +94,7 @@ def _accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Ten
     """Loss gradients on a fixed set of training samples, for the taylor criterion (|weight x gradient|)."""
     model.zero_grad(set_to_none=True)
     for start in range(0, min(TAYLOR_SAMPLES, len(data.train_x)), 64):
-        inputs = fit_to_input(data.train_x[start:start + 64], tuple(example.shape))
+        inputs = fit_to_input(data.train_x[start:start + 64], tuple(example.shape), data.input_dtype)
         nn.functional.cross_entropy(model(inputs), data.train_y[start:start + 64]).backward()
 
 

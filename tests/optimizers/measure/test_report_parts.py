@@ -136,3 +136,10 @@ def test_measure_on_a_gpu_reports_its_name_memory_and_energy():
     assert report["macs"] == 512 * 4096 + 4096 * 10
     # NVML's counter may be missing (MIG slices): then the note says why instead.
     assert report["energy_j_per_1000"] is None or report["energy_j_per_1000"] > 0, report["energy_note"]
+
+
+def test_mean_cosine_judges_each_sample_as_one_vector():
+    reference = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]])
+    turned = torch.tensor([[[0.0, 1.0], [1.0, 0.0]], [[2.0, 2.0], [2.0, 2.0]]])  # orthogonal; same direction
+    assert output_error(turned, reference)["mean_cosine"] == pytest.approx(0.5)
+    assert output_error(reference, reference)["mean_cosine"] == pytest.approx(1.0)
