@@ -76,7 +76,7 @@ def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     output = call_with_example(model, example, spec.input_dtype)
     splits = _load_splits(spec, model)
     steps.begin("measure")
-    figures = measure_model(model, example, spec.model_path, splits=splits)
+    figures = measure_model(model, example, spec.model_path, splits=splits, language_model=is_language_model(model))
     result = {
         "format": fmt,
         "params": figures["params"],
@@ -124,7 +124,9 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("measure original")
     # The original's outputs, once: both measurements judge fidelity against them, on the same inputs.
     reference = reference_outputs(model, example, splits)
-    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference)
+    language_model = is_language_model(model)  # the result (TorchScript, ONNX) no longer says so itself
+    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference,
+                           language_model=language_model)
 
     outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
                    checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture, models=_load_models(spec))
@@ -150,7 +152,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     primary = out_dir / saved.files[primary_format]
     # Measure what was saved, not what is in memory.
     optimized, _ = load_model(primary, architecture=architecture)
-    after = measure_model(optimized, example, primary, splits=splits, reference=reference)
+    after = measure_model(optimized, example, primary, splits=splits, reference=reference,
+                          language_model=language_model)
     size_notes = _weigh_like_for_like(spec, fmt, primary_format, example, before)
     fitted = _data_fit(spec, splits)
     error = after["output_error"] or {}
@@ -180,6 +183,11 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
     return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
+
+
+def is_language_model(model: Any) -> bool:
+    """A causal language model: its report adds perplexity and generation speed."""
+    return isinstance(model, TokenIdsModel) and model.is_causal_lm
 
 
 def _kept_format(fmt: str, result: Any) -> str:

@@ -8,19 +8,21 @@ is always judged against the original on the very same inputs. Every figure that
 taken is None with a "*_note" saying why; the dict is JSON-ready (no NaN or infinity).
 """
 
+import math
 import time
 from typing import Any
 
 import torch
 
 from optimizers.errors import first_line
-from optimizers.measure import fidelity
+from optimizers.measure import fidelity, language
 from optimizers.measure import inference as measure
 from optimizers.measure.macs import count_macs
 from optimizers.measure.meters import EnergyCounter, energy_j_per_1000, peak_memory
 
 # Shares of `time_budget_s` per stage; MACs and parameter counts are single cheap passes.
-_LATENCY_SHARE, _EVAL_SHARE, _ENERGY_SHARE = 0.3, 0.25, 0.15
+_LATENCY_SHARE, _EVAL_SHARE, _ENERGY_SHARE, _LANGUAGE_SHARE = 0.3, 0.25, 0.15, 0.5
+PROMPT_TOKENS, GENERATED_TOKENS, GENERATION_BATCH = 32, 16, 8
 MIN_ENERGY_LOOP_S = 1.0  # NVML's counter moves in steps of tens of milliseconds: shorter loops read noise
 
 
@@ -33,9 +35,10 @@ def reference_outputs(model: Any, example: torch.Tensor, splits: Any = None, *, 
 
 
 def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any = None,
-                  reference: torch.Tensor | None = None, batch: int = 32, time_budget_s: float = 30.0
-                  ) -> dict[str, Any]:
-    """Size, weights, MACs, latency, throughput, memory, accuracy, fidelity and energy of one model."""
+                  reference: torch.Tensor | None = None, batch: int = 32, time_budget_s: float = 30.0,
+                  language_model: bool = False) -> dict[str, Any]:
+    """Size, weights, MACs, latency, throughput, memory, accuracy, fidelity and energy of one model; for a causal
+    language model (`language_model`: the job's original is one) also perplexity and generation speed."""
     device = example.device
     params, nonzero = _parameter_counts(model)
     macs, macs_note = count_macs(model, example)
@@ -48,7 +51,41 @@ def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any =
     report.update(speed)
     report.update(_energy(model, largest_input, device, _ENERGY_SHARE * time_budget_s))
     report.update(_quality(model, example, splits, reference, _EVAL_SHARE * time_budget_s))
+    if language_model:
+        report.update(language_figures(model, example, splits, _LANGUAGE_SHARE * time_budget_s))
     return report
+
+
+def language_figures(model: Any, example: torch.Tensor, splits: Any, budget_s: float) -> dict[str, Any]:
+    """Perplexity on the validation split's blocks of text, and time to first token and greedy tokens per second
+    at batch 1 and GENERATION_BATCH, prompted with the start of the first validation block (else the example)."""
+    ids = getattr(splits, "val_x", None)
+    usable = ids is not None and ids.dim() == 2 and not ids.is_floating_point() and len(ids) > 0
+    figures: dict[str, Any] = {"perplexity": None, "perplexity_tokens": 0,
+                               "perplexity_note": None if usable else "perplexity is measured on a text dataset's "
+                                                                      "validation split; this job has none"}
+    if usable:
+        found = language.perplexity(model, ids, budget_s=budget_s)
+        figures.update(perplexity=_finite_or_none(found.value), perplexity_tokens=found.tokens,
+                       perplexity_note=found.note)
+    prompt = (ids[0] if usable else example.reshape(-1))[:PROMPT_TOKENS]
+    try:
+        speed = language.generation_speed(model, prompt, GENERATED_TOKENS, GENERATION_BATCH)
+    except Exception as error:  # noqa: BLE001 - a model fixed to one input shape cannot grow a sequence
+        figures.update(generation=None, generation_note=f"generation was not measured: {first_line(error)}")
+        return figures
+    figures.update(generation={
+        "prompt_tokens": speed.prompt_tokens, "new_tokens": speed.new_tokens,
+        "time_to_first_token_ms": speed.time_to_first_token_ms,
+        "tokens_per_s": {f"batch_{size}": value for size, value in speed.tokens_per_s.items()},
+        "continuation": speed.continuation}, generation_note=(
+        f"greedy decoding of {speed.new_tokens} tokens after a {speed.prompt_tokens}-token prompt; the saved model "
+        "recomputes the whole sequence for every token (no key-value cache)"))
+    return figures
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return round(value, 4) if value is not None and math.isfinite(value) else None
 
 
 def _speed(model: Any, example: torch.Tensor, batch: int, budget_s: float) -> tuple[dict[str, Any], torch.Tensor]:
@@ -178,6 +215,8 @@ _RATIOS = {
     "size": ("size_bytes",), "params": ("params",), "nonzero_params": ("nonzero_params",), "macs": ("macs",),
     "latency_p50_batch_1": ("latency_ms", "batch_1", "p50"), "latency_p50_batch_32": ("latency_ms", "batch_32", "p50"),
     "throughput": ("throughput_per_s",), "peak_memory": ("peak_memory_mb",), "energy": ("energy_j_per_1000",),
+    "perplexity": ("perplexity",), "time_to_first_token": ("generation", "time_to_first_token_ms"),
+    "tokens_per_s_batch_1": ("generation", "tokens_per_s", "batch_1"),
 }
 
 

@@ -31,6 +31,14 @@ window.SlimforgeReport = (function () {
      "Signal-to-quantization-noise ratio of the outputs: 10·log10(power of the original's outputs ÷ power of the " +
      "difference). Higher is closer; 20 dB means the error is a tenth of the signal. A prune or distill changes " +
      "the outputs on purpose, so a low or negative SQNR can sit beside a high top-1 agreement."],
+    ["perplexity (validation text)", ["perplexity"], 3, "lower",
+     "How surprised the language model is by the validation text's next tokens: exp of the mean cross-entropy. " +
+     "Lower is better; a quantized model should stay within a few percent of the original."],
+    ["time to first token (ms)", ["generation", "time_to_first_token_ms"], 2, "lower",
+     "The prompt's forward pass at batch 1 (the start of the first validation text)."],
+    ["tokens per second, batch 1", ["generation", "tokens_per_s", "batch_1"], 1, "higher",
+     "Greedy decoding; the saved model recomputes the whole sequence for every new token (no key-value cache)."],
+    ["tokens per second, batch 8", ["generation", "tokens_per_s", "batch_8"], 1, "higher"],
     ["energy per 1,000 inferences (J)", ["energy_j_per_1000"], 3, "lower",
      "Whole-GPU energy from NVML's counter over a timed loop, idle draw included; measured on CUDA GPUs only."],
   ];
@@ -80,7 +88,8 @@ window.SlimforgeReport = (function () {
       return item;
     }));
     const notes = [s.after.macs_note, s.after.latency_note, s.after.memory_note, s.after.energy_note,
-                   s.after.quality_note, ...(s.notes || [])].filter(Boolean);
+                   s.after.quality_note, s.after.perplexity_note, s.after.generation_note,
+                   ...(s.notes || [])].filter(Boolean);
     document.getElementById("notes").textContent = notes.join(" · ");
     document.getElementById("findings").textContent = findings(s.extras || {});
   }

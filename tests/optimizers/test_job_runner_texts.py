@@ -112,3 +112,27 @@ def test_evaluation_and_calibration_batches_pass_token_ids_as_they_are():
     assert torch.equal(torch.cat(calibration_batches(splits, example, 10)), ids[:4])
     floats = evaluation_inputs(example, DataSplits(ids[:4].float(), None, ids[4:].float(), None))
     assert floats.source == "example" and "takes int64 token ids and the dataset holds float32" in floats.note
+
+
+def test_a_language_models_report_gives_perplexity_and_generation_speed_before_and_after(tmp_path):
+    from tests.hf_folders import BPE_TEXTS, decoder_folder
+
+    decoder_folder(tmp_path / "llama", "llama", tokenizer_files="tokenizer.json")
+    upload = zip_folder(tmp_path / "llama", tmp_path / "llama.zip", root="")
+    source = tmp_path / "prose.txt"
+    source.write_text("\n".join(BPE_TEXTS * 8) + "\n")
+    dataset = prepared(tmp_path, "text", source, format="txt", sequence_length=16)
+    result = run_recipe(JobSpec.from_dict({
+        "action": "run", "model_path": str(upload), "input_shape": [1, 16], "input_dtype": "int64",
+        "dataset_path": str(dataset), "recipe": "quantize", "config": {"variant": "bf16"},
+        "out_dir": str(tmp_path / "out")}), NullReporter())
+    before, after = result["before"], result["after"]
+    vocabulary = 300  # a random model guesses: its perplexity is near the vocabulary's size
+    assert 0.3 * vocabulary < before["perplexity"] < 3 * vocabulary and before["perplexity_tokens"] > 0
+    assert after["perplexity"] == pytest.approx(before["perplexity"], rel=0.05)  # bf16 barely moves it
+    assert result["ratios"]["perplexity"] == pytest.approx(after["perplexity"] / before["perplexity"], abs=1e-3)
+    for report in (before, after):
+        generation = report["generation"]
+        assert generation["prompt_tokens"] == 16 and generation["new_tokens"] == 16
+        assert generation["time_to_first_token_ms"] > 0 and set(generation["tokens_per_s"]) == {"batch_1", "batch_8"}
+        assert len(generation["continuation"]) == 16

@@ -34,6 +34,10 @@ def _cosine(value) -> str:
     return f"{value:.5f}"
 
 
+def _perplexity(value) -> str:
+    return f"{value:.3f}"
+
+
 def _joules(value) -> str:
     return f"{value:.3f}"
 
@@ -51,6 +55,8 @@ HELP = {
               "(1 = the same direction), averaged: how an embedding model is judged.",
     "agreement": "The share of inputs whose top-1 class is the same as the original's, whatever the labels: "
                  "how faithfully the result copies the original, not how accurate it is.",
+    "perplexity": "A language model's perplexity on its run's validation text: exp of the mean next-token "
+                  "cross-entropy; lower is better, and runs on different texts do not compare.",
     "energy": "Whole-GPU energy (NVML counter) per 1,000 inferences while the model ran in a loop, idle draw "
               "included; measured on CUDA GPUs only, so CPU runs show —.",
     "job_energy": "GPU energy of the whole job (training, calibration and measuring included) from the worker's "
@@ -72,6 +78,8 @@ ROWS = [
     ("top-1 agreement with the original", ("agreement_top1",), _percent, "higher", None, "agreement"),
     ("SQNR (dB)", ("output_error", "sqnr_db"), _db, "higher", None, "sqnr"),
     ("mean cosine to the original", ("output_error", "mean_cosine"), _cosine, "higher", None, "cosine"),
+    ("perplexity (validation text)", ("perplexity",), _perplexity, "lower", "ratio", "perplexity"),
+    ("tokens per second, batch 1", ("generation", "tokens_per_s", "batch_1"), _rate, "higher", "ratio", None),
     ("energy per 1,000 inferences (J)", ("energy_j_per_1000",), _joules, "lower", "ratio", "energy"),
 ]
 EMPTY = {"text": "—"}
