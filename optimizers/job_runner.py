@@ -24,7 +24,7 @@ from optimizers.formats.model_io import FORMATS, TORCHSCRIPT, load_model
 from optimizers.formats.save_all import LABELS, save_all_formats, size_in_format
 from optimizers.job_spec import JobSpec
 from optimizers.measure import inference as measure
-from optimizers.measure.report import compare_reports, measure_model, reference_outputs
+from optimizers.measure.report import EMBEDDINGS, LANGUAGE_MODEL, compare_reports, measure_model, reference_outputs
 from optimizers.registry import applicability, get_recipe
 from optimizers.reporters import JobSteps, Reporter
 from optimizers.shapes import format_shape
@@ -44,6 +44,14 @@ def make_example(shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype)
     generator = torch.Generator().manual_seed(0)
     return torch.randn(shape, generator=generator).to(dtype)
+
+
+def example_for(model: Any, shape: tuple[int, ...], dtype_name: str) -> torch.Tensor:
+    """The job's example input: `make_example`'s, except that a transformers model gets token ids it attends to
+    (zeros are an encoder's padding: a batch of nothing but padding is no example of its work)."""
+    if isinstance(model, TokenIdsModel) and dtype_name == "int64":
+        return model.example_ids(shape)
+    return make_example(shape, dtype_name)
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -72,11 +80,11 @@ def inspect_model(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps.begin("load")
     model, fmt = load_model(spec.model_path, architecture=spec.architecture)
     steps.begin("check input")
-    example = make_example(spec.input_shape, spec.input_dtype)
+    example = example_for(model, spec.input_shape, spec.input_dtype)
     output = call_with_example(model, example, spec.input_dtype)
     splits = _load_splits(spec, model)
     steps.begin("measure")
-    figures = measure_model(model, example, spec.model_path, splits=splits, language_model=is_language_model(model))
+    figures = measure_model(model, example, spec.model_path, splits=splits, task=model_task(model))
     result = {
         "format": fmt,
         "params": figures["params"],
@@ -117,16 +125,15 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     steps = JobSteps(report, ["load", "measure original", spec.recipe, "save", "measure optimized"])
     steps.begin("load")
     model, fmt = load_model(spec.model_path, architecture=spec.architecture)
-    example = make_example(spec.input_shape, spec.input_dtype)
+    example = example_for(model, spec.input_shape, spec.input_dtype)
     call_with_example(model, example, spec.input_dtype)
     splits = _load_splits(spec, model)
 
     steps.begin("measure original")
     # The original's outputs, once: both measurements judge fidelity against them, on the same inputs.
     reference = reference_outputs(model, example, splits)
-    language_model = is_language_model(model)  # the result (TorchScript, ONNX) no longer says so itself
-    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference,
-                           language_model=language_model)
+    task = model_task(model)  # the result (TorchScript, ONNX) no longer says so itself
+    before = measure_model(model, example, spec.model_path, splits=splits, reference=reference, task=task)
 
     outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
                    checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture, models=_load_models(spec))
@@ -152,8 +159,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     primary = out_dir / saved.files[primary_format]
     # Measure what was saved, not what is in memory.
     optimized, _ = load_model(primary, architecture=architecture)
-    after = measure_model(optimized, example, primary, splits=splits, reference=reference,
-                          language_model=language_model)
+    after = measure_model(optimized, example, primary, splits=splits, reference=reference, task=task)
     size_notes = _weigh_like_for_like(spec, fmt, primary_format, example, before)
     fitted = _data_fit(spec, splits)
     error = after["output_error"] or {}
@@ -185,9 +191,14 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
 
 
-def is_language_model(model: Any) -> bool:
-    """A causal language model: its report adds perplexity and generation speed."""
-    return isinstance(model, TokenIdsModel) and model.is_causal_lm
+def model_task(model: Any) -> str | None:
+    """What a transformers model's one output is, for the report: a causal language model's logits, an encoder's
+    embeddings (last hidden state), or None (anything else: classifiers' scores included)."""
+    if not isinstance(model, TokenIdsModel):
+        return None
+    if model.is_causal_lm:
+        return LANGUAGE_MODEL
+    return EMBEDDINGS if model.output == "last_hidden_state" else None
 
 
 def _kept_format(fmt: str, result: Any) -> str:

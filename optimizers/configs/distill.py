@@ -57,7 +57,8 @@ class DistillConfig(RecipeConfig, FineTuneSettings):
               "outputs as the teacher has classes.")
     student_width: float = setting(
         0.5, "thinner_copy: fraction of each hidden layer's neurons (MLP) or each stage's channels (small CNN) "
-             "the student keeps, the ones with the largest weights.", min=0.05, max=1.0)
+             "the student keeps, the ones with the largest weights. A Hugging Face folder's student keeps the "
+             "teacher's width.", min=0.05, max=1.0)
     student_depth: str = setting(
         HALF_DEPTH, "thinner_copy: half keeps every other block of each ResNet stage and every other Transformer "
                     "layer (the way DistilBERT took every other layer of BERT); same keeps them all.",

@@ -9,6 +9,7 @@ The loaded model is wrapped to take a tensor of token ids and give back one tens
 encoder, the logits of a language or classification head), like every other format's model.
 """
 import json
+import math
 import os
 import stat
 import zipfile
@@ -228,6 +229,14 @@ class TokenIdsModel(nn.Module):
     @property
     def is_causal_lm(self) -> bool:
         return self.folder.architecture in CAUSAL_LM
+
+    def example_ids(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Repeatable token ids of `shape` that are not padding: 1, 2, 3, .. through the vocabulary."""
+        vocabulary = int(self.folder.config.get("vocab_size") or 2)
+        ids = torch.arange(1, 1 + math.prod(shape)) % vocabulary
+        if self.pad_token_id is not None:
+            ids[ids == self.pad_token_id] = (self.pad_token_id + 1) % vocabulary
+        return ids.reshape(shape).to(torch.int64)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if self.pad_token_id is None:

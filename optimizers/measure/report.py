@@ -23,6 +23,7 @@ from optimizers.measure.meters import EnergyCounter, energy_j_per_1000, peak_mem
 # Shares of `time_budget_s` per stage; MACs and parameter counts are single cheap passes.
 _LATENCY_SHARE, _EVAL_SHARE, _ENERGY_SHARE, _LANGUAGE_SHARE = 0.3, 0.25, 0.15, 0.5
 PROMPT_TOKENS, GENERATED_TOKENS, GENERATION_BATCH = 32, 16, 8
+LANGUAGE_MODEL, EMBEDDINGS = "language_model", "embeddings"  # measure_model's tasks
 MIN_ENERGY_LOOP_S = 1.0  # NVML's counter moves in steps of tens of milliseconds: shorter loops read noise
 
 
@@ -36,9 +37,12 @@ def reference_outputs(model: Any, example: torch.Tensor, splits: Any = None, *, 
 
 def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any = None,
                   reference: torch.Tensor | None = None, batch: int = 32, time_budget_s: float = 30.0,
-                  language_model: bool = False) -> dict[str, Any]:
-    """Size, weights, MACs, latency, throughput, memory, accuracy, fidelity and energy of one model; for a causal
-    language model (`language_model`: the job's original is one) also perplexity and generation speed."""
+                  task: str | None = None) -> dict[str, Any]:
+    """Size, weights, MACs, latency, throughput, memory, accuracy, fidelity and energy of one model.
+
+    `task` (what the job's original model is, which a saved result no longer says): LANGUAGE_MODEL adds perplexity
+    and generation speed; EMBEDDINGS leaves out top-1 agreement, which means nothing for an embedding's largest
+    coordinate (the mean cosine judges those)."""
     device = example.device
     params, nonzero = _parameter_counts(model)
     macs, macs_note = count_macs(model, example)
@@ -51,7 +55,9 @@ def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any =
     report.update(speed)
     report.update(_energy(model, largest_input, device, _ENERGY_SHARE * time_budget_s))
     report.update(_quality(model, example, splits, reference, _EVAL_SHARE * time_budget_s))
-    if language_model:
+    if task == EMBEDDINGS and report["agreement_top1"] is not None:
+        report["agreement_top1"] = None
+    if task == LANGUAGE_MODEL:
         report.update(language_figures(model, example, splits, _LANGUAGE_SHARE * time_budget_s))
     return report
 

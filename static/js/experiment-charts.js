@@ -25,10 +25,13 @@ window.SlimforgeCharts = (function () {
   const METRIC_GROUPS = [
     { key: "loss", title: "Loss", test: (m) => m.includes("loss"), log: true,
       yaxis: { title: { text: "loss" } } },
-    { key: "score", title: "Accuracy and agreement", test: (m) => /accuracy|agreement|fidelity|cosine/.test(m),
-      yaxis: { title: { text: "share of samples" }, tickformat: ".0%" } },
+    // A cosine is no share of samples, and its values sit near 1: ticks keep the digits that differ ("~" trims zeros).
+    { key: "cosine", title: "Cosine similarity", test: (m) => /cosine/.test(m),
+      yaxis: { title: { text: "mean cosine" }, tickformat: "~r" } },
+    { key: "score", title: "Accuracy and agreement", test: (m) => /accuracy|agreement|fidelity/.test(m),
+      yaxis: { title: { text: "share of samples" }, tickformat: "~%" } },
     { key: "ratio", title: "Pruning: sparsity and what is left of the original", test: (m) => /ratio|sparsity/.test(m),
-      yaxis: { title: { text: "share" }, tickformat: ".0%" } },
+      yaxis: { title: { text: "share" }, tickformat: "~%" } },
   ];
 
   function unitOf(name) {

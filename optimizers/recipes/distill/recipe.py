@@ -34,7 +34,8 @@ UPLOADED_STUDENT = ("an uploaded student is a state dict (safetensors) uploaded 
 
 
 def distill_applies(model: Any) -> tuple[bool, str]:
-    return True, "any model that runs can teach: it is only run forward (needs a dataset with labels)"
+    return True, ("any model that runs can teach: it is only run forward (needs a dataset; without labels the "
+                  "student learns from the teacher alone)")
 
 
 def student_applicability(model: Any) -> dict[str, dict[str, Any]]:

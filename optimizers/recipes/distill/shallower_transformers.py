@@ -37,7 +37,9 @@ def layer_count(model: TokenIdsModel) -> int:
 
 
 def shallower_copy(teacher: TokenIdsModel, width: float, depth: str) -> tuple[TokenIdsModel, None, list[str]]:
-    """(student in eval mode, None: it keeps the upload's kind of architecture, notes on what was kept)."""
+    """(student in eval mode, None: it keeps the upload's kind of architecture, notes on what was kept).
+
+    `width` is not applied (the config's student_width says so): a transformers student keeps the teacher's width."""
     count = layer_count(teacher)
     kept = every_other(count) if depth == HALF_DEPTH else list(range(count))
     student = copy.deepcopy(teacher)
@@ -52,9 +54,6 @@ def shallower_copy(teacher: TokenIdsModel, width: float, depth: str) -> tuple[To
     _set_layer_count(student, kept)
     notes = [f"the student keeps {len(kept)} of the teacher's {count} layers ({', '.join(map(str, kept))}), its "
              "embeddings and its head, and learns from the teacher's outputs (DistilBERT's start)"]
-    if width < 1.0:
-        notes.append(f"student_width {width:g} is not applied to transformers: the prune recipe removes attention "
-                     "heads and feed-forward neurons")
     return student.eval(), None, notes
 
 

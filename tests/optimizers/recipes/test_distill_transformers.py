@@ -52,7 +52,7 @@ def test_a_half_depth_decoder_renumbers_its_cache_layers_and_keeps_answering(tmp
     ids = torch.randint(0, 64, (2, 7))
     with torch.no_grad():
         assert student(ids).shape == (2, 7, 64)
-    same, _, notes = shallower_copy(teacher, 1.0, SAME_DEPTH)
+    same, _, _ = shallower_copy(teacher, 1.0, SAME_DEPTH)
     with torch.no_grad():
         assert torch.allclose(same(ids), teacher(ids))
 
