@@ -16,7 +16,7 @@ from tests.optimizers.measure.test_report import REPORT_KEYS
 WEB_INSPECT_KEYS = {"format", "params", "size_bytes", "input_shape", "input_dtype", "output_shape", "output_dtype",
                     "output_note", "latency_ms_p50", "latency_ms_p95", "threads", "recipes"}
 RATIO_KEYS = {"size", "params", "nonzero_params", "macs", "latency_p50_batch_1", "latency_p50_batch_32",
-              "throughput", "peak_memory", "energy"}
+              "throughput", "peak_memory", "energy", "perplexity", "time_to_first_token", "tokens_per_s_batch_1"}
 
 
 def job(**values) -> JobSpec:

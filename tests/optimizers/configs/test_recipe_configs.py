@@ -10,7 +10,8 @@ def field_of(error_info) -> str:
 
 
 def test_defaults_are_per_channel_dynamic_int8_without_a_budget():
-    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "layers": "auto",
+    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "group_size": 64,
+                                          "layers": "auto",
                                           "calibration_samples": 256, "budget_metric": "none", "budget_min": 0.99,
                                           "budget_samples": 256}
 
@@ -25,8 +26,8 @@ def test_unknown_setting_names_the_key_and_lists_allowed():
     with pytest.raises(ConfigError) as caught:
         QuantizeConfig.from_dict({"bits": 4})
     assert caught.value.field == "bits"
-    assert str(caught.value) == ("bits: unknown setting; allowed: variant, per_channel, layers, calibration_samples, "
-                                 "budget_metric, budget_min, budget_samples")
+    assert str(caught.value) == ("bits: unknown setting; allowed: variant, per_channel, group_size, layers, "
+                                 "calibration_samples, budget_metric, budget_min, budget_samples")
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", "true", None])
@@ -86,7 +87,7 @@ def test_config_error_is_a_value_error_for_callers_that_catch_those():
 
 def test_describe_fields_gives_forms_everything_they_need():
     described = {entry["name"]: entry for entry in RECIPE_CONFIGS["quantize"].describe_fields()}
-    assert list(described)[:3] == ["variant", "per_channel", "layers"]
+    assert list(described)[:4] == ["variant", "per_channel", "group_size", "layers"]
     assert described["per_channel"] == {
         "name": "per_channel",
         "type": "boolean",

@@ -176,4 +176,5 @@ def test_compare_reports_gives_after_over_before_and_none_when_unknown():
     assert compare_reports(before, after) == {
         "size": 0.25, "params": 1.0, "nonzero_params": 0.4, "macs": None, "latency_p50_batch_1": 0.5,
         "latency_p50_batch_32": None, "throughput": 2.0, "peak_memory": None, "energy": None,
+        "perplexity": None, "time_to_first_token": None, "tokens_per_s_batch_1": None,  # language models only
     }
