@@ -44,8 +44,9 @@ class QuantizeConfig(RecipeConfig):
         "One weight scale per output channel instead of one per layer: more accurate, "
         "a few bytes larger.",
     )
+    # Measured on SmolLM2-135M (bench/RESULTS.md, "Language models"): groups of 64 raised perplexity 26%, of 32 0.3%.
     group_size: int = setting(
-        64,
+        32,
         "weight_only_int4: weights that share one scale, along each row. Smaller groups are more accurate and "
         "a little larger.",
         choices=GROUP_SIZES,

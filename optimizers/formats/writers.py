@@ -37,6 +37,25 @@ def is_jit_quantized(model: Any) -> bool:
     return any(node.kind().startswith("quantized::") for node in model.inlined_graph.nodes())
 
 
+# aten's weight-only kernels (the weight_only_int8 / int4 quantize variants) have no ONNX form either; they sit
+# inside the scripted layers' branches, so every block is searched.
+_WEIGHT_ONLY_KERNELS = frozenset({"aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm_for_cpu"})
+
+
+def uses_weight_only_kernels(model: Any) -> bool:
+    if not is_torchscript(model):
+        return False
+    graph = model.inlined_graph  # held: its blocks are invalid once the graph is freed
+    return any(kind in _WEIGHT_ONLY_KERNELS for kind in _kinds(graph.block()))
+
+
+def _kinds(block: Any) -> Any:
+    for node in block.nodes():
+        yield node.kind()
+        for inner in node.blocks():
+            yield from _kinds(inner)
+
+
 def write_torchscript(model: Any, path: Path, example: torch.Tensor, program: "ProgramCache") -> list[str]:
     if is_onnx_model(model):
         raise CannotWrite("an ONNX model cannot be converted back to TorchScript")
@@ -74,6 +93,9 @@ def write_onnx(model: Any, path: Path, example: torch.Tensor, program: "ProgramC
     if is_jit_quantized(model):
         raise CannotWrite("a TorchScript-quantized module cannot be exported to ONNX (its quantized:: operators "
                           "have no ONNX form)")
+    if uses_weight_only_kernels(model):
+        raise CannotWrite("a weight-only int8 / int4 TorchScript module cannot be exported to ONNX (aten's "
+                          "weight-only kernels have no ONNX form)")
     if is_torchscript(model):
         # Only the TorchScript-based exporter reads ScriptModules; it is deprecated but still works in 2.13.
         with warnings.catch_warnings():

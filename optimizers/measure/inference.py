@@ -22,10 +22,11 @@ def count_parameters(module: nn.Module) -> int:
     Counted: parameters; int8 buffers (the weight-only int8 rewrite stores weights that way);
     for TorchScript, tensors frozen into the graph as constants (quantize_dynamic_jit freezes
     the model, turning parameters into constants) and the weights and biases inside packed
-    quantized Linear parameters, which are not parameters at all. Not counted: buffers that
-    hold statistics or scales (batch-norm running means, per-channel scales).
+    quantized Linear parameters, which are not parameters at all; int4 weights, stored two a byte in
+    uint8 buffers named `nibbles` (the weight-only int4 layers). Not counted: buffers that hold
+    statistics or scales (batch-norm running means, per-channel scales).
     """
-    return sum(tensor.numel() for tensor in weight_tensors(module))
+    return sum(tensor.numel() for tensor in weight_tensors(module)) + _int4_values(module)
 
 
 def count_nonzero_parameters(module: nn.Module) -> int:
@@ -34,7 +35,12 @@ def count_nonzero_parameters(module: nn.Module) -> int:
     for tensor in weight_tensors(module):
         # A quantized value is zero when it equals its zero point, which dequantize maps to exactly 0.
         total += int(torch.count_nonzero(tensor.dequantize() if tensor.is_quantized else tensor))
-    return total
+    return total + _int4_values(module)  # which nibble means zero depends on its group: counted as kept
+
+
+def _int4_values(module: nn.Module) -> int:
+    return sum(2 * buffer.numel() for name, buffer in module.named_buffers()
+               if name.rsplit(".", 1)[-1] == "nibbles" and buffer.dtype == torch.uint8)
 
 
 def weight_tensors(module: nn.Module) -> Iterator[torch.Tensor]:

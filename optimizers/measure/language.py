@@ -18,6 +18,9 @@ from optimizers.measure.inference import inference_context
 
 BATCH = 8  # blocks per forward pass: a [8, 256, 49152] float32 logits tensor is 400 MB
 PERPLEXITY_BUDGET_S = 120.0
+# TorchScript's executor profiles a module's first calls and optimizes it at the second: a second or more each for
+# a decoder, which would land in the timed loop. After that, new lengths run at full speed.
+WARMUP_CALLS = 3
 
 
 @dataclass
@@ -85,15 +88,16 @@ def generation_speed(model: Any, prompt_ids: torch.Tensor, new_tokens: int, batc
                      repeats: int = 3) -> GenerationSpeed:
     """Time to first token and greedy decoding speed at batch 1 and at `batch` (the prompt repeated).
 
-    No key-value cache (see the module's docstring): step k runs the model over prompt + k tokens. One warm-up
-    pass runs first (TorchScript optimizes a graph on its first calls); the time to first token is the best of
-    `repeats` prefills, and tokens per second count every sequence's new tokens over the whole loop.
+    No key-value cache (see the module's docstring): step k runs the model over prompt + k tokens. `WARMUP_CALLS`
+    passes run first at each batch size (TorchScript optimizes a graph on its first calls); the time to first token
+    is the best of `repeats` prefills, and tokens per second count every sequence's new tokens over the whole loop.
     """
     if new_tokens < 1 or batch < 1:
         raise ValueError("generation needs at least one new token and a batch of at least 1")
     prompt = prompt_ids.reshape(1, -1)
     with inference_context(model):
-        model(prompt)  # warm-up
+        for _ in range(WARMUP_CALLS):
+            model(prompt)
         first = []
         for _ in range(repeats):
             started = time.perf_counter()
@@ -101,7 +105,10 @@ def generation_speed(model: Any, prompt_ids: torch.Tensor, new_tokens: int, batc
             first.append(time.perf_counter() - started)
         speeds, continuation = {}, []
         for size in dict.fromkeys((1, batch)):
-            generated, seconds = _greedy(model, prompt.expand(size, -1).contiguous(), new_tokens)
+            prompts = prompt.expand(size, -1).contiguous()
+            for _ in range(WARMUP_CALLS if size > 1 else 0):
+                model(prompts)
+            generated, seconds = _greedy(model, prompts, new_tokens)
             speeds[size] = round(size * new_tokens / seconds, 3)
             if size == 1:
                 continuation = generated[0].tolist()

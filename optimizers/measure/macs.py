@@ -4,7 +4,8 @@ Torch models (eager, TorchScript, torch.export graph modules) are counted by run
 `FlopCounterMode`, which sees every ATen op, TorchScript's included; it counts 2 FLOPs per
 multiply-accumulate of matmul-like ops (linear, matmul, convolution, attention) and ignores
 element-wise ops, so MACs = FLOPs / 2. Dynamic int8 Linear layers (`quantized::linear_dynamic`)
-are not ATen ops; their formula below reads the layer's shape from its packed weights. ONNX
+are not ATen ops; their formula below reads the layer's shape from its packed weights. aten's weight-only int8
+and int4 matmuls (the weight-only variants' layers) have no formula in torch: theirs are below too. ONNX
 models run in onnxruntime, out of torch's sight, so their MACs come from the graph itself
 (see `optimizers.measure.onnx_macs`).
 """
@@ -47,6 +48,8 @@ def count_macs(model: Any, example: torch.Tensor) -> MacsResult:
 
 def _count_flops(model: Any, example: torch.Tensor) -> int:
     mapping = {getattr(torch.ops.quantized, name): _packed_linear_flops for name in _PACKED_LINEARS}
+    mapping[torch.ops.aten._weight_int8pack_mm] = _int8_weight_flops
+    mapping[torch.ops.aten._weight_int4pack_mm_for_cpu] = _int4_weight_flops
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with _without_importing_dynamo(), inference_context(model), counter:
         model(example)
@@ -78,6 +81,19 @@ def _packed_linear_flops(input_shape: torch.Size, packed_params: Any, *args: Any
     out_features, in_features = weight.shape
     rows = torch.Size(input_shape).numel() // in_features
     return 2 * rows * in_features * out_features
+
+
+def _int8_weight_flops(input_shape: torch.Size, weight_shape: torch.Size, *args: Any, **kwargs: Any) -> int:
+    """2 * rows * in * out for aten's weight-only int8 matmul: input [rows, in], int8 weight [out, in]."""
+    rows, in_features = input_shape
+    return 2 * rows * in_features * weight_shape[0]
+
+
+def _int4_weight_flops(input_shape: torch.Size, packed_shape: torch.Size, group_size: int,
+                       scales_and_zeros_shape: torch.Size, *args: Any, **kwargs: Any) -> int:
+    """2 * rows * in * out for aten's weight-only int4 matmul; out is read from its scales [in/group, out, 2]."""
+    rows, in_features = input_shape
+    return 2 * rows * in_features * scales_and_zeros_shape[1]
 
 
 def _uncounted_quantized_ops(model: Any) -> list[str]:

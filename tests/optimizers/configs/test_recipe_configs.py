@@ -10,7 +10,7 @@ def field_of(error_info) -> str:
 
 
 def test_defaults_are_per_channel_dynamic_int8_without_a_budget():
-    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "group_size": 64,
+    assert QuantizeConfig().to_dict() == {"variant": "dynamic_int8", "per_channel": True, "group_size": 32,
                                           "layers": "auto",
                                           "calibration_samples": 256, "budget_metric": "none", "budget_min": 0.99,
                                           "budget_samples": 256}
