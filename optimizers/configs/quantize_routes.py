@@ -46,7 +46,7 @@ _EXPORT_FX_STATIC = Route("export_fx_static", "torch.ao FX graph mode static int
 _ONNX_DYNAMIC = Route("onnx_dynamic", "onnxruntime.quantization quantize_dynamic (int8 weights)")
 # Transformers: what people reach for today is onnxruntime's quantize_dynamic on an ONNX export, with the
 # embedding tables int8 too; this route does that after onnxruntime's transformer fusions (attention, layer norm,
-# GELU), which its quantizer then runs as integer kernels (bench/transformers.py measures it against that anchor).
+# GELU), which its quantizer then runs as integer kernels (bench/transformers_int8.py measures it against that anchor).
 _TRANSFORMERS_DYNAMIC = Route("transformers_onnx_dynamic", "ONNX export, onnxruntime transformer fusions, "
                               "quantize_dynamic int8 (linear layers, attention and the embedding tables)",
                               saves_as="onnx")
