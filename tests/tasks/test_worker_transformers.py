@@ -120,3 +120,42 @@ def test_a_hostile_folder_is_refused_with_its_reason(celery_worker, alice_api, t
     bert_folder(tmp_path / "bert")
     model = _upload_model(alice_api, "evil.zip", _zipped(tmp_path / "bert", extra=extra, drop=drop))
     assert model["status"] == "failed" and reason in model["error"], model["error"]
+
+
+def test_a_decoder_quantized_weight_only_reports_perplexity_before_and_after(celery_worker, alice_api, tmp_path):
+    from tests.hf_folders import BPE_TEXTS, decoder_folder
+
+    original = decoder_folder(tmp_path / "llama", "llama", tokenizer_files="tokenizer.json")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted((tmp_path / "llama").iterdir()):
+            archive.write(file, file.name)
+    model = _upload_model(alice_api, "llama.zip", buffer.getvalue())
+    assert model["status"] == "ready" and model["info"]["hf"]["family"] == "llama", model["error"]
+    assert model["info"]["report"]["generation"]["tokens_per_s"]["batch_1"] > 0  # measured at inspection too
+    prose = SimpleUploadedFile("prose.txt", "\n".join(BPE_TEXTS * 10).encode())
+    created = alice_api.post("/api/datasets/", {
+        "name": "prose.txt", "kind": "text", "file": prose,
+        "options": json.dumps({"sequence_length": 16})}, format="multipart")
+    dataset = wait_until(lambda: _settled(alice_api, f"/api/datasets/{created.json()['id']}/"), timeout=90,
+                         what="the text dataset")
+    assert dataset["status"] == "ready", dataset["error"]
+    response = alice_api.post("/api/experiments/", {"model": model["id"], "dataset": dataset["id"],
+                                                    "recipe": "quantize", "config": {"variant": "weight_only_int8"}},
+                              format="json")
+    assert response.status_code == 201, response.content
+    url = f"/api/experiments/{response.json()['id']}/"
+    experiment = wait_until(lambda: _settled(alice_api, url, ("queued", "running")), timeout=300, what="quantize")
+    assert experiment["status"] == "succeeded", experiment["error"]
+    report = experiment["summary"]
+    before, after = report["before"]["perplexity"], report["after"]["perplexity"]
+    assert before > 1 and after == pytest.approx(before, rel=0.05), (before, after)
+    assert "blocks" in report["data"]["note"] and report["ratios"]["perplexity"] is not None
+    artifacts = {artifact["name"]: artifact for artifact in experiment["artifacts"]}
+    quantized = torch.jit.load(io.BytesIO(_download(alice_api, artifacts["model.pt"]["url"])))
+    ids = torch.arange(3, 24).reshape(1, -1)  # longer than the 16 tokens it was traced with
+    with torch.no_grad():
+        expected = original(input_ids=ids).logits
+        cosine = torch.nn.functional.cosine_similarity(quantized(ids).reshape(-1, expected.shape[-1]),
+                                                       expected.reshape(-1, expected.shape[-1]), dim=1)
+    assert cosine.min() > 0.99
