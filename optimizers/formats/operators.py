@@ -48,6 +48,9 @@ _PYTHON_CALLABLES = (
     torch.sym_not, torch.sym_int, torch.sym_float, torch.sym_ite, torch.sym_max, torch.sym_min, torch.sym_sqrt,
 )
 ALLOWED_CALLABLES = {f"{function.__module__}.{function.__name__}": function for function in _PYTHON_CALLABLES}
+# Operators whose own names are dunders (aten::__and__ combines masks in transformers' attention). Any other dunder
+# in a target is refused: getattr on one reaches Python's object internals instead of an operator.
+_DUNDER_OPERATORS = frozenset({"__and__", "__or__", "__xor__", "__lshift__", "__rshift__"})
 CONTROL_FLOW = frozenset({"cond", "while_loop", "map_impl", "scan"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _REFUSED_NAMES = sorted({name.split("::")[1] for name in REFUSED})
@@ -123,8 +126,9 @@ def serialized_target_refusal(target: Any) -> str | None:
     if target in ALLOWED_CALLABLES:
         return None
     parts = target.split(".")
-    if len(parts) in (4, 5) and parts[:2] == ["torch", "ops"] and all(map(_IDENTIFIER.match, parts)) and not any(
-            part.startswith("__") for part in parts):
+    dunders = [part for index, part in enumerate(parts) if part.startswith("__")
+               and not (index == 3 and part in _DUNDER_OPERATORS)]
+    if len(parts) in (4, 5) and parts[:2] == ["torch", "ops"] and all(map(_IDENTIFIER.match, parts)) and not dunders:
         if parts[2] == "higher_order":
             return None if parts[3] in CONTROL_FLOW and len(parts) == 4 else f"the higher-order operator {target}"
         return refusal(f"{parts[2]}::{parts[3]}")

@@ -174,3 +174,14 @@ def test_custom_classes_beyond_tensor_math_are_refused(tmp_path, where):
                            if name.endswith("data.pkl") else data)
     with pytest.raises(ModelFileError, match="a custom class of the namespace '(dist_rpc|profiler)'"):
         load_model(path)
+
+
+@pytest.mark.parametrize("target", ["torch.ops.aten.__and__.Tensor", "torch.ops.aten.__or__.Tensor"])
+def test_aten_operators_named_by_a_dunder_are_tensor_math(target):
+    assert operators.serialized_target_refusal(target) is None  # transformers combines attention masks with them
+
+
+@pytest.mark.parametrize("target", ["torch.ops.aten.__class__.__init__", "torch.ops.__dict__.x.y",
+                                    "torch.ops.aten.add.__call__", "torch.ops.aten.__getattribute__.x"])
+def test_any_other_dunder_in_a_target_is_refused(target):
+    assert "which is not an operator" in operators.serialized_target_refusal(target)
