@@ -42,6 +42,18 @@ def log_in(page, web_server: str) -> None:
     page.wait_for_url(f"{web_server}/models/")
 
 
+def upload_token_model(page, web_server: str, path: Path, name: str, input_shape: str) -> None:
+    """Upload a model that takes token ids through the models page's form and wait for it to be ready."""
+    page.goto(f"{web_server}/models/")
+    page.set_input_files("input[name=file]", str(path))
+    page.fill("input[name=name]", name)
+    page.fill("#upload-input-shape", input_shape)
+    page.select_option("#upload-input-dtype", "int64")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(f"{web_server}/models/*/")
+    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+
+
 def save_screenshot(page, name: str, fallback_dir: Path) -> Path:
     """A full-page screenshot into $SLIMFORGE_SCREENSHOTS_DIR when set (`make screenshots`: the README's images),
     else into `fallback_dir` (the test's tmp_path)."""

@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from tests.browser import log_in, save_screenshot
+from tests.browser import log_in, save_screenshot, upload_token_model
 from tests.modelfiles import linear_model, linear_torchscript_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -102,13 +102,7 @@ def test_a_hugging_face_folder_upload_shows_its_family(web_server, celery_worker
             archive.write(file, f"bert/{file.name}")
     page = browser_page
     log_in(page, web_server)
-    page.set_input_files("input[name=file]", str(tmp_path / "bert.zip"))
-    page.fill("input[name=name]", "tiny-bert")
-    page.fill("#upload-input-shape", "1,16")
-    page.select_option("#upload-input-dtype", "int64")
-    page.click("#upload-form button[type=submit]")
-    page.wait_for_url(f"{web_server}/models/*/")
-    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+    upload_token_model(page, web_server, tmp_path / "bert.zip", "tiny-bert", "1,16")
     facts = page.text_content("table.facts")
     assert "Hugging Face folder" in facts and "bert · BertModel" in facts and "2 · 32 · 100 tokens" in facts
     assert "[1, 16] int64" in facts and "[1, 16, 32]" in facts

@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from tests.browser import log_in, save_screenshot
+from tests.browser import log_in, save_screenshot, upload_token_model
 from tests.hf_folders import bert_folder, zip_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,14 +30,7 @@ def test_a_bert_folder_distils_on_text_from_the_forms(web_server, celery_worker,
     save_screenshot(page, "dataset-text.png", tmp_path)
 
     bert_folder(tmp_path / "bert")
-    page.goto(f"{web_server}/models/")
-    page.set_input_files("input[name=file]", str(zip_folder(tmp_path / "bert", tmp_path / "bert.zip")))
-    page.fill("input[name=name]", "tiny-bert")
-    page.fill("#upload-input-shape", "1,16")
-    page.select_option("#upload-input-dtype", "int64")
-    page.click("#upload-form button[type=submit]")
-    page.wait_for_url(f"{web_server}/models/*/")
-    page.wait_for_selector("#model-status:text('ready')", timeout=90_000)
+    upload_token_model(page, web_server, zip_folder(tmp_path / "bert", tmp_path / "bert.zip"), "tiny-bert", "1,16")
     save_screenshot(page, "model-hf-recipes.png", tmp_path)
 
     page.select_option("#recipe", "distill")
