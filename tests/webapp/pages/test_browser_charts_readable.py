@@ -85,7 +85,7 @@ def _readable(page, web_server: str, experiment, tmp_path) -> None:
                                                       "prune/val_loss"}
     assert set(_metas(page, "metric-score-chart")) == {"prune/val_accuracy", "prune/train_accuracy"}
     assert set(_metas(page, "metric-ratio-chart")) == {"prune/params_ratio", "prune/macs_ratio", "prune/sparsity"}
-    assert page.evaluate("() => document.getElementById('metric-score-chart').layout.yaxis.tickformat") == ".0%"
+    assert page.evaluate("() => document.getElementById('metric-score-chart').layout.yaxis.tickformat") == "~%"
     ticks = page.locator("#metric-score-chart .ytick text").all_text_contents()
     assert ticks and all(t.endswith("%") for t in ticks), ticks
 
