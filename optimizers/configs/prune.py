@@ -1,7 +1,8 @@
 """Settings of the prune recipe (standard library only: the web validates forms with it).
 
 Every method fine-tunes on the dataset (the fields inherited from `FineTuneSettings`), so a prune
-experiment needs a labelled dataset: `needs_dataset` says so before anything is queued.
+experiment needs a dataset: `needs_dataset` says so before anything is queued. It needs labels unless structured
+pruning fine-tunes on the original's outputs (`fine_tune_on`), which any samples give.
 """
 import dataclasses
 from typing import ClassVar
@@ -12,7 +13,10 @@ from optimizers.errors import ConfigError
 
 UNSTRUCTURED, STRUCTURED, SEMI_STRUCTURED = "unstructured", "structured", "semi_structured_2_4"
 METHODS = (UNSTRUCTURED, STRUCTURED, SEMI_STRUCTURED)
-IMPORTANCES = ("magnitude", "taylor")
+ACTIVATION = "activation"
+IMPORTANCES = ("magnitude", "taylor", ACTIVATION)
+LABELS, ORIGINAL_OUTPUTS = "labels", "original_outputs"
+FINE_TUNE_TARGETS = (LABELS, ORIGINAL_OUTPUTS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +56,20 @@ class PruneConfig(RecipeConfig, FineTuneSettings):
     importance: str = setting(
         "magnitude", "structured: how channels are ranked before the weakest are removed. magnitude: the L2 norm "
         "of each channel's weights (no data needed). taylor: the first-order estimate of the loss change if "
-        "the channel went, from gradients on a few training batches (often more accurate, a little slower).",
+        "the channel went, from gradients on a few training batches (often more accurate, a little slower). "
+        "activation (transformers models only): each attention head's and feed-forward neuron's mean contribution "
+        "to its layer's output on a few training batches; no gradients, so it suits fine-tuning on the original's "
+        "outputs, whose loss has no gradient before anything is removed.",
         choices=IMPORTANCES)
     ignore_classifier: bool = setting(
         True, "Leave the final classifier (the last Linear layer) dense: it decides between the classes and "
         "suffers most from pruning. Structured pruning never removes its outputs (the classes) either way.")
+    fine_tune_on: str = setting(
+        LABELS, "What fine-tuning learns from. labels: the dataset's labels (cross-entropy), judged by validation "
+        "accuracy. original_outputs (structured only): the unpruned model's own outputs on the same samples "
+        "(1 - cosine similarity, per token for a transformers encoder), judged by the mean cosine on the validation "
+        "split; no labels needed, so plain sentences fine-tune a sentence-embedding model.",
+        choices=FINE_TUNE_TARGETS)
     min_speedup: float = setting(
         1.1, "semi_structured_2_4: a Linear layer is made 2:4 sparse only if its sparse matmul measured at least "
         "this many times faster than dense on this GPU; if none is, the job is refused with the timings.",
@@ -66,9 +79,15 @@ class PruneConfig(RecipeConfig, FineTuneSettings):
         if self.method == STRUCTURED and self.target_macs_ratio >= 1.0 and self.target_params_ratio >= 1.0:
             raise ConfigError("target_macs_ratio", "structured pruning needs a target below 1: set "
                                                    "target_macs_ratio or target_params_ratio")
+        if self.fine_tune_on == ORIGINAL_OUTPUTS and self.method != STRUCTURED:
+            raise ConfigError("fine_tune_on", f"fine-tuning on the original's outputs is built for structured "
+                                              f"pruning; {self.method} fine-tunes on labels")
 
     def needs_labels(self) -> bool:
-        return True  # every method fine-tunes on labelled samples
+        return self.fine_tune_on == LABELS
 
     def needs_dataset(self) -> str | None:
+        if self.fine_tune_on == ORIGINAL_OUTPUTS:
+            return ("pruning fine-tunes the model to match the original's outputs on a dataset's samples (its train "
+                    "and validation splits; labels are not needed)")
         return "pruning fine-tunes the model on a labelled dataset (its train and validation splits)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from optimizers.errors import RecipeError, first_line
+from optimizers.errors import ModelFileError, RecipeError, first_line
 from optimizers.formats import writers
 from optimizers.formats.hf_folder import HF, TokenIdsModel
 from optimizers.formats.model_io import EXPORT, FORMATS, ONNX, SAFETENSORS, TORCHSCRIPT, extension, load_model
@@ -108,7 +108,10 @@ def _check_round_trip(fmt: str, path: Path, example: torch.Tensor, reference: li
                       architecture: dict | None) -> None:
     """Load what was written the way an upload is loaded, and insist on the same outputs."""
     label = LABELS[fmt]
-    loaded, detected = load_model(path, architecture)
+    try:
+        loaded, detected = load_model(path, architecture)
+    except ModelFileError as error:  # a Hugging Face folder whose config no longer describes the weights
+        raise CannotWrite(f"the written {label} does not load back: {first_line(error)}") from error
     if detected != fmt:
         raise CannotWrite(f"the written {label} file reads back as {LABELS[detected]}")
     outputs = _outputs(loaded, example)

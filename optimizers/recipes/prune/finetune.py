@@ -14,6 +14,7 @@ from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.recipes.prune.layers import Masks, apply_masks
+from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.loop import fit
 
@@ -42,8 +43,10 @@ def recipe_example(model: nn.Module, data: DataSplits, example: torch.Tensor | N
 
 def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: PruneConfig,
              report: ScheduleReporter, *, epochs: int, stage: str, masks: Masks | None = None,
-             weights: dict | None = None, checkpoint_dir: str | None = None) -> dict | None:
-    """Train `model` in place for `epochs`, re-applying `masks` to `weights` after every optimizer step.
+             weights: dict | None = None, checkpoint_dir: str | None = None,
+             objective: Objective = LABELS_OBJECTIVE) -> dict | None:
+    """Train `model` in place for `epochs`, re-applying `masks` to `weights` after every optimizer step;
+    `objective` says what it learns from (the labels unless told otherwise).
 
     Returns the data-parallel figures (TrainOutcome.distributed) when it trained on several replicas; the first
     fine-tuning of a job measures the scaling at 1..ranks replicas, the later ones reuse it.
@@ -55,7 +58,8 @@ def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: 
     # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights.
     after_step = (lambda step: apply_masks(weights, masks)) if masks else None
     outcome = fit(model, data, tuple(example.shape), settings, report, checkpoint_dir=checkpoint_dir, stage=stage,
-                  after_step=after_step, step_offset=report.steps, measure_ranks=report.steps == 0)
+                  after_step=after_step, step_offset=report.steps, measure_ranks=report.steps == 0,
+                  loss_fn=objective.loss_fn, evaluate_fn=objective.evaluate_fn, score_name=objective.score_name)
     report.steps = outcome.steps
     if masks:
         apply_masks(weights, masks)  # whatever epoch fit kept, its zeros are where the masks say

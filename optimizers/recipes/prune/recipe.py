@@ -10,12 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from optimizers.configs.prune import SEMI_STRUCTURED, STRUCTURED, UNSTRUCTURED, PruneConfig
+from optimizers.configs.prune import ORIGINAL_OUTPUTS, SEMI_STRUCTURED, STRUCTURED, UNSTRUCTURED, PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.formats.sparse_state_dict import dense_size, encode_state_dict
 from optimizers.recipes.prune.finetune import recipe_example, require_labels
 from optimizers.recipes.prune.layers import weight_layers
+from optimizers.recipes.prune.objective import objective_for
 from optimizers.recipes.prune.semi_structured import prune_semi_structured, semi_structured_applies
 from optimizers.recipes.prune.structured import prune_structured, structured_applies
 from optimizers.recipes.prune.unstructured import prune_unstructured
@@ -23,7 +24,10 @@ from optimizers.registry import RecipeResult, register
 from optimizers.reporters import Reporter
 
 SPARSE_FILE = "model.sparse.zip"
-NEEDS_DATASET = "needs a dataset with labels to fine-tune on"
+NEEDS_DATASET = ("needs a dataset to fine-tune on: with labels, unless structured pruning fine-tunes on the "
+                 "original's outputs")
+NEEDS_SAMPLES = ("pruning fine-tunes the model to match the original's outputs on a dataset's samples; choose one "
+                 "for this experiment")
 
 
 def unstructured_applies(model: nn.Module) -> tuple[bool, str]:
@@ -74,9 +78,16 @@ def prune(model: nn.Module, data: DataSplits | None, config: PruneConfig, report
     applicable, reason = check(model)
     if not applicable:
         raise RecipeError(f"{config.method} pruning does not apply to this model: {reason}")
-    data = require_labels(data)
-    example = recipe_example(model, data, example)
-    result = run(model, data, config, report, example=example, checkpoint_dir=checkpoint_dir)
+    if config.fine_tune_on == ORIGINAL_OUTPUTS:  # the original's outputs are the targets: any samples will do
+        if data is None:
+            raise RecipeError(NEEDS_SAMPLES)
+        example = recipe_example(model, data, example)
+        result = run(model, data, config, report, example=example, checkpoint_dir=checkpoint_dir,
+                     objective=objective_for(config, model, data, example))
+    else:
+        data = require_labels(data)
+        example = recipe_example(model, data, example)
+        result = run(model, data, config, report, example=example, checkpoint_dir=checkpoint_dir)
     if config.method != STRUCTURED:
         attach_sparse_file(result)
     return result

@@ -12,12 +12,14 @@ import torch_pruning as tp
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from optimizers.configs.prune import PruneConfig
+from optimizers.configs.prune import ACTIVATION, PruneConfig
 from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
 from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
+from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective
+from optimizers.recipes.prune.transformers_structured import prune_transformers, transformers_structured_applies
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.replicated import distributed_extras
@@ -31,9 +33,9 @@ _KEPT_TYPES = (nn.MultiheadAttention, nn.Embedding)
 
 def structured_applies(model: nn.Module) -> tuple[bool, str]:
     if isinstance(model, TokenIdsModel):
-        # Channel removal would cut query, key and value widths apart from the heads they form.
-        return False, ("removing attention heads and feed-forward neurons of transformers is not built yet; "
-                       "unstructured pruning applies, and distill's thinner_copy makes a shallower student")
+        # Channel removal would cut query, key and value widths apart from the heads they form: heads and
+        # feed-forward neurons are removed by the model's own parts instead.
+        return transformers_structured_applies(model)
     if isinstance(model, torch.jit.ScriptModule | fx.GraphModule):
         return False, ("removing channels rewrites the layers' shapes, which needs the model's Python modules: "
                        "upload a state dict (safetensors) with its architecture")
@@ -43,10 +45,18 @@ def structured_applies(model: nn.Module) -> tuple[bool, str]:
 
 
 def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, report: Reporter, *,
-                     example: torch.Tensor, checkpoint_dir: str | None = None) -> RecipeResult:
+                     example: torch.Tensor, checkpoint_dir: str | None = None,
+                     objective: Objective = LABELS_OBJECTIVE) -> RecipeResult:
+    """`objective`: what fine-tuning learns from (labels, or the original's outputs) and how it is judged."""
+    if isinstance(model, TokenIdsModel):
+        return prune_transformers(model, data, config, report, example=example, checkpoint_dir=checkpoint_dir,
+                                  objective=objective)
     applicable, reason = structured_applies(model)
     if not applicable:
         raise RecipeError(f"structured pruning does not apply: {reason}")
+    if config.importance == ACTIVATION:
+        raise RecipeError("the activation importance is built for transformers models (Hugging Face folders); "
+                          "choose magnitude or taylor")
     pruned = private_copy(model).cpu().eval()
     before = _macs_and_params(pruned, example)
     channels_before = _out_channels(pruned)
@@ -63,12 +73,12 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
         schedule.progress(0, 1, "prune")
         goal = (1 - agp_sparsity(step, steps, 1 - config.target_macs_ratio),
                 1 - agp_sparsity(step, steps, 1 - config.target_params_ratio))
-        reached = _prune_until(pruner, pruned, example, before, goal, data, config)
+        reached = _prune_until(pruner, pruned, example, before, goal, data, config, objective)
         report.metric("prune/macs_ratio", schedule.steps, reached[0])
         report.metric("prune/params_ratio", schedule.steps, reached[1])
         report.log(f"step {step}/{steps}: {reached[0]:.1%} of the MACs and {reached[1]:.1%} of the parameters left")
         trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune",
-                                checkpoint_dir=step_checkpoints(checkpoint_dir, step)))
+                                checkpoint_dir=step_checkpoints(checkpoint_dir, step), objective=objective))
         schedule.next_slice()
     pruned.eval()
     result = _result(pruned, example, config, before, channels_before)
@@ -77,11 +87,11 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
 
 
 def _prune_until(pruner, model: nn.Module, example: torch.Tensor, before: tuple[int, int], goal: tuple[float, float],
-                 data: DataSplits, config: PruneConfig) -> tuple[float, float]:
+                 data: DataSplits, config: PruneConfig, objective: Objective) -> tuple[float, float]:
     """Prune in small increments until MACs and parameters are at most `goal` x the original's."""
     model.eval()
     if config.importance == "taylor":
-        _accumulate_gradients(model, data, example)
+        _accumulate_gradients(model, data, example, objective)
     ratios = _ratios(_macs_and_params(model, example), before)
     while (ratios[0] > goal[0] or ratios[1] > goal[1]) and pruner.current_step < pruner.iterative_steps:
         pruner.step()
@@ -90,12 +100,13 @@ def _prune_until(pruner, model: nn.Module, example: torch.Tensor, before: tuple[
     return ratios
 
 
-def _accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Tensor) -> None:
+def _accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Tensor, objective: Objective) -> None:
     """Loss gradients on a fixed set of training samples, for the taylor criterion (|weight x gradient|)."""
     model.zero_grad(set_to_none=True)
     for start in range(0, min(TAYLOR_SAMPLES, len(data.train_x)), 64):
         inputs = fit_to_input(data.train_x[start:start + 64], tuple(example.shape), data.input_dtype)
-        nn.functional.cross_entropy(model(inputs), data.train_y[start:start + 64]).backward()
+        labels = data.train_y[start:start + 64] if data.train_y is not None else None
+        objective.gradient_loss(model, inputs, labels).backward()
 
 
 def _importance(config: PruneConfig):
