@@ -97,3 +97,14 @@ def cosine_sum(outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor
     if pad is not None and not inputs.is_floating_point() and tuple(inputs.shape) == tuple(cosines.shape):
         weights = (inputs != pad).to(cosines.dtype)
     return (cosines * weights).sum(), weights.sum().clamp(min=1.0)
+
+
+def accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Tensor, objective: "Objective", *,
+                         samples: int, batch: int) -> None:
+    """The loss's gradients on the first `samples` training samples, in batches, for the taylor criterion
+    (|weight x gradient|): left in the parameters' .grad."""
+    model.zero_grad(set_to_none=True)
+    for start in range(0, min(samples, len(data.train_x)), batch):
+        inputs = fit_to_input(data.train_x[start:start + batch], tuple(example.shape), data.input_dtype)
+        labels = data.train_y[start:start + batch] if data.train_y is not None else None
+        objective.gradient_loss(model, inputs, labels).backward()

@@ -13,12 +13,12 @@ from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from optimizers.configs.prune import ACTIVATION, PruneConfig
-from optimizers.data.splits import DataSplits, fit_to_input
+from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
-from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective
+from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, accumulate_gradients
 from optimizers.recipes.prune.transformers_structured import prune_transformers, transformers_structured_applies
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
@@ -91,22 +91,13 @@ def _prune_until(pruner, model: nn.Module, example: torch.Tensor, before: tuple[
     """Prune in small increments until MACs and parameters are at most `goal` x the original's."""
     model.eval()
     if config.importance == "taylor":
-        _accumulate_gradients(model, data, example, objective)
+        accumulate_gradients(model, data, example, objective, samples=TAYLOR_SAMPLES, batch=64)
     ratios = _ratios(_macs_and_params(model, example), before)
     while (ratios[0] > goal[0] or ratios[1] > goal[1]) and pruner.current_step < pruner.iterative_steps:
         pruner.step()
         ratios = _ratios(_macs_and_params(model, example), before)
     model.zero_grad(set_to_none=True)
     return ratios
-
-
-def _accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Tensor, objective: Objective) -> None:
-    """Loss gradients on a fixed set of training samples, for the taylor criterion (|weight x gradient|)."""
-    model.zero_grad(set_to_none=True)
-    for start in range(0, min(TAYLOR_SAMPLES, len(data.train_x)), 64):
-        inputs = fit_to_input(data.train_x[start:start + 64], tuple(example.shape), data.input_dtype)
-        labels = data.train_y[start:start + 64] if data.train_y is not None else None
-        objective.gradient_loss(model, inputs, labels).backward()
 
 
 def _importance(config: PruneConfig):

@@ -32,7 +32,7 @@ from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.distill.shallower_transformers import layer_stack
 from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
 from optimizers.recipes.prune.layers import agp_sparsity, private_copy
-from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, cosine_sum
+from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, accumulate_gradients, cosine_sum
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.replicated import distributed_extras
@@ -265,7 +265,7 @@ def _prune_until(model: TokenIdsModel, level: int, goal: tuple[float, float], be
         scores = _contributions(model, data, example)
     else:
         if config.importance == "taylor":
-            _accumulate_gradients(model, data, example, objective)
+            accumulate_gradients(model, data, example, objective, samples=TAYLOR_SAMPLES, batch=32)
         scores = [_scores(layer, config.importance == "taylor") for layer in _layers(model)]
         model.zero_grad(set_to_none=True)
 
@@ -302,15 +302,6 @@ def _kept(counts_before: list[tuple[int, int]], level: int) -> list[tuple[int, i
     return [(max(1, heads - math.floor(min(1.0, HEAD_SHARE * share) * heads + 1e-9)) if heads else 0,
              max(math.ceil((1 - MAX_NEURON_SHARE) * neurons), neurons - round(share * neurons)))
             for heads, neurons in counts_before]
-
-
-def _accumulate_gradients(model: nn.Module, data: DataSplits, example: torch.Tensor, objective: Objective) -> None:
-    """The fine-tuning loss's gradients on a fixed set of training samples, for the taylor criterion."""
-    model.zero_grad(set_to_none=True)
-    for start in range(0, min(TAYLOR_SAMPLES, len(data.train_x)), 32):
-        inputs = fit_to_input(data.train_x[start:start + 32], tuple(example.shape), data.input_dtype)
-        labels = data.train_y[start:start + 32] if data.train_y is not None else None
-        objective.gradient_loss(model, inputs, labels).backward()
 
 
 @torch.no_grad()
