@@ -13,7 +13,7 @@ from torch import nn
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import Cancelled, RecipeError, first_line
-from optimizers.recipes.prune.layers import Masks, apply_masks
+from optimizers.recipes.prune.layers import Masks, agp_sparsity, apply_masks
 from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective
 from optimizers.reporters import Reporter, ScheduleReporter
 from optimizers.training.loop import fit
@@ -76,3 +76,30 @@ def step_checkpoints(checkpoint_dir: str | None, step: int) -> str | None:
 def stop_if_cancelled(report: Reporter) -> None:
     if report.cancelled():
         raise Cancelled()
+
+
+def agp_schedule(config: PruneConfig, report: Reporter) -> tuple[ScheduleReporter, list[int]]:
+    """The gradual schedule of every method: its reporter (each step a slice of the progress bar, weighted by its
+    fine-tuning epochs) and the epochs after each step (`epochs_per_step`, then `epochs` after the last)."""
+    epochs = [config.epochs_per_step] * (config.agp_steps - 1) + [config.epochs]
+    return ScheduleReporter(report, [max(count, 0.2) for count in epochs]), epochs
+
+
+def begin_step(schedule: ScheduleReporter, report: Reporter, step: int, steps: int) -> None:
+    stop_if_cancelled(report)
+    schedule.stage(f"prune step {step}/{steps}")
+    schedule.progress(0, 1, "prune")
+
+
+def structured_goal(config: PruneConfig, step: int) -> tuple[float, float]:
+    """The MACs and parameter ratios at most left after `step` of the structured methods' AGP schedule."""
+    steps = config.agp_steps
+    return (1 - agp_sparsity(step, steps, 1 - config.target_macs_ratio),
+            1 - agp_sparsity(step, steps, 1 - config.target_params_ratio))
+
+
+def report_reached(report: Reporter, schedule: ScheduleReporter, step: int, steps: int,
+                   reached: tuple[float, float]) -> None:
+    report.metric("prune/macs_ratio", schedule.steps, reached[0])
+    report.metric("prune/params_ratio", schedule.steps, reached[1])
+    report.log(f"step {step}/{steps}: {reached[0]:.1%} of the MACs and {reached[1]:.1%} of the parameters left")

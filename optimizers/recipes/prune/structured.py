@@ -16,12 +16,19 @@ from optimizers.configs.prune import ACTIVATION, PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
 from optimizers.formats.hf_folder import TokenIdsModel
-from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
-from optimizers.recipes.prune.layers import agp_sparsity, private_copy
+from optimizers.recipes.prune.finetune import (
+    agp_schedule,
+    begin_step,
+    finetune,
+    report_reached,
+    step_checkpoints,
+    structured_goal,
+)
+from optimizers.recipes.prune.layers import private_copy
 from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, accumulate_gradients
 from optimizers.recipes.prune.transformers_structured import prune_transformers, transformers_structured_applies
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.reporters import Reporter
 from optimizers.training.replicated import distributed_extras
 
 INCREMENTS = 200  # each pruner step removes 1/INCREMENTS of every layer's channels: targets are met closely
@@ -64,19 +71,13 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
         pruned, example, importance=_importance(config), pruning_ratio=1.0, max_pruning_ratio=MAX_CHANNEL_SHARE,
         iterative_steps=INCREMENTS, ignored_layers=_kept_layers(pruned), global_pruning=False)
     steps = config.agp_steps
-    epochs = [config.epochs_per_step] * (steps - 1) + [config.epochs]
-    schedule = ScheduleReporter(report, [max(count, 0.2) for count in epochs])
+    schedule, epochs = agp_schedule(config, report)
     trained: list[dict | None] = []
     for step in range(1, steps + 1):
-        stop_if_cancelled(report)
-        schedule.stage(f"prune step {step}/{steps}")
-        schedule.progress(0, 1, "prune")
-        goal = (1 - agp_sparsity(step, steps, 1 - config.target_macs_ratio),
-                1 - agp_sparsity(step, steps, 1 - config.target_params_ratio))
-        reached = _prune_until(pruner, pruned, example, before, goal, data, config, objective)
-        report.metric("prune/macs_ratio", schedule.steps, reached[0])
-        report.metric("prune/params_ratio", schedule.steps, reached[1])
-        report.log(f"step {step}/{steps}: {reached[0]:.1%} of the MACs and {reached[1]:.1%} of the parameters left")
+        begin_step(schedule, report, step, steps)
+        reached = _prune_until(pruner, pruned, example, before, structured_goal(config, step), data, config,
+                               objective)
+        report_reached(report, schedule, step, steps, reached)
         trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1], stage="fine-tune",
                                 checkpoint_dir=step_checkpoints(checkpoint_dir, step), objective=objective))
         schedule.next_slice()

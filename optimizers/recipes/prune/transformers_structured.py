@@ -30,11 +30,18 @@ from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
 from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.distill.shallower_transformers import layer_stack
-from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
-from optimizers.recipes.prune.layers import agp_sparsity, private_copy
+from optimizers.recipes.prune.finetune import (
+    agp_schedule,
+    begin_step,
+    finetune,
+    report_reached,
+    step_checkpoints,
+    structured_goal,
+)
+from optimizers.recipes.prune.layers import private_copy
 from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, accumulate_gradients, cosine_sum
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.reporters import Reporter
 from optimizers.training.replicated import distributed_extras
 
 INCREMENTS = 200  # the share of every layer's units removed moves in steps of 1/INCREMENTS: targets are met closely
@@ -135,21 +142,15 @@ def prune_transformers(model: TokenIdsModel, data: DataSplits, config: PruneConf
     counts_before = _counts(_layers(pruned))
     before = _macs_and_params(pruned, example)
     steps = config.agp_steps
-    epochs = [config.epochs_per_step] * (steps - 1) + [config.epochs]
-    schedule = ScheduleReporter(report, [max(count, 0.2) for count in epochs])
+    schedule, epochs = agp_schedule(config, report)
     trained: list[dict | None] = []
     judged: list[dict] = []  # per step, with an objective that judges without labels: its score pruned, fine-tuned
     level = 0
     for step in range(1, steps + 1):
-        stop_if_cancelled(report)
-        schedule.stage(f"prune step {step}/{steps}")
-        schedule.progress(0, 1, "prune")
-        goal = (1 - agp_sparsity(step, steps, 1 - config.target_macs_ratio),
-                1 - agp_sparsity(step, steps, 1 - config.target_params_ratio))
-        level, reached = _prune_until(pruned, level, goal, before, counts_before, example, data, config, objective)
-        report.metric("prune/macs_ratio", schedule.steps, reached[0])
-        report.metric("prune/params_ratio", schedule.steps, reached[1])
-        report.log(f"step {step}/{steps}: {reached[0]:.1%} of the MACs and {reached[1]:.1%} of the parameters left")
+        begin_step(schedule, report, step, steps)
+        level, reached = _prune_until(pruned, level, structured_goal(config, step), before, counts_before, example,
+                                      data, config, objective)
+        report_reached(report, schedule, step, steps, reached)
         scored = _score(pruned, objective)
         with _embeddings_frozen(pruned), _every_layer_matched(model, pruned, objective) as learnt:
             trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1],

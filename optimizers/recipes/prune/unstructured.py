@@ -11,7 +11,12 @@ from torch import nn
 from optimizers.configs.prune import PruneConfig
 from optimizers.data.splits import DataSplits
 from optimizers.errors import RecipeError
-from optimizers.recipes.prune.finetune import finetune, step_checkpoints, stop_if_cancelled
+from optimizers.recipes.prune.finetune import (
+    agp_schedule,
+    begin_step,
+    finetune,
+    step_checkpoints,
+)
 from optimizers.recipes.prune.layers import (
     agp_sparsity,
     apply_masks,
@@ -21,7 +26,7 @@ from optimizers.recipes.prune.layers import (
     sparsity,
 )
 from optimizers.registry import RecipeResult
-from optimizers.reporters import Reporter, ScheduleReporter
+from optimizers.reporters import Reporter
 from optimizers.training.replicated import distributed_extras
 
 
@@ -33,14 +38,11 @@ def prune_unstructured(model: nn.Module, data: DataSplits, config: PruneConfig, 
         raise RecipeError("nothing to prune: the model has no Linear or convolution weights"
                           + (" besides its classifier" if config.ignore_classifier else ""))
     steps = config.agp_steps
-    epochs = [config.epochs_per_step] * (steps - 1) + [config.epochs]
-    schedule = ScheduleReporter(report, [max(count, 0.2) for count in epochs])
+    schedule, epochs = agp_schedule(config, report)
     masks = None
     trained: list[dict | None] = []
     for step in range(1, steps + 1):
-        stop_if_cancelled(report)
-        schedule.stage(f"prune step {step}/{steps}")
-        schedule.progress(0, 1, "prune")
+        begin_step(schedule, report, step, steps)
         masks = global_magnitude_masks(weights, agp_sparsity(step, steps, config.target_sparsity), masks)
         apply_masks(weights, masks)
         reached = sparsity(weights)
