@@ -18,10 +18,17 @@ def score_name(loss: str) -> str:
     return "agreement" if loss == SOFT_TARGETS else "cosine"
 
 
-def teacher_judge(teacher: Any, data: DataSplits, example: torch.Tensor, loss: str, loss_fn: LossFn) -> EvaluateFn:
+def validation_targets(teacher: Any, data: DataSplits, example: torch.Tensor
+                       ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The validation split in batches fitted to the model's input, and the teacher's outputs on each, computed
+    once: the teacher never changes."""
     batches = [fit_to_input(data.val_x[start:start + BATCH], tuple(example.shape), data.input_dtype)
                for start in range(0, len(data.val_x), BATCH)]
-    targets = [teacher_logits(teacher, inputs) for inputs in batches]  # once: the teacher never changes
+    return batches, [teacher_logits(teacher, inputs) for inputs in batches]
+
+
+def teacher_judge(teacher: Any, data: DataSplits, example: torch.Tensor, loss: str, loss_fn: LossFn) -> EvaluateFn:
+    batches, targets = validation_targets(teacher, data, example)
 
     @torch.no_grad()
     def judge(student) -> tuple[float, float]:

@@ -15,11 +15,10 @@ from torch.nn import functional as F
 
 from optimizers.configs.prune import ORIGINAL_OUTPUTS, PruneConfig
 from optimizers.data.splits import DataSplits, fit_to_input
+from optimizers.recipes.distill.judge import validation_targets
 from optimizers.recipes.distill.loss import teacher_logits
 from optimizers.training.loop import EvaluateFn, LossFn
 from optimizers.training.modes import set_training
-
-BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -61,9 +60,7 @@ def matching_loss(original: Any) -> LossFn:
 def cosine_judge(original: Any, data: DataSplits, example: torch.Tensor) -> EvaluateFn:
     """evaluate_fn: (1 - mean cosine, mean cosine) to the original's outputs on the validation split."""
     pad = getattr(original, "pad_token_id", None)
-    batches = [fit_to_input(data.val_x[start:start + BATCH], tuple(example.shape), data.input_dtype)
-               for start in range(0, len(data.val_x), BATCH)]
-    targets = [teacher_logits(original, inputs) for inputs in batches]  # once: the original never changes
+    batches, targets = validation_targets(original, data, example)
 
     @torch.no_grad()
     def judge(model) -> tuple[float, float]:
