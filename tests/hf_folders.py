@@ -9,6 +9,7 @@ import torch
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"abcdefghijklmnopqrstuvwxyz", "the", "model", "small"]
 END_OF_TEXT = "<|endoftext|>"
+WORDS = ["the", "model", "small", "a", "b", "c", "d", "e"]  # every one in VOCAB: a BERT folder reads them whole
 BPE_TEXTS = ["the small model reads a text", "a byte level tokenizer splits words into pieces",
              "slimforge makes models smaller and faster", "every sentence here teaches the merges"]
 
@@ -79,3 +80,23 @@ def zip_folder(folder: Path, path: Path, root: str = "my-model", extra: dict[str
         for name, data in (extra or {}).items():
             archive.writestr(name, data)
     return path
+
+
+def word_lines(count: int = 80) -> list[str]:
+    """`count` short sentences of WORDS, 4 to 8 words each, in a fixed order: a text dataset's lines."""
+    return [" ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(4 + i % 5)) for i in range(count)]
+
+
+def prepared_text_dataset(folder: Path, lines: list[str], sequence_length: int = 16) -> Path:
+    """The lines as a .txt text dataset prepared by the dataset job (in process): the dataset.npz a run reads."""
+    from optimizers.data.job import prepare_dataset
+    from optimizers.job_spec import JobSpec
+    from optimizers.reporters import NullReporter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "texts.txt").write_text("\n".join(lines) + "\n")
+    prepare_dataset(JobSpec.from_dict({"action": "dataset", "dataset_kind": "text",
+                                       "dataset_source": str(folder / "texts.txt"),
+                                       "dataset_options": {"sequence_length": sequence_length},
+                                       "out_dir": str(folder / "prepared")}), NullReporter())
+    return folder / "prepared" / "dataset.npz"

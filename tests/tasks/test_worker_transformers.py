@@ -9,12 +9,11 @@ import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.hf_folders import bert_folder
+from tests.hf_folders import bert_folder, word_lines
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 transformers = pytest.importorskip("transformers")
-WORDS = ["the", "model", "small", "a", "b", "c", "d", "e"]
 
 
 def _settled(api, url, pending=("pending",)):
@@ -53,7 +52,7 @@ def test_a_bert_folder_distils_on_text_into_a_student_folder_that_from_pretraine
     teacher = _upload_model(alice_api, "bert.zip", _zipped(tmp_path / "bert"))
     assert teacher["status"] == "ready" and teacher["format"] == "hf", teacher["error"]
     assert teacher["info"]["recipes"]["distill"]["variants"]["thinner_copy"]["applicable"] is True
-    lines = [" ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(4 + i % 5)) for i in range(80)]
+    lines = word_lines()
     created = alice_api.post("/api/datasets/", {
         "name": "lines.txt", "kind": "text", "file": SimpleUploadedFile("lines.txt", "\n".join(lines).encode()),
         "options": json.dumps({"sequence_length": 16})}, format="multipart")

@@ -11,7 +11,7 @@ from optimizers.formats.model_io import load_model
 from optimizers.formats.save_all import save_all_formats
 from optimizers.recipes.distill.shallower_transformers import layer_count, shallower_copy
 from optimizers.recipes.distill.thinner import thinner_applies
-from tests.hf_folders import bert_folder, zip_folder
+from tests.hf_folders import bert_folder, prepared_text_dataset, word_lines, zip_folder
 
 transformers = pytest.importorskip("transformers")
 
@@ -58,23 +58,16 @@ def test_a_half_depth_decoder_renumbers_its_cache_layers_and_keeps_answering(tmp
 
 
 def test_a_bert_teacher_distills_on_text_into_a_half_depth_folder_through_the_job(tmp_path):
-    from optimizers.data.job import prepare_dataset
     from optimizers.job_runner import run_recipe
     from optimizers.job_spec import JobSpec
     from optimizers.reporters import NullReporter
 
     bert_folder(tmp_path / "bert")
     upload = zip_folder(tmp_path / "bert", tmp_path / "upload")
-    words = ["the", "model", "small", "a", "b", "c", "d", "e"]
-    lines = [" ".join(words[(i * 3 + k) % len(words)] for k in range(4 + i % 5)) for i in range(80)]
-    (tmp_path / "texts.txt").write_text("\n".join(lines) + "\n")
-    source = str(tmp_path / "texts.txt")
-    prepared = JobSpec.from_dict({"action": "dataset", "dataset_kind": "text", "dataset_source": source,
-                                  "dataset_options": {"sequence_length": 16}, "out_dir": str(tmp_path / "data")})
-    prepare_dataset(prepared, NullReporter())
+    dataset = prepared_text_dataset(tmp_path / "data", word_lines())
     job = JobSpec.from_dict({
         "action": "run", "model_path": str(upload), "input_shape": [1, 16], "input_dtype": "int64",
-        "recipe": "distill", "out_dir": str(tmp_path / "out"), "dataset_path": str(tmp_path / "data" / "dataset.npz"),
+        "recipe": "distill", "out_dir": str(tmp_path / "out"), "dataset_path": str(dataset),
         "config": {"student": "thinner_copy", "student_depth": "half", "loss": "cosine", "epochs": 2,
                    "batch_size": 16, "learning_rate": 1e-3, "compare_without_teacher": False}})
     result = run_recipe(job, NullReporter())

@@ -6,17 +6,16 @@ import zipfile
 import pytest
 
 from tests.browser import log_in, save_screenshot, upload_token_model
-from tests.hf_folders import bert_folder, zip_folder
+from tests.hf_folders import bert_folder, word_lines, zip_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-WORDS = ["the", "model", "small", "a", "b", "c", "d", "e"]
 
 
 def test_a_bert_folder_distils_on_text_from_the_forms(web_server, celery_worker, browser_page, tmp_path):
     pytest.importorskip("transformers")
     page = browser_page
     log_in(page, web_server)
-    lines = [" ".join(WORDS[(i * 3 + k) % len(WORDS)] for k in range(4 + i % 5)) for i in range(80)]
+    lines = word_lines()
     (tmp_path / "lines.txt").write_text("\n".join(lines) + "\n")
     page.goto(f"{web_server}/datasets/")
     page.fill("#dataset-name", "lines")

@@ -19,7 +19,7 @@ from optimizers.recipes.prune.recipe import prune
 from optimizers.recipes.prune.structured import structured_applies
 from optimizers.recipes.prune.transformers_structured import GPT2_REFUSAL, HEADS_NOTE, prune_once
 from optimizers.reporters import NullReporter
-from tests.hf_folders import bert_folder, decoder_folder, zip_folder
+from tests.hf_folders import bert_folder, decoder_folder, prepared_text_dataset, word_lines, zip_folder
 
 transformers = pytest.importorskip("transformers")
 
@@ -163,22 +163,15 @@ def test_only_fine_tuning_on_labels_needs_labels_and_original_outputs_is_for_str
 
 
 def test_a_job_prunes_a_bert_on_unlabelled_sentences_and_saves_torchscript_when_heads_went(tmp_path):
-    from optimizers.data.job import prepare_dataset
     from optimizers.job_runner import run_recipe
     from optimizers.job_spec import JobSpec
 
     bert_folder(tmp_path / "bert")
     upload = zip_folder(tmp_path / "bert", tmp_path / "upload.zip")
-    words = ["the", "model", "small", "a", "b", "c", "d", "e"]
-    lines = [" ".join(words[(i * 3 + k) % len(words)] for k in range(4 + i % 5)) for i in range(80)]
-    (tmp_path / "texts.txt").write_text("\n".join(lines) + "\n")
-    prepare_dataset(JobSpec.from_dict({"action": "dataset", "dataset_kind": "text",
-                                       "dataset_source": str(tmp_path / "texts.txt"),
-                                       "dataset_options": {"sequence_length": 16}, "out_dir": str(tmp_path / "data")}),
-                    NullReporter())
+    dataset = prepared_text_dataset(tmp_path / "data", word_lines())
     result = run_recipe(JobSpec.from_dict({
         "action": "run", "model_path": str(upload), "input_shape": [1, 16], "input_dtype": "int64",
-        "recipe": "prune", "out_dir": str(tmp_path / "out"), "dataset_path": str(tmp_path / "data" / "dataset.npz"),
+        "recipe": "prune", "out_dir": str(tmp_path / "out"), "dataset_path": str(dataset),
         "config": {"method": "structured", "target_macs_ratio": 1.0, "target_params_ratio": 0.6, "agp_steps": 1,
                    "fine_tune_on": "original_outputs", "epochs": 1, "batch_size": 16}}), NullReporter())
     assert result["primary_format"] == "torchscript" and "model.pt" in result["artifacts"]
