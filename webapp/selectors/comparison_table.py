@@ -101,6 +101,8 @@ def comparison_table(comparison: dict) -> dict:
     rows = [_header_row(label, references, experiments, cell) for label, cell in _HEADER_ROWS]
     rows += _setting_rows(references, experiments)
     for spec in ROWS:
+        if spec[1][0] in _LANGUAGE_MODEL_FIGURES and not _measured(spec[1], references, experiments):
+            continue  # a language model's figures: no row of dashes when none of the runs is one
         rows.append(_metric_row(spec, references, experiments, *footnote(spec[5])))
     help_text, number = footnote("job_energy")
     rows.append({"label": "energy of the job (J)", "kind": "metric", "help": help_text, "footnote": number,
@@ -160,6 +162,13 @@ def _setting_text(config: dict, key: str) -> str:
         return "—"
     value = config[key]
     return value if isinstance(value, str) else json.dumps(value)
+
+
+_LANGUAGE_MODEL_FIGURES = ("perplexity", "generation")
+
+
+def _measured(path, references, experiments) -> bool:
+    return any(report_value(entry["report"], path) is not None for entry in [*references, *experiments])
 
 
 def _metric_row(spec, references, experiments, help_text, footnote) -> dict:

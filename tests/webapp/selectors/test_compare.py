@@ -191,3 +191,15 @@ def test_runs_on_different_datasets_are_flagged_and_each_has_its_own_original(al
     # 70 % on faces against the faces original's 75 %, not the digits one's 96 %
     assert "-5.00 points against the original" in page and "-6.00 points against the original" in page
     assert 'id="dataset-warning"' not in client.get(f"/compare/?ids={_ids(runs, 'fastest')}").content.decode()
+
+
+def test_language_model_rows_show_only_where_a_run_measured_them(alice, client, runs):
+    client.force_login(alice)
+    page = client.get(f"/compare/?ids={_ids(runs, 'best_accuracy', 'fastest')}").content.decode()
+    assert "perplexity" not in page and "tokens per second" not in page  # no row of dashes for image models
+    model, dataset = runs["fastest"].model, runs["fastest"].dataset
+    language = _finished(alice, model, dataset, {**_report(accuracy=None, latency=1.0, size=900), "perplexity": 17.7,
+                                                 "generation": {"tokens_per_s": {"batch_1": 5.4}}})
+    page = client.get(f"/compare/?ids={runs['fastest'].pk},{language.pk}").content.decode()
+    row = re.search(r">perplexity \(validation text\)(.*?)</tr>", page, re.S).group(1)
+    assert "17.700" in row and "tokens per second, batch 1" in page
