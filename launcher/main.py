@@ -1,6 +1,8 @@
 """Start Slimforge on one machine, or run its tests against the same servers.
 
-    python -m launcher run               servers, migrations, the admin user, Uvicorn, one Celery worker
+    python -m launcher run               servers, migrations, the admin user, Uvicorn, the Celery workers
+    python -m launcher worker [OPTIONS]  only the Celery workers, joining the Slimforge of DATABASE_URL and
+                                         REDIS_URL (another machine's): one per GPU, or one CPU worker
     python -m launcher test [-- ARGS]    servers, then pytest -m "not slow" ARGS
     python -m launcher manage [-- ARGS]  servers, then manage.py ARGS (createsuperuser, shell, ...)
     python -m launcher servers           servers only: prints their URLs, runs until Ctrl-C
@@ -9,8 +11,21 @@ PostgreSQL and Redis are the embedded ones (launcher.postgres, launcher.redis_se
 SLIMFORGE_VAR_DIR or var/) unless DATABASE_URL / REDIS_URL are set. Servers this process started stop
 when it ends; servers that another launcher runs on the same var folder are used and left alone. Django
 is not imported here: its settings read DATABASE_URL on import, so the servers come first.
+
+`worker` options (launcher.workers says how a machine's GPUs become workers and queues):
+    --gpus-per-worker N   GPUs per worker process (a data-parallel group), 1 by default
+    --cpu-worker          a CPU worker too (by default only on a machine without GPUs)
+    --concurrency N       jobs the CPU worker runs at once (GPU workers run one each), 1 by default
+    --queues A,B          more queues every worker serves
+    --no-shared-queue     serve only the device shapes' queues, not the shared one (inspections, datasets,
+                          experiments that ask for any device)
+    --host NAME           the host part of the workers' names (default: this machine's host name)
+    --plan                print the workers as JSON and exit
+The GPUs are CUDA_VISIBLE_DEVICES' when it is set, else all that nvidia-smi lists.
 """
+import argparse
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -26,6 +41,14 @@ from launcher.postgres import start_postgres
 from launcher.processes import spawn, stop_processes
 from launcher.redis_server import start_redis
 from launcher.servers import EmbeddedServer, EmbeddedServerError
+from launcher.workers import (
+    WorkerPlanError,
+    WorkerSpec,
+    default_shared_queue,
+    plan_workers,
+    queues_option,
+    visible_devices,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -42,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop(0) if args else ""
     if args[:1] == ["--"]:
         args = args[1:]
-    if command not in COMMANDS:
+    if command not in COMMANDS and command != "worker":
         print(__doc__, file=sys.stderr)
         return 2
+    if command == "worker":  # on another machine: it joins servers that run elsewhere and starts none
+        return worker(args)
     var_dir = Path(os.environ.get("SLIMFORGE_VAR_DIR") or ROOT / "var").resolve()
     servers: list[EmbeddedServer] = []
     _on_stop_signals(_raise_stop)
@@ -88,24 +113,89 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
         if code != 0:
             print(f"slimforge: manage.py {step[0]} failed (exit code {code})", file=sys.stderr)
             return code
-    queues = env.get("SLIMFORGE_QUEUES") or env.get("SLIMFORGE_DEFAULT_QUEUE") or "slimforge"
+    try:
+        workers, _ = plan_workers(visible_devices(env), shared_queue=default_shared_queue(env),
+                                  extra_queues=queues_option(env.get("SLIMFORGE_QUEUES", "")))
+    except WorkerPlanError as error:
+        print(f"slimforge: {error}", file=sys.stderr)
+        return 2
     commands = {
         # Uvicorn hands the body on as it arrives, so webapp.body_limit can refuse it before anything buffers it.
         # Several processes: Django runs each process's synchronous views one at a time.
-        "uvicorn": ["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                    "--workers", _web_workers(env), "--timeout-graceful-shutdown", "10"],
-        "celery": ["-m", "celery", "-A", "tasks", "worker", "--loglevel=INFO", "--concurrency=1",
-                   "-Q", queues, "-n", "slimforge@%h"],
-    }
+        "uvicorn": (["-m", "uvicorn", "webapp.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                     "--workers", _web_workers(env), "--timeout-graceful-shutdown", "10"], env),
+    } | {f"celery {spec.name}": (spec.celery_args(), env | spec.env) for spec in workers}
     children: dict[str, subprocess.Popen] = {}
     try:
-        for name, command in commands.items():
-            children[name] = spawn([sys.executable, *command], env=env, cwd=ROOT)
+        for name, (command, child_environment) in commands.items():
+            children[name] = spawn([sys.executable, *command], env=child_environment, cwd=ROOT)
         watched = children | {server.name: server.process for server in servers if server.process}
         return _watch(watched, ready=lambda: _port_open(port), announce=lambda: _say(_banner(port)))
     finally:
         _on_stop_signals(signal.SIG_IGN)
         stop_processes([(process, signal.SIGTERM) for process in children.values()], timeout=STOP_TIMEOUT)
+
+
+def worker(args: list[str]) -> int:
+    """`python -m launcher worker`: the Celery workers of this machine, for the Slimforge whose database and broker
+    DATABASE_URL and REDIS_URL name; they run until a stop signal, and a worker that dies stops the rest."""
+    try:
+        options = _worker_options(args)
+        env = dict(os.environ)
+        workers, left_over = plan_workers(
+            visible_devices(env), gpus_per_worker=options.gpus_per_worker,
+            shared_queue=None if options.no_shared_queue else default_shared_queue(env),
+            cpu_worker=True if options.cpu_worker else None, cpu_concurrency=options.concurrency,
+            extra_queues=queues_option(options.queues), host=options.host)
+    except WorkerPlanError as error:
+        print(f"slimforge: {error}", file=sys.stderr)
+        return 2
+    if left_over:
+        print(f"slimforge: GPUs {','.join(left_over)} are left out: they make no group of "
+              f"{options.gpus_per_worker} (--gpus-per-worker)", file=sys.stderr)
+    if options.plan:
+        print(json.dumps([spec.describe() for spec in workers], indent=2))
+        return 0
+    missing = [variable for variable in URL_VARIABLES.values() if not env.get(variable)]
+    if missing:
+        print(f"slimforge: a worker joins a Slimforge that runs elsewhere: set {' and '.join(missing)} (on the web's "
+              "machine, `python -m launcher servers` prints the embedded servers' URLs)", file=sys.stderr)
+        return 2
+    env.setdefault("SLIMFORGE_VAR_DIR", str(ROOT / "var"))
+    env.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    env["PYTHONUNBUFFERED"] = "1"
+    bubblewrap.for_run(env, _say)
+    _on_stop_signals(_raise_stop)
+    return _run_workers(workers, env)
+
+
+def _run_workers(workers: list[WorkerSpec], env: dict[str, str]) -> int:
+    children: dict[str, subprocess.Popen] = {}
+    try:
+        for spec in workers:
+            _say(f"worker {spec.name}: devices {','.join(spec.devices) or 'none'}, queues {','.join(spec.queues)}")
+            children[spec.name] = spawn([sys.executable, *spec.celery_args()], env=env | spec.env, cwd=ROOT)
+        return _watch(children)
+    except StopRequested:
+        return 0
+    finally:
+        _on_stop_signals(signal.SIG_IGN)
+        stop_processes([(process, signal.SIGTERM) for process in children.values()], timeout=STOP_TIMEOUT)
+
+
+def _worker_options(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m launcher worker", add_help=True)
+    parser.add_argument("--gpus-per-worker", type=int, default=1)
+    parser.add_argument("--cpu-worker", action="store_true")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--queues", default="")
+    parser.add_argument("--no-shared-queue", action="store_true")
+    parser.add_argument("--plan", action="store_true")
+    parser.add_argument("--host", default="%h")
+    try:
+        return parser.parse_args(args)
+    except SystemExit as exit_:  # argparse printed why
+        raise WorkerPlanError("see the usage above") from exit_
 
 
 def _web_workers(env: dict[str, str]) -> str:

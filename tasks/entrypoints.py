@@ -13,6 +13,7 @@ from optimizers import events
 from optimizers.configs import parse_config
 from optimizers.errors import SpecError
 from optimizers.job_spec import JobSpec
+from tasks import placement
 from tasks.bridge import EventBridge
 from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
 from tasks.db_retry import DB_ERRORS, forget_connection, retrying
@@ -93,6 +94,8 @@ def run_experiment(self, experiment_id: int) -> None:
     # The Celery node name (queue@host), as the heartbeat names the worker, so the Workers page finds its job.
     worker = self.request.hostname or socket.gethostname()
     # Each database step is retried through a brief outage (tasks.db_retry); the job itself needs no database.
+    if retrying(lambda: _left_for_bigger_device(experiment_id, worker), what=f"placing experiment {experiment_id}"):
+        return
     attempt = retrying(lambda: services.experiment_claim(experiment_id=experiment_id, worker=worker),
                        what=f"claiming experiment {experiment_id}")
     if not attempt:
@@ -141,6 +144,16 @@ def run_experiment(self, experiment_id: int) -> None:
                     experiment_id, attempt)
     if status in (events.SUCCEEDED, events.CANCELLED):  # a failed job keeps its checkpoint for a redelivery
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+def _left_for_bigger_device(experiment_id: int, worker: str) -> bool:
+    """A queued job whose memory estimate exceeds what this worker has free goes back for a worker with room."""
+    experiment = selectors.experiment_queued(experiment_id=experiment_id)
+    note = placement.does_not_fit(experiment, worker) if experiment is not None else ""
+    if not note:
+        return False
+    log.info("experiment %s: %s", experiment_id, note)
+    return services.experiment_left_for_bigger_device(experiment_id=experiment_id, note=note)
 
 
 def time_limits(recipe: str) -> tuple[float, int]:

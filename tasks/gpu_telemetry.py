@@ -92,6 +92,9 @@ class GpuProbe:
             return self._nv.nvmlDeviceGetPowerUsage(handle) / 1000.0
         return None
 
+    def free_memory_mb(self, gpu: Gpu) -> float:
+        return self._nv.nvmlDeviceGetMemoryInfo(gpu.handle).free / MIB
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._nv.nvmlShutdown()
@@ -154,5 +157,17 @@ def gpu_devices(visible_devices: str | None) -> list[dict]:
     try:
         return [{"index": gpu.index, "nvml_index": gpu.nvml_index, "name": gpu.name, "memory_mb": gpu.memory_mb}
                 for gpu in probe.gpus]
+    finally:
+        probe.close()
+
+
+def gpu_free_memory_mb(visible_devices: str | None) -> list[float]:
+    """Free memory of each GPU a process may use, now; [] without NVML."""
+    try:
+        probe = GpuProbe(visible_devices)
+    except NvmlUnavailable:
+        return []
+    try:
+        return [probe.free_memory_mb(gpu) for gpu in probe.gpus]
     finally:
         probe.close()

@@ -141,6 +141,10 @@ class Experiment(models.Model):
     rerun_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="reruns")
     # Seconds between telemetry samples for this job (0.2-10); null: the worker's default.
     telemetry_interval_s = models.FloatField(null=True, blank=True)
+    # The worker it asks for (optimizers.configs.devices: any, cpu, gpu, gpu-x2, ...): its job's queue.
+    device_shape = models.CharField(max_length=16, default="any")
+    # Why no worker has taken it yet although one was offered it (its memory estimate did not fit), in words.
+    placement_note = models.CharField(max_length=500, blank=True)
     # A step of a chain (webapp.services.chains): its index there. A resumed step has several experiments.
     chain = models.ForeignKey("Chain", on_delete=models.SET_NULL, null=True, blank=True, related_name="experiments")
     chain_index = models.PositiveSmallIntegerField(null=True, blank=True)

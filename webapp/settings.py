@@ -231,6 +231,9 @@ USER_MAX_QUEUED = env_int("SLIMFORGE_USER_MAX_QUEUED", 100, low=1, high=1000000)
 TELEMETRY_INTERVAL_S = env_int("SLIMFORGE_TELEMETRY_MS", 1000, low=200, high=10000) / 1000
 # Each worker writes a heartbeat row this often; after this many missed beats the workers page says offline.
 WORKER_HEARTBEAT_S = env_int("SLIMFORGE_HEARTBEAT_MS", 5000, low=200, high=60000) / 1000
+# The memory (MiB) a worker lets its jobs have at most, below what its device has free (0: all that is free). A job
+# whose estimate is larger is left for a bigger device (tasks.placement).
+WORKER_MEMORY_MB = env_int("SLIMFORGE_WORKER_MEMORY_MB", 0, low=0, high=64 * 1024 * 1024) or None
 WORKER_OFFLINE_AFTER_MISSED = 3
 
 LOGGING = {

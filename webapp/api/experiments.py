@@ -57,7 +57,7 @@ class ExperimentListCreate(APIView):
             experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
                                                     recipe=body.get("recipe", ""), config=body.get("config"),
                                                     telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"),
-                                                    rerun_of=rerun_of)
+                                                    rerun_of=rerun_of, device_shape=_text(body, "device_shape"))
         except services.QuotaExceeded as exc:
             return Response({"detail": exc.messages[0]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except ValidationError as exc:
@@ -73,6 +73,14 @@ def _number_or_none(body: dict, field: str):
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value  # the range is the service's to check
     raise ApiValidationError({field: "Give a number (of seconds), or leave it out for the default."})
+
+
+def _text(body: dict, field: str) -> str:
+    """An optional text field ("" when left out; the service checks the value)."""
+    value = body.get(field)
+    if value is None or isinstance(value, str):
+        return value or ""
+    raise ApiValidationError({field: "Give it as text, or leave it out."})
 
 
 def _experiment_or_none(request, experiment_id, field: str):
@@ -120,7 +128,8 @@ class ExperimentRerun(APIView):
 
     def post(self, request, experiment_id):
         """201 with a new experiment on the same model and recipe: the source's settings with `config`'s laid over
-        them; `dataset` and `telemetry_interval_s` stay the source's unless given (null: none)."""
+        them; `dataset`, `telemetry_interval_s` and `device_shape` stay the source's unless given (null: none, or any
+        device)."""
         source = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
         body = request.data if isinstance(request.data, dict) else {}
         changes = {}
@@ -128,6 +137,8 @@ class ExperimentRerun(APIView):
             changes["dataset"] = dataset_of(request, body["dataset"])
         if "telemetry_interval_s" in body:
             changes["telemetry_interval_s"] = _number_or_none(body, "telemetry_interval_s")
+        if "device_shape" in body:
+            changes["device_shape"] = _text(body, "device_shape")
         try:
             experiment = services.experiment_rerun(owner=request.user, source=source,
                                                    config_changes=body.get("config"), **changes)

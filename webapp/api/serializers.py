@@ -54,7 +54,9 @@ class ExperimentOut(serializers.ModelSerializer):
     artifacts = ArtifactOut(many=True, read_only=True)
     cancelled_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     waiting = serializers.SerializerMethodField(help_text="Why a queued experiment has not gone to the workers yet "
-                                                          "(the queue is down, or the user's slots are full); "
+                                                          "(the queue is down, the user's slots are full, no "
+                                                          "live worker serves its device shape, or one left it "
+                                                          "for a device with more free memory); "
                                                           "empty once it has.")
     variant = serializers.SerializerMethodField(help_text="The recipe's variant: quantize's `variant`, prune's "
                                                           "`method`, distill's `student`.")
@@ -67,7 +69,8 @@ class ExperimentOut(serializers.ModelSerializer):
         model = Experiment
         fields = ["id", "name", "notes", "tags", "model", "dataset", "recipe", "variant", "config", "status",
                   "progress", "stage", "error", "summary", "results",
-                  "artifacts", "last_seq", "telemetry_interval_s", "created_at", "started_at", "finished_at",
+                  "artifacts", "last_seq", "telemetry_interval_s", "device_shape", "created_at", "started_at",
+                  "finished_at",
                   "cancel_requested_at", "cancelled_by", "rerun_of", "attempt", "worker", "waiting", "chain",
                   "chain_index"]
 

@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from optimizers.configs import RECIPE_CONFIGS, ConfigError, parse_config
+from optimizers.configs.devices import ANY, gpus_of
 from optimizers.shapes import SUPPORTED_DTYPES
 from webapp import selectors, services
 from webapp.pages import labels, refusals
@@ -52,9 +53,11 @@ def _render_model(request, model, forms, chosen="quantize", refusal=None, rerun=
     refused submit, with what was submitted."""
     if refusal is not None:
         dataset, interval = refusal.values.get("dataset", ""), refusal.values.get("telemetry_interval_s", "")
+        device = refusal.values.get("device_shape", "")
     else:
         dataset = rerun.dataset_id if rerun else None
         interval = rerun.telemetry_interval_s if rerun else ""
+        device = rerun.device_shape if rerun else ""
     return render(request, "models/detail.html", {
         "model": model,
         "recipe_forms": forms,
@@ -68,8 +71,23 @@ def _render_model(request, model, forms, chosen="quantize", refusal=None, rerun=
         "datasets": selectors.dataset_ready_for(user=request.user),
         "experiments": selectors.experiment_list_for(user=request.user, model=model),
         "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
+        "device_choices": device_choices(device),
+        "chosen_device": device or ANY,
         "lineage_settings": _lineage_settings(model),
     })
+
+
+def device_choices(chosen: str = "") -> list[tuple[str, str]]:
+    """Any device, then the shapes live workers serve, and the one asked for before (a re-run's) even if none
+    serves it now."""
+    online = selectors.offered_shapes()
+    shapes = online + ([chosen] if chosen not in (*online, ANY, "") and gpus_of(chosen) is not None else [])
+    choices = [(ANY, "any: the first free worker")]
+    for shape in shapes:
+        gpus = gpus_of(shape)
+        what = "a CPU worker" if gpus == 0 else "a worker with one GPU" if gpus == 1 else f"a worker with {gpus} GPUs"
+        choices.append((shape, f"{shape}: {what}" + ("" if shape in online else " (none online now: it waits)")))
+    return choices
 
 
 def _lineage_settings(model) -> dict:
@@ -102,7 +120,8 @@ def experiment_create(request, model_id):
         experiment = services.experiment_create(
             owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
             dataset=_chosen_dataset(request),
-            telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun)
+            telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun,
+            device_shape=request.POST.get("device_shape", ""))
     except ValidationError as exc:
         errors, summary = refusals.split_errors(exc, lambda key: _experiment_input(key, recipe, form))
         return refusals.refuse(request, EXPERIMENT_FORM, page, errors=errors, summary=summary)
@@ -111,7 +130,7 @@ def experiment_create(request, model_id):
 
 def _experiment_input(key: str, recipe: str, form) -> str | None:
     """The input of the experiment form a service's error key belongs to."""
-    if key in ("recipe", "dataset", "telemetry_interval_s"):
+    if key in ("recipe", "dataset", "telemetry_interval_s", "device_shape"):
         return key
     setting = key.removeprefix("config.")
     return form[setting].html_name if setting != key and setting in form.fields else None

@@ -2,6 +2,7 @@
 
 One module per object, as the services have; views, API views, consumers and tasks import this package.
 """
+from webapp.selectors.devices import offered_shapes
 from webapp.selectors.experiments import (
     EVENTS_PAGE,
     artifact_get_for,
@@ -23,6 +24,7 @@ from webapp.selectors.jobs import (
     dataset_pending,
     dataset_prepared_file,
     experiment_cancel_requested,
+    experiment_queued,
     experiment_to_run,
     model_of_owner,
     model_pending,
@@ -44,8 +46,10 @@ __all__ = [
     "dataset_prepared_file", "dataset_preview_for", "dataset_ready_for", "events_after", "events_between",
     "experiment_cancel_requested",
     "experiment_get_for", "experiment_list_for", "experiment_owned_by", "experiment_search_for",
-    "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiments_compared_for",
+    "experiment_series_csv_for", "experiment_series_for", "experiment_to_run", "experiment_queued",
+    "experiments_compared_for",
     "first_run_for",
     "model_get_for", "model_list_for", "model_of_owner", "model_pending", "rerun_changes", "waiting_note",
     "worker_list",
+    "offered_shapes",
 ]

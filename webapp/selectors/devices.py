@@ -1,10 +1,13 @@
-"""Jobs that need a GPU, and whether a worker with one is online: the outbox holds the first until the second."""
+"""Where an experiment's job goes and whether a live worker serves it: the outbox holds a job whose queue no live
+worker serves (a CUDA-only job while no GPU worker is online, a gpu-x2 job while none has two GPUs) until one does.
+The rule for the queue is optimizers.configs.devices'; `queue_expression` is the same rule in SQL."""
 from datetime import timedelta
 
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import Case, CharField, F, Q, Value, When
 from django.utils import timezone
 
-from optimizers.configs.devices import CUDA_ONLY
+from optimizers.configs.devices import ANY, CUDA_ONLY, GPU_ANY, gpus_of
 from webapp.models import Worker
 from webapp.selectors.worker_info import offline_after_s
 
@@ -17,7 +20,30 @@ def needs_cuda() -> Q:
     return condition
 
 
-def gpu_worker_online() -> bool:
-    """A worker that beat within the offline window, has not stopped, and reported at least one GPU."""
+def queue_expression() -> Case:
+    """An experiment's queue, as optimizers.configs.devices.queue_of names it, computed by the database."""
+    return Case(When(~Q(device_shape=ANY), then=F("device_shape")),
+                When(needs_cuda(), then=Value(GPU_ANY)),
+                default=Value(settings.CELERY_TASK_DEFAULT_QUEUE), output_field=CharField())
+
+
+def live_workers():
+    """Workers that beat within the offline window and have not stopped."""
     since = timezone.now() - timedelta(seconds=offline_after_s())
-    return Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since).exclude(devices=[]).exists()
+    return Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since)
+
+
+def served_queues() -> set[str]:
+    """The queues some live worker consumes. The shared queue always counts: a job sent there waits in the broker
+    for the next worker to start, as it always has."""
+    served = {settings.CELERY_TASK_DEFAULT_QUEUE}
+    for queues in live_workers().values_list("queues", flat=True):
+        served.update(name for name in queues if isinstance(name, str))
+    return served
+
+
+def offered_shapes() -> list[str]:
+    """The device shapes some live worker serves, fewest GPUs first: what the experiment form offers beside any."""
+    shapes = {name for name in served_queues() if gpus_of(name) is not None}
+    return sorted(shapes, key=gpus_of)
+

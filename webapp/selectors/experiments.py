@@ -6,12 +6,12 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from optimizers.configs.devices import cuda_reason
+from optimizers.configs.devices import GPU_ANY, cuda_reason, queue_of
 from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
-from webapp.selectors.devices import gpu_worker_online
+from webapp.selectors.devices import served_queues
 from webapp.selectors.results import result_filter, result_order, with_results, with_variant
 
 EVENTS_PAGE = 5000
@@ -31,15 +31,22 @@ def _with_dispatch(experiments):
 
 def waiting_note(experiment: Experiment) -> str:
     """Why a queued experiment has not gone to the workers yet, in words for its owner ("" when it has)."""
-    if experiment.status != Experiment.Status.QUEUED or not getattr(experiment, "in_outbox", False):
+    if experiment.status != Experiment.Status.QUEUED:
         return ""
-    if experiment.outbox_error:
+    if getattr(experiment, "outbox_error", ""):
         return ("The job queue is unreachable right now; the experiment is saved and is sent to the workers as "
                 f"soon as the queue is back. ({experiment.outbox_error})")
-    gpu = cuda_reason(experiment.recipe, experiment.config)
-    if gpu and not gpu_worker_online():
-        return (f"Waiting for a GPU worker: {gpu}, and no worker with a GPU is online. It starts when one joins "
-                "(or cancel it).")
+    if experiment.placement_note or not getattr(experiment, "in_outbox", False):
+        return experiment.placement_note  # a worker left it for a bigger device, or it waits at the workers
+    queue = queue_of(experiment.device_shape, experiment.recipe, experiment.config,
+                     settings.CELERY_TASK_DEFAULT_QUEUE)
+    if queue not in served_queues():
+        gpu = cuda_reason(experiment.recipe, experiment.config)
+        if queue == GPU_ANY:
+            return (f"Waiting for a GPU worker: {gpu}, and no worker with a GPU is online. It starts when one joins "
+                    "(or cancel it).")
+        return (f"Waiting for a worker of the shape it asks for ({experiment.device_shape}): none is online. It "
+                "starts when one joins (or cancel it, or run it again on any device).")
     return (f"Waiting for a slot: at most {settings.USER_MAX_RUNNING} of your experiments go to the workers at "
             "once; this one goes when an earlier one ends.")
 

@@ -17,6 +17,12 @@ def experiment_to_run(*, experiment_id: int) -> Experiment:
     return Experiment.objects.select_related("model", "dataset").get(pk=experiment_id)
 
 
+def experiment_queued(*, experiment_id: int) -> Experiment | None:
+    """The experiment a worker was offered, with its model, while it is still queued (not claimed, ended, deleted)."""
+    return (Experiment.objects.select_related("model").filter(pk=experiment_id, status=Experiment.Status.QUEUED)
+            .first())
+
+
 def experiment_cancel_requested(*, experiment_id: int) -> bool:
     """Polled by the worker while the job runs (about once a second)."""
     return Experiment.objects.filter(pk=experiment_id, cancel_requested_at__isnull=False).exists()

@@ -6,9 +6,10 @@ from django.utils import timezone
 
 from optimizers import events
 from optimizers.configs import ConfigError, parse_config
+from optimizers.configs.devices import ANY, shape_error
 from optimizers.data.compat import compatibility
 from tasks.celery import RUN_EXPERIMENT
-from webapp.models import Artifact, Dataset, Experiment, UploadedModel
+from webapp.models import Artifact, Dataset, Experiment, OutboxMessage, UploadedModel
 from webapp.services.events import events_record
 from webapp.services.files import save_rows_with_files, sha256_of_path
 from webapp.services.lineage import chain_step_finished
@@ -92,6 +93,14 @@ def _check_telemetry_interval(seconds) -> float | None:
     return float(seconds)
 
 
+def _check_device_shape(shape, recipe: str, config) -> str:
+    shape = ANY if shape in (None, "") else shape
+    reason = shape_error(shape, recipe, config.to_dict()) if isinstance(shape, str) else "Give the device as text."
+    if reason:
+        raise ValidationError({"device_shape": reason})
+    return shape
+
+
 class QuotaExceeded(ValidationError):
     """The user has as many unfinished experiments as one user may (settings.USER_MAX_QUEUED)."""
 
@@ -107,9 +116,11 @@ def _check_quota(owner) -> int:
 
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
                       dataset: Dataset | None = None, telemetry_interval_s: float | None = None,
-                      rerun_of: Experiment | None = None, chain_step: dict | None = None) -> Experiment:
+                      rerun_of: Experiment | None = None, chain_step: dict | None = None,
+                      device_shape: str = ANY) -> Experiment:
     """Validate everything, then queue. `rerun_of`: the experiment this one is a re-run of, with edits;
-    `chain_step`: {"chain", "chain_index"} of the chain step it runs (webapp.services.chains)."""
+    `chain_step`: {"chain", "chain_index"} of the chain step it runs (webapp.services.chains); `device_shape`: the
+    worker it asks for (optimizers.configs.devices), any by default."""
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
     if rerun_of is not None and rerun_of.owner_id != owner.pk:
@@ -119,11 +130,12 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     _check_model(model, recipe, parsed)
     _check_referenced_models(owner, parsed)
     _check_dataset(dataset, model, parsed)
+    shape = _check_device_shape(device_shape, recipe, parsed)
     unfinished = _check_quota(owner)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
                                                config=parsed.to_dict(), telemetry_interval_s=interval,
-                                               rerun_of=rerun_of, **(chain_step or {}))
+                                               rerun_of=rerun_of, device_shape=shape, **(chain_step or {}))
         # With every slot of the owner's taken, this one waits its turn: it goes when one of those ends (or at the
         # next heartbeat's sweep), so a long queue's submits skip the sending transaction.
         outbox_add(RUN_EXPERIMENT, experiment.pk, owner.pk, send=unfinished < settings.USER_MAX_RUNNING)
@@ -154,25 +166,41 @@ def experiment_claim(*, experiment_id: int, worker: str) -> int:
             return 0
         attempt = experiment.attempt + 1
         Experiment.objects.filter(pk=experiment_id).update(
-            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(), attempt=attempt)
+            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=timezone.now(), attempt=attempt,
+            placement_note="")
         # A training job then resumes from its last checkpoint and says so in its log; others start over.
         note = f"attempt {attempt} of {settings.JOB_ATTEMPTS}: the previous worker was lost" if attempt > 1 else ""
         events_record(experiment_id=experiment_id, records=[events.status_event(events.RUNNING, note=note)])
     return attempt
 
 
+def experiment_left_for_bigger_device(*, experiment_id: int, note: str) -> bool:
+    """A worker found no room for this queued experiment (tasks.placement): `note` tells its owner why, and its job
+    goes back to the outbox, whose next sweep sends it to its queue again for a worker with room. False when it is
+    no longer queued (claimed elsewhere meanwhile, cancelled, deleted)."""
+    with transaction.atomic():
+        experiment = (Experiment.objects.select_for_update().filter(pk=experiment_id, status=Experiment.Status.QUEUED)
+                      .first())
+        if experiment is None:
+            return False
+        Experiment.objects.filter(pk=experiment_id).update(placement_note=note[:500])
+        if not OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=experiment_id).exists():
+            outbox_add(RUN_EXPERIMENT, experiment_id, experiment.owner_id, send=False)
+    return True
+
+
 def experiment_rerun(*, owner, source: Experiment, config_changes: dict | None = None,
-                     dataset: Dataset | None | object = ..., telemetry_interval_s: float | None | object = ...
-                     ) -> Experiment:
-    """A new experiment on `source`'s model with its settings, `config_changes` laid over them; the dataset and
-    telemetry interval stay the source's unless given (None: none)."""
+                     dataset: Dataset | None | object = ..., telemetry_interval_s: float | None | object = ...,
+                     device_shape: str | None = None) -> Experiment:
+    """A new experiment on `source`'s model with its settings, `config_changes` laid over them; the dataset,
+    telemetry interval and device stay the source's unless given (None: none, or any device)."""
     if not isinstance(config_changes or {}, dict):
         raise ValidationError({"config": "Give the settings to change as a JSON object."})
     return experiment_create(
         owner=owner, model=source.model, recipe=source.recipe, config={**source.config, **(config_changes or {})},
         dataset=source.dataset if dataset is ... else dataset,
         telemetry_interval_s=source.telemetry_interval_s if telemetry_interval_s is ... else telemetry_interval_s,
-        rerun_of=source)
+        rerun_of=source, device_shape=source.device_shape if device_shape is None else device_shape)
 
 
 def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None,

@@ -5,9 +5,10 @@ from there. The broker being down at submit time delays a job, it never loses on
 experiment finishes (its owner may send the next) and after every worker heartbeat (the sweep that sends what a
 broker outage held back). It is also the fair-use scheduler: each user has at most `USER_MAX_RUNNING`
 experiments handed to the workers at once (running, or waiting in the broker); the rest wait here, oldest first,
-and are sent as the user's earlier jobs finish. A job whose settings need a GPU (fp8_cuda, say) waits, without
-taking a slot, until a worker with a GPU is online. The broker's queue therefore holds a few jobs of each user, not
-one user's week of work in front of everyone else's.
+and are sent as the user's earlier jobs finish. Each experiment goes to the queue of the device shape it asks for
+(webapp.selectors.devices); one whose queue no live worker serves (a gpu-x2 job, or a CUDA-only one like fp8_cuda,
+while no such worker is online) waits, without taking a slot, until one does. The broker's queue therefore holds a
+few jobs of each user, not one user's week of work in front of everyone else's.
 
 A message is deleted once the broker took it. A send that worked but whose deletion was lost is sent again; the
 experiment's claim (services.experiment_claim) makes a second delivery do nothing.
@@ -16,12 +17,12 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Subquery
 
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
 from webapp.models import Experiment, OutboxMessage
-from webapp.selectors.devices import gpu_worker_online, needs_cuda
+from webapp.selectors.devices import queue_expression, served_queues
 
 log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x5F0B  # pg_advisory_xact_lock(namespace, owner id): one sender per user at a time
@@ -81,13 +82,15 @@ def _send_for(owner_id: int, *, drop_stale: bool) -> int:
         room = settings.USER_MAX_RUNNING - at_workers
         messages = list(OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT))
         if room > 0:
-            ready = runs.filter(active)
-            if not gpu_worker_online():  # a CPU worker would fail it: it waits, without taking a slot
-                ready = ready.exclude(Exists(Experiment.objects.filter(needs_cuda(), pk=OuterRef("object_id"))))
-            messages += list(ready.order_by("pk")[:room])
+            # A job no live worker would take waits here, without taking a slot, rather than in the broker.
+            queue = Experiment.objects.filter(pk=OuterRef("object_id")).annotate(queue=queue_expression())
+            ready = runs.filter(active).annotate(queue=Subquery(queue.values("queue")[:1]))
+            messages += list(ready.filter(queue__in=served_queues()).order_by("pk")[:room])
         for message in sorted(messages, key=lambda m: m.pk):
             try:
-                celery_app.send_task(message.task, args=[message.object_id])
+                # Inspections and datasets go to the shared queue (Celery's default); experiments to their own.
+                routing = {"queue": message.queue} if getattr(message, "queue", None) else {}
+                celery_app.send_task(message.task, args=[message.object_id], **routing)
             except Exception as exc:  # noqa: BLE001 - kombu's errors for a broker that is down or refuses
                 _failed(message, exc)
                 unreachable = exc

@@ -94,12 +94,14 @@ def test_a_gpu_job_waits_for_a_gpu_worker_without_taking_a_slot(alice, alice_api
 
     # A CPU-only worker, or a GPU worker that stopped or went silent, changes nothing.
     now = timezone.now()
-    for name, beat, stopped, devices in (("cpu@a", now, None, []), ("gpu@b", now, now, [{"index": 0}]),
-                                         ("gpu@c", now - timedelta(hours=1), None, [{"index": 0}])):
+    gpu_queues = ["gpu", "gpu-any", settings.CELERY_TASK_DEFAULT_QUEUE]
+    for name, beat, stopped, queues in (("cpu@a", now, None, ["cpu", settings.CELERY_TASK_DEFAULT_QUEUE]),
+                                        ("gpu@b", now, now, gpu_queues),
+                                        ("gpu@c", now - timedelta(hours=1), None, gpu_queues)):
         Worker.objects.create(name=name, host=name, started_at=now, last_heartbeat=beat, stopped_at=stopped,
-                              devices=devices)
+                              queues=queues)
     assert services.outbox_send() == 0 and _waiting(alice) == [gpu_job.pk]
 
-    Worker.objects.create(name="gpu@d", host="d", started_at=now, last_heartbeat=now,
+    Worker.objects.create(name="gpu@d", host="d", started_at=now, last_heartbeat=now, queues=gpu_queues,
                           devices=[{"index": 0, "name": "H200"}])
     assert services.outbox_send() == 1 and _waiting(alice) == []
