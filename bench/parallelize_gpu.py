@@ -29,22 +29,33 @@ RESNET18 = {"block": "basic", "layers": [2, 2, 2, 2], "small_input": False, "in_
 BATCH = 256
 
 
-def main() -> None:
+def search_against_baseline(architecture: dict = RESNET18, batch: int = BATCH, search_seconds: float = 600.0,
+                            repeats: int = 20, try_compile: bool = True) -> dict:
+    """fp32 eager at `batch` and the recipe's GPU plan search on the same ResNet, measured in one run; also called by
+    bench/gpu_check.py. Returns the model, its host batch, the baseline's latency and rate, the search's
+    `plan_search` extras and the seconds the search took."""
     if not torch.cuda.is_available():
         sys.exit("bench/parallelize_gpu.py needs a CUDA GPU")
     device = torch.device("cuda")
     torch.manual_seed(0)
-    model = build_model("resnet", RESNET18).eval()
-    example = torch.rand(1, 3, 224, 224)
-    batch = example.expand(BATCH, 3, 224, 224).contiguous()
-    baseline = latency_ms(CudaServer(prepared_module(model, "fp32", device, {}), "fp32", batch, device), batch,
+    model = build_model("resnet", architecture).eval()
+    size, channels = architecture["image_size"], architecture["in_channels"]
+    example = torch.rand(1, channels, size, size)
+    host = example.expand(batch, channels, size, size).contiguous()
+    baseline = latency_ms(CudaServer(prepared_module(model, "fp32", device, {}), "fp32", host, device), host,
                           repeats=30, warmup=5)
-    baseline_rate = BATCH * 1000 / baseline["p50"]
-    config = ParallelizeConfig(device="cuda", batch_sizes=(1, 64, BATCH), try_compile=True, repeats=20,
-                               search_seconds=600)
+    config = ParallelizeConfig(device="cuda", batch_sizes=tuple(sorted({1, max(1, batch // 4), batch})),
+                               try_compile=try_compile, repeats=repeats, search_seconds=search_seconds)
     started = time.perf_counter()
     found = parallelize(model, None, config, NullReporter(), example=example).extras["plan_search"]
-    seconds = time.perf_counter() - started
+    return {"model": model, "host_batch": host, "baseline": baseline, "baseline_rate": batch * 1000 / baseline["p50"],
+            "found": found, "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    searched = search_against_baseline()
+    baseline, baseline_rate, found, seconds = (searched[key] for key in ("baseline", "baseline_rate", "found",
+                                                                         "seconds"))
     plan = found["plan"]
     at_batch = {point["variant"]: point for point in found["points"] if point["batch"] == BATCH}
     rows = "\n".join(f"| {variant} | {point['p50_ms']:g} | {point['p95_ms']:g} | {point['throughput_per_s']:,.0f} | "
