@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv screenshots bench-live bench-load
+.PHONY: run test venv screenshots bench-live bench-load bench-workers
 
 run: $(STAMP)
 	$(PY) -m launcher run
@@ -29,6 +29,10 @@ bench-live: $(STAMP)
 # 200 open pages and 20 streaming jobs for 5 minutes; a burst of 1,000 submits by 10 users (bench/RESULTS.md, "Load").
 bench-load: $(STAMP)
 	$(PY) -m launcher test -- bench/load.py -m slow -s -p no:cacheprovider
+
+# A burst of small jobs on one worker host and on two (bench/RESULTS.md, "Workers").
+bench-workers: $(STAMP)
+	$(PY) -m launcher test -- bench/workers.py -m slow -s -p no:cacheprovider
 
 venv: $(STAMP)
 

@@ -17,6 +17,7 @@ from tasks import placement
 from tasks.bridge import EventBridge
 from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
 from tasks.db_retry import DB_ERRORS, forget_connection, retrying
+from tasks.file_cache import StoredFileCache
 from tasks.sandbox import Cancel, JobCancelled, Limits, SandboxError, run_sandboxed
 from tasks.telemetry import Sampler
 from webapp import selectors, services
@@ -26,9 +27,13 @@ OUTPUT_NAME = re.compile(r"[a-z0-9_]{1,40}(\.[a-z0-9]{1,12}){1,3}")
 
 
 def _copy_local(field_file, target: Path) -> Path:
-    """Any storage backend: the sandbox reads a local copy under a name we chose."""
-    with field_file.open("rb") as source, open(target, "wb") as sink:
-        shutil.copyfileobj(source, sink, 1 << 20)
+    """Any storage backend: the sandbox reads a local copy under a name we chose. A file whose row recorded its sha256
+    and size (a model, a dataset's upload) comes through the worker's cache, checked against them (tasks.file_cache):
+    with an object store, a second job on the same file downloads nothing."""
+    row = getattr(field_file, "instance", None)  # the FieldFile's model row
+    cache = StoredFileCache(settings.WORKER_CACHE_DIR, settings.WORKER_CACHE_BYTES)
+    cache.copy(lambda: field_file.open("rb"), target, sha256=getattr(row, "sha256", ""),
+               size=getattr(row, "size_bytes", 0))
     return target
 
 

@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from tests import flush_retry, processes
 from tests.browser import browser_page, carol  # noqa: F401  (fixtures)
 from tests.modelfiles import linear_torchscript_bytes
+from tests.objectstore import object_store, s3_media  # noqa: F401  (fixtures: an S3-compatible server process)
 
 flush_retry.install()
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from webapp import storage_config
 from webapp.envconf import env_bool, env_int, env_list, env_str, secret_key, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -187,12 +188,18 @@ STATIC_ROOT = VAR_DIR / "static"
 # Uvicorn does not serve static files; in the one-machine setup the ASGI app serves them itself.
 SERVE_STATIC = env_bool("SLIMFORGE_SERVE_STATIC", True)
 
+# Uploads and artifacts: the local MEDIA_ROOT, or an S3-compatible object store (SLIMFORGE_STORAGE=s3 and its
+# SLIMFORGE_S3_* settings, webapp.storage_config), so that workers on other machines need no shared disk.
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "/media-not-served/"  # files are served only through owner-checked download views
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": storage_config.default_storage(),
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# A worker keeps copies of the stored models and dataset sources its jobs read, by sha256, so a second job on the
+# same file needs no second download (tasks.file_cache); at most WORKER_CACHE_BYTES, the least recently used go.
+WORKER_CACHE_DIR = storage_config.worker_cache_dir(VAR_DIR)
+WORKER_CACHE_BYTES = storage_config.worker_cache_bytes()
 MAX_UPLOAD_BYTES = env_int("SLIMFORGE_MAX_UPLOAD_MB", 512, low=1, high=65536) * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024

@@ -18,6 +18,17 @@ from webapp.models import OutboxMessage, Worker
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def empty_shape_queues(settings):
+    """Other tests' worker processes share these queues' names (under the run's key prefix): start from none."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        client.delete(*(f"{settings.REDIS_PREFIX}:celery:{queue}" for queue in ("cpu", "gpu", "gpu-x2", "gpu-x4",
+                                                                                 "gpu-any")))
+    finally:
+        client.close()
+
+
 def _broker_queue(settings, queue: str) -> list[int]:
     """The experiment ids waiting in one of the broker's queues (kombu's Redis list, under the run's key prefix)."""
     client = redis.Redis.from_url(settings.REDIS_URL)
