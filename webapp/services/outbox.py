@@ -57,16 +57,16 @@ def outbox_send(*, owner_ids=None) -> int:
     sweep = owner_ids is None
     if sweep:
         owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
-    sent = 0
+    sent, served = 0, served_queues()
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id, drop_stale=sweep)
+            sent += _send_for(owner_id, drop_stale=sweep, served=served)
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent
 
 
-def _send_for(owner_id: int, *, drop_stale: bool) -> int:
+def _send_for(owner_id: int, *, drop_stale: bool, served: set[str]) -> int:
     """A handful of queries whatever the length of the user's queue: submit after submit stays as fast."""
     sent, unreachable = 0, None
     runs = OutboxMessage.objects.filter(owner_id=owner_id, task=RUN_EXPERIMENT)
@@ -85,7 +85,7 @@ def _send_for(owner_id: int, *, drop_stale: bool) -> int:
             # A job no live worker would take waits here, without taking a slot, rather than in the broker.
             queue = Experiment.objects.filter(pk=OuterRef("object_id")).annotate(queue=queue_expression())
             ready = runs.filter(active).annotate(queue=Subquery(queue.values("queue")[:1]))
-            messages += list(ready.filter(queue__in=served_queues()).order_by("pk")[:room])
+            messages += list(ready.filter(queue__in=served).order_by("pk")[:room])
         for message in sorted(messages, key=lambda m: m.pk):
             try:
                 # Inspections and datasets go to the shared queue (Celery's default); experiments to their own.
