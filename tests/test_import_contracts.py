@@ -30,3 +30,15 @@ def test_the_web_process_does_not_load_torch():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_worker_main_process_does_not_load_torch():
+    """A Celery worker forks its pool from its main process, and a forked child cannot use a CUDA context it
+    inherited: the main process must never initialize CUDA, so it never even imports torch (the sandbox's fresh
+    child processes do)."""
+    code = ("import django, sys; django.setup(); from tasks.celery import app; "
+            "[__import__(name) for name in app.conf.include]; import tasks.placement; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
