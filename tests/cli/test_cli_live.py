@@ -62,6 +62,8 @@ def test_the_command_line_drives_a_whole_job(celery_worker, web_server, alice, t
 
     bad = _cli(tmp_path, "submit", str(model_id), "quantize", "--set", "variant=int3", check=False)
     assert bad.returncode != 0 and "400" in bad.stderr and "config.variant" in bad.stderr
+    nowhere = _cli(tmp_path, "submit", str(model_id), "quantize", "--run-on", "tpu", check=False)
+    assert nowhere.returncode != 0 and "Unknown device 'tpu'" in nowhere.stderr
 
     listed = _cli(tmp_path, "list").stdout
     assert f"│ {experiment_id} " in listed and "quantize" in listed and "succeeded" in listed
