@@ -1,19 +1,16 @@
 """`python -m launcher worker`: one Celery worker per GPU group, each with its own CUDA_VISIBLE_DEVICES and the queues
 of its device shape. The GPUs are given as an operator gives them, through CUDA_VISIBLE_DEVICES (this machine has
-none: the workers' own GPU probe then finds no device, but their devices and queues are the launcher's to set)."""
+none: the workers' own GPU probe then finds no device, but their devices and queues are the launcher's to set). The
+workers it starts, their environments and their shutdown: tests/tasks/test_two_hosts.py."""
 import json
-import signal
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from optimizers.configs import devices
 from tests import processes
 from tests.paths import REPO_ROOT
-from tests.waiting import wait_until
-from webapp.models import Worker
 
 
 def _launcher(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -60,30 +57,3 @@ def test_the_launcher_and_the_web_name_shapes_alike(gpus):
 def test_what_cannot_make_workers_is_refused_saying_why(args, env, message):
     result = _launcher(*args, env=env)
     assert result.returncode == 2 and message in result.stderr, result.stderr
-
-
-def test_the_workers_start_with_their_devices_beat_and_stop_with_the_launcher(transactional_db, process_logs):
-    log = open(process_logs / "launcher-workers.log", "wb")
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "launcher", "worker", "--gpus-per-worker", "2", "--no-shared-queue", "--host", "b2"],
-        cwd=REPO_ROOT, env=processes.process_env() | {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        names = ["gpu-x2-0@b2", "gpu-x2-1@b2"]
-        rows = wait_until(lambda: (found := list(Worker.objects.filter(name__in=names).order_by("name")))
-                          and len(found) == 2 and found, timeout=90)
-        assert [row.queues for row in rows] == [["gpu-any", "gpu-x2"]] * 2
-        # Each Celery main process was started with its own GPUs, before anything in it could touch CUDA.
-        seen = {}
-        for child in psutil.Process(launcher.pid).children():
-            command_line = child.cmdline()
-            if "celery" in command_line:
-                node = command_line[command_line.index("-n") + 1]
-                seen[node] = child.environ().get("CUDA_VISIBLE_DEVICES")
-        assert seen == {"gpu-x2-0@b2": "0,1", "gpu-x2-1@b2": "2,3"}
-    finally:
-        launcher.send_signal(signal.SIGTERM)
-        assert launcher.wait(60) == 0
-        log.close()
-    assert all(row.stopped_at for row in Worker.objects.filter(name__in=names))
-    processes.wait_for_database_sessions_to_end()

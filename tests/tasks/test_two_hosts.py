@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -35,6 +36,16 @@ def _host(name: str, folder, env: dict, log) -> subprocess.Popen:
         stderr=subprocess.STDOUT, start_new_session=True,
         env=processes.process_env() | env | {"SLIMFORGE_VAR_DIR": str(folder / "var"), "TMPDIR": str(folder / "tmp"),
                                              "SLIMFORGE_WORKER_CACHE_DIR": str(folder / "cache")})
+
+
+def _celery_devices(host: subprocess.Popen) -> dict[str, str | None]:
+    """The CUDA_VISIBLE_DEVICES of each Celery worker the host's launcher started, by node name."""
+    seen = {}
+    for child in psutil.Process(host.pid).children():
+        command_line = child.cmdline()
+        if "celery" in command_line:
+            seen[command_line[command_line.index("-n") + 1]] = child.environ().get("CUDA_VISIBLE_DEVICES")
+    return seen
 
 
 def _stop(host: subprocess.Popen) -> None:
@@ -82,6 +93,8 @@ def test_two_hosts_each_take_their_shapes_jobs_and_a_late_one_takes_what_waited(
         assert [(e["status"], e["worker"]) for e in done] == [("succeeded", "gpu-0@hostb")]
         queues = dict(Worker.objects.filter(name__in=["cpu@hosta", "gpu-0@hostb"]).values_list("name", "queues"))
         assert queues == {"cpu@hosta": sorted(["cpu", shared]), "gpu-0@hostb": sorted(["gpu", "gpu-any", shared])}
+        # Each host's Celery worker was started with its own GPUs (none: an empty list hides them all).
+        assert [_celery_devices(host) for host in hosts] == [{"cpu@hosta": ""}, {"gpu-0@hostb": "0"}]
     finally:
         for host in hosts:
             _stop(host)
