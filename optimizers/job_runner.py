@@ -24,7 +24,14 @@ from optimizers.formats.model_io import FORMATS, TORCHSCRIPT, load_model
 from optimizers.formats.save_all import LABELS, save_all_formats, size_in_format
 from optimizers.job_spec import JobSpec
 from optimizers.measure import inference as measure
-from optimizers.measure.report import EMBEDDINGS, LANGUAGE_MODEL, compare_reports, measure_model, reference_outputs
+from optimizers.measure.report import (
+    EMBEDDINGS,
+    LANGUAGE_MODEL,
+    compare_reports,
+    measure_model,
+    pooled_reference,
+    reference_outputs,
+)
 from optimizers.registry import applicability, get_recipe
 from optimizers.reporters import JobSteps, Reporter
 from optimizers.shapes import format_shape
@@ -143,14 +150,19 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     out_dir = Path(spec.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     primary_format = outcome.primary_format or _kept_format(fmt, outcome.model)
+    # A trimmed vocabulary: the original's example ids may be past it.
+    saving_example = (example_for(outcome.model, spec.input_shape, spec.input_dtype)
+                      if _own_tokenizer(model, outcome.model) else example)
     try:
-        saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
+        saved = save_all_formats(outcome.model, out_dir, saving_example, primary=primary_format,
+                                 architecture=architecture)
     except RecipeError as error:
         if primary_format != HF:
             raise
         # What a recipe made of a transformers model may not fit its config (unevenly pruned layers): TorchScript.
         primary_format = TORCHSCRIPT
-        saved = save_all_formats(outcome.model, out_dir, example, primary=primary_format, architecture=architecture)
+        saved = save_all_formats(outcome.model, out_dir, saving_example, primary=primary_format,
+                                 architecture=architecture)
         saved.skipped[HF] = str(error)
 
     extra = _write_extra_files(out_dir, outcome.extra_files)
@@ -159,7 +171,11 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     primary = out_dir / saved.files[primary_format]
     # Measure what was saved, not what is in memory.
     optimized, _ = load_model(primary, architecture=architecture)
-    after = measure_model(optimized, example, primary, splits=splits, reference=reference, task=task)
+    own_tokenizer = _own_tokenizer(model, optimized) and splits is not None and splits.tokenized is not None
+    if own_tokenizer:
+        after = _measure_retokenized(spec, model, optimized, example, primary, splits, reference, task)
+    else:
+        after = measure_model(optimized, example, primary, splits=splits, reference=reference, task=task)
     size_notes = _weigh_like_for_like(spec, fmt, primary_format, example, before)
     fitted = _data_fit(spec, splits)
     error = after["output_error"] or {}
@@ -180,7 +196,8 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
         "reference_max_abs": error.get("reference_max_abs"),
         "threads": after["threads"],
         "device": after["device"],
-        "notes": outcome.notes + saved.notes + size_notes + ([fitted["note"]] if fitted and fitted["note"] else []),
+        "notes": outcome.notes + saved.notes + size_notes + ([fitted["note"]] if fitted and fitted["note"] else [])
+        + ([RETOKENIZED_NOTE] if own_tokenizer else []),
         "data": fitted,  # how the dataset's samples were made to fit the model, or None when they fit as given
         "extras": outcome.extras,
         "architecture": architecture,
@@ -189,6 +206,32 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
     _write_json_atomically(out_dir / REPORT_NAME, result)
     steps.finish()
     return {**result, "artifacts": [*saved.files.values(), *extra, REPORT_NAME]}
+
+
+RETOKENIZED_NOTE = ("the result has a tokenizer of its own (a trimmed vocabulary): it was measured on the same "
+                    "validation texts tokenized by it, and its outputs were compared with the original's (on the "
+                    "original's tokens) as mean-pooled embeddings, since the two split some words into other pieces")
+
+
+def _own_tokenizer(original: Any, result: Any) -> bool:
+    """Whether the result is a Hugging Face folder whose vocabulary is not the original's (trimmed)."""
+    return (isinstance(original, TokenIdsModel) and isinstance(result, TokenIdsModel)
+            and result.folder.config.get("vocab_size") != original.folder.config.get("vocab_size"))
+
+
+def _measure_retokenized(spec: JobSpec, original: TokenIdsModel, result: TokenIdsModel, example: torch.Tensor,
+                         path: Path, splits: Any, reference: torch.Tensor | None, task: str | None) -> dict[str, Any]:
+    """The result measured on the dataset's texts tokenized by its own tokenizer (the same texts in the same split:
+    an encoder gets one row a text), compared on the same texts with the original, mean-pooled when its outputs are
+    per token."""
+    from optimizers.data.tokens import token_splits
+
+    own = dataclasses.replace(token_splits(spec.dataset_path, result), input_dtype=spec.input_dtype)
+    pooled = reference is not None and reference.dim() == 3
+    if pooled:
+        reference = pooled_reference(reference, example, splits, original.pad_token_id)
+    return measure_model(result, example_for(result, spec.input_shape, spec.input_dtype), path, splits=own,
+                         reference=reference, task=task, pooled_pad=result.pad_token_id if pooled else False)
 
 
 def model_task(model: Any) -> str | None:

@@ -70,6 +70,13 @@ class PruneConfig(RecipeConfig, FineTuneSettings):
         "(1 - cosine similarity, per token for a transformers encoder), judged by the mean cosine on the validation "
         "split; no labels needed, so plain sentences fine-tune a sentence-embedding model.",
         choices=FINE_TUNE_TARGETS)
+    trim_vocabulary: bool = setting(
+        False, "structured, Hugging Face encoders with a WordPiece tokenizer (BERT-like) and a text dataset: drop the "
+        "token embeddings the training texts never use (often half a small encoder's parameters), keeping every "
+        "special and single-character token so any text still tokenizes, and rewrite the tokenizer to the new ids. "
+        "The trimmed rows count toward target_params_ratio, and the rows it leaves room for keep the vocabulary's "
+        "first (most frequent) other tokens; heads and neurons are removed only for what is still missing "
+        "(attention heads are kept, so the result stays a Hugging Face folder with its tokenizer).")
     min_speedup: float = setting(
         1.1, "semi_structured_2_4: a Linear layer is made 2:4 sparse only if its sparse matmul measured at least "
         "this many times faster than dense on this GPU; if none is, the job is refused with the timings.",
@@ -79,6 +86,9 @@ class PruneConfig(RecipeConfig, FineTuneSettings):
         if self.method == STRUCTURED and self.target_macs_ratio >= 1.0 and self.target_params_ratio >= 1.0:
             raise ConfigError("target_macs_ratio", "structured pruning needs a target below 1: set "
                                                    "target_macs_ratio or target_params_ratio")
+        if self.trim_vocabulary and self.method != STRUCTURED:
+            raise ConfigError("trim_vocabulary", f"vocabulary trimming is built for structured pruning of Hugging "
+                                                 f"Face encoders; {self.method} pruning keeps every weight's shape")
         if self.fine_tune_on == ORIGINAL_OUTPUTS and self.method != STRUCTURED:
             raise ConfigError("fine_tune_on", f"fine-tuning on the original's outputs is built for structured "
                                               f"pruning; {self.method} fine-tunes on labels")

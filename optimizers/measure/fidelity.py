@@ -135,3 +135,11 @@ def output_error(values: torch.Tensor, reference: torch.Tensor) -> dict[str, Any
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None  # NaN is not JSON; a NaN output shows as a gap
+
+
+def mean_pooled(values: torch.Tensor, ids: torch.Tensor, pad: int | None) -> torch.Tensor:
+    """[N, L, H] token outputs averaged over each sample's positions whose id is not `pad` (all, when pad is None):
+    one embedding a text, which compares across tokenizers that split the same text into different pieces."""
+    mask = torch.ones(ids.shape, dtype=values.dtype) if pad is None else (ids != pad).to(values.dtype)
+    mask = mask[:, :values.shape[1], None].to(values.device)
+    return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)

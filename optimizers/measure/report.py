@@ -35,14 +35,24 @@ def reference_outputs(model: Any, example: torch.Tensor, splits: Any = None, *, 
                                   budget_s=_EVAL_SHARE * time_budget_s).values
 
 
+def pooled_reference(reference: torch.Tensor, example: torch.Tensor, splits: Any, pad: int | None) -> torch.Tensor:
+    """`reference_outputs`' token outputs [N, L, H] mean-pooled over their inputs' unpadded positions, to compare
+    with a result that tokenizes the same texts its own way (`measure_model(pooled_pad=...)`)."""
+    inputs = fidelity.evaluation_inputs(example, splits)
+    return fidelity.mean_pooled(reference, inputs.fit(inputs.x[:len(reference)]), pad)
+
+
 def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any = None,
                   reference: torch.Tensor | None = None, batch: int = 32, time_budget_s: float = 30.0,
-                  task: str | None = None) -> dict[str, Any]:
+                  task: str | None = None, pooled_pad: int | None | bool = False) -> dict[str, Any]:
     """Size, weights, MACs, latency, throughput, memory, accuracy, fidelity and energy of one model.
 
     `task` (what the job's original model is, which a saved result no longer says): LANGUAGE_MODEL adds perplexity
     and generation speed; EMBEDDINGS leaves out top-1 agreement, which means nothing for an embedding's largest
-    coordinate (the mean cosine judges those)."""
+    coordinate (the mean cosine judges those). `pooled_pad` (False: compare as they are): the model's token outputs
+    [N, L, H] are mean-pooled over the positions whose id is not this pad id (None: every position) before they are
+    compared with a reference pooled alike (`pooled_reference`): a result with a tokenizer of its own splits the same
+    texts into other positions."""
     device = example.device
     params, nonzero = _parameter_counts(model)
     macs, macs_note = count_macs(model, example)
@@ -54,7 +64,7 @@ def measure_model(model: Any, example: torch.Tensor, path: Any, *, splits: Any =
     speed, largest_input = _speed(model, example, batch, _LATENCY_SHARE * time_budget_s)
     report.update(speed)
     report.update(_energy(model, largest_input, device, _ENERGY_SHARE * time_budget_s))
-    report.update(_quality(model, example, splits, reference, _EVAL_SHARE * time_budget_s))
+    report.update(_quality(model, example, splits, reference, _EVAL_SHARE * time_budget_s, pooled_pad))
     if task == EMBEDDINGS and report["agreement_top1"] is not None:
         report["agreement_top1"] = None
     if task == LANGUAGE_MODEL:
@@ -176,13 +186,15 @@ def _timed_loop(model: Any, inputs: torch.Tensor, device: torch.device, counter:
 
 
 def _quality(model: Any, example: torch.Tensor, splits: Any, reference: torch.Tensor | None,
-             budget_s: float) -> dict[str, Any]:
+             budget_s: float, pooled_pad: int | None | bool = False) -> dict[str, Any]:
     """Accuracy (with labels), agreement with the reference's top-1, and the output error."""
     inputs = fidelity.evaluation_inputs(example, splits)
     outputs = fidelity.model_outputs(model, inputs, static_batch=_batch_of(example), budget_s=budget_s)
     notes = [note for note in (inputs.note, outputs.note) if note]
     accuracy = error = agreement = None
     values = outputs.values
+    if values is not None and pooled_pad is not False and values.dim() == 3:
+        values = fidelity.mean_pooled(values, inputs.fit(inputs.x[:len(values)]), pooled_pad)
     if values is not None and inputs.labels is not None:
         accuracy, note = fidelity.accuracy_top1(values, inputs.labels)
         notes += [note] if note else []

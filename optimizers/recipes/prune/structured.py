@@ -61,6 +61,9 @@ def prune_structured(model: nn.Module, data: DataSplits, config: PruneConfig, re
     applicable, reason = structured_applies(model)
     if not applicable:
         raise RecipeError(f"structured pruning does not apply: {reason}")
+    if config.trim_vocabulary:
+        raise RecipeError("trim_vocabulary is built for Hugging Face encoders with a WordPiece tokenizer; this model "
+                          "is no Hugging Face folder")
     if config.importance == ACTIVATION:
         raise RecipeError("the activation importance is built for transformers models (Hugging Face folders); "
                           "choose magnitude or taylor")

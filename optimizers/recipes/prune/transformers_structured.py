@@ -10,6 +10,13 @@ Every layer keeps the same number of neurons, so `config.intermediate_size` desc
 a Hugging Face folder again. Heads are removed in the same share: the config cannot say that a layer has fewer
 heads of the same size, so a model with heads removed is saved as TorchScript and ONNX (job_runner's own fallback).
 
+With `trim_vocabulary`, the token embedding first loses the rows the training texts never use
+(`optimizers.recipes.prune.vocabulary`); those parameters count toward the target, so heads and neurons are removed
+only for what is still missing, and heads are kept so that the result stays a Hugging Face folder with its rewritten
+tokenizer. The rows are planned first and cut after fine-tuning: until then the model reads the original's ids, so
+the original and the pruned model read the very same rows (the embeddings are frozen and the training rows hold only
+kept tokens, so the cut changes nothing the fine-tuning saw).
+
 Units are ranked within each layer by magnitude (the L2 norm of their weights) or taylor (|weight x gradient| of
 the fine-tuning loss, summed over the unit's weights). Targets are approached on the AGP schedule like the
 Torch-Pruning branch: each step removes the smallest share of every layer's heads and neurons that meets that
@@ -40,6 +47,7 @@ from optimizers.recipes.prune.finetune import (
 )
 from optimizers.recipes.prune.layers import private_copy
 from optimizers.recipes.prune.objective import LABELS_OBJECTIVE, Objective, accumulate_gradients, cosine_sum
+from optimizers.recipes.prune.vocabulary import TrimPlan, apply_trim, plan_trim, room_for, trim_note
 from optimizers.registry import RecipeResult
 from optimizers.reporters import Reporter
 from optimizers.training.replicated import distributed_extras
@@ -141,16 +149,21 @@ def prune_transformers(model: TokenIdsModel, data: DataSplits, config: PruneConf
     pruned = private_copy(model).cpu().eval()
     counts_before = _counts(_layers(pruned))
     before = _macs_and_params(pruned, example)
-    steps = config.agp_steps
+    trim = _plan(pruned, data, config, before[1])
+    goals = _goals_after_trim(config, trim, before[1])
+    # With trimming, heads are kept (counted as 0: kept whole), so config.json still describes the result.
+    counts = counts_before if trim is None else [(0, neurons) for _, neurons in counts_before]
+    trimmed_share = trim.removed_params / before[1] if trim else 0.0
+    steps = config.agp_steps if goals else 0
     schedule, epochs = agp_schedule(config, report)
     trained: list[dict | None] = []
     judged: list[dict] = []  # per step, with an objective that judges without labels: its score pruned, fine-tuned
     level = 0
     for step in range(1, steps + 1):
         begin_step(schedule, report, step, steps)
-        level, reached = _prune_until(pruned, level, structured_goal(config, step), before, counts_before, example,
+        level, reached = _prune_until(pruned, level, structured_goal(goals, step), before, counts, example,
                                       data, config, objective)
-        report_reached(report, schedule, step, steps, reached)
+        report_reached(report, schedule, step, steps, (reached[0], reached[1] - trimmed_share))
         scored = _score(pruned, objective)
         with _embeddings_frozen(pruned), _every_layer_matched(model, pruned, objective) as learnt:
             trained.append(finetune(pruned, data, example, config, schedule, epochs=epochs[step - 1],
@@ -160,13 +173,38 @@ def prune_transformers(model: TokenIdsModel, data: DataSplits, config: PruneConf
             judged.append({"step": step, "pruned": scored, "fine_tuned": _score(pruned, objective)})
         schedule.next_slice()
     pruned.eval()
-    result = _result(pruned, example, config, before, counts_before)
+    if trim is not None:
+        apply_trim(pruned, trim)
+        example = pruned.example_ids(tuple(example.shape))  # the original's ids may be past the trimmed vocabulary
+    result = _result(pruned, example, config, before, counts_before, trim)
+    if trim is not None and not goals:
+        result.notes.append("trimming the vocabulary alone met the targets: no head or neuron was removed, and "
+                            "there was nothing to fine-tune (outputs on text of kept tokens are the original's)")
     if judged:
         result.extras["fine_tune_scores"] = {"score": objective.score_name, "steps": judged}
         result.notes.append(f"validation {objective.score_name} to the original's outputs: {judged[-1]['pruned']:.4f} "
                             f"right after the last pruning step, {judged[-1]['fine_tuned']:.4f} after fine-tuning")
     result.extras.update(distributed_extras(trained))
     return result
+
+
+def _plan(model: TokenIdsModel, data: DataSplits, config: PruneConfig, params: int) -> TrimPlan | None:
+    """The vocabulary trimming asked for: the tokens it must keep, and as many more as the parameter target allows."""
+    if not config.trim_vocabulary:
+        return None
+    return plan_trim(model, data, room_for(model, config.target_params_ratio, params))
+
+
+def _goals_after_trim(config: PruneConfig, trim: TrimPlan | None, params: int) -> PruneConfig | None:
+    """The targets heads and neurons must meet on the untrimmed model (the config's own without trimming); None
+    when trimming alone meets them. The trimmed rows are `removed_params` of the `params` the targets are shares of."""
+    if trim is None:
+        return config
+    met = params - trim.removed_params <= config.target_params_ratio * params
+    params_goal = 1.0 if met else min(1.0, config.target_params_ratio + trim.removed_params / params)
+    if params_goal >= 1.0 and config.target_macs_ratio >= 1.0:
+        return None
+    return dataclasses.replace(config, target_params_ratio=params_goal)
 
 
 @contextlib.contextmanager
@@ -243,10 +281,18 @@ def _distance(got: torch.Tensor, want: torch.Tensor, inputs: torch.Tensor, pad: 
 
 def prune_once(model: TokenIdsModel, data: DataSplits, config: PruneConfig, example: torch.Tensor,
                objective: Objective = LABELS_OBJECTIVE) -> TokenIdsModel:
-    """A copy pruned to the final targets at once, without fine-tuning: what fine-tuning starts from (benchmarks)."""
+    """A copy pruned to the final targets at once, without fine-tuning: what fine-tuning starts from (benchmarks).
+    With trim_vocabulary its vocabulary is trimmed too: it takes the ids of its own rewritten tokenizer."""
     pruned = private_copy(model).cpu().eval()
-    _prune_until(pruned, 0, (config.target_macs_ratio, config.target_params_ratio),
-                 _macs_and_params(pruned, example), _counts(_layers(pruned)), example, data, config, objective)
+    before, counts = _macs_and_params(pruned, example), _counts(_layers(pruned))
+    trim = _plan(pruned, data, config, before[1])
+    goals = _goals_after_trim(config, trim, before[1])
+    if goals:
+        _prune_until(pruned, 0, (goals.target_macs_ratio, goals.target_params_ratio), before,
+                     counts if trim is None else [(0, neurons) for _, neurons in counts], example, data, config,
+                     objective)
+    if trim is not None:
+        apply_trim(pruned, trim)
     return pruned
 
 
@@ -380,7 +426,7 @@ def _saliency(linear: nn.Linear, taylor: bool, *, rows: bool) -> torch.Tensor:
 def _remove(layers: list[_Layer], scores: list[tuple[torch.Tensor | None, torch.Tensor]],
             kept: list[tuple[int, int]]) -> None:
     for layer, (head_scores, neuron_scores), (heads, neurons) in zip(layers, scores, kept, strict=True):
-        if layer.heads is not None and heads < layer.heads.count:
+        if layer.heads is not None and 0 < heads < layer.heads.count:  # 0: heads kept whole
             _keep_heads(layer.heads, _strongest(head_scores, heads))
         if neurons < layer.neurons.count:
             _keep_neurons(layer.neurons, _strongest(neuron_scores, neurons))
@@ -453,21 +499,28 @@ def _ratios(now: tuple[int, int], before: tuple[int, int]) -> tuple[float, float
 
 
 def _result(pruned: TokenIdsModel, example: torch.Tensor, config: PruneConfig, before: tuple[int, int],
-            counts_before: list[tuple[int, int]]) -> RecipeResult:
+            counts_before: list[tuple[int, int]], trim: TrimPlan | None) -> RecipeResult:
     after = _macs_and_params(pruned, example)
     macs_ratio, params_ratio = _ratios(after, before)
     counts_after = _counts(_layers(pruned))
     heads_removed = any(now[0] < then[0] for now, then in zip(counts_after, counts_before, strict=True))
     heads = ", ".join(f"{now}/{then}" for (now, _), (then, _) in zip(counts_after, counts_before, strict=True))
     neurons = ", ".join(f"{now}/{then}" for (_, now), (_, then) in zip(counts_after, counts_before, strict=True))
-    notes = [f"{macs_ratio:.1%} of the MACs and {params_ratio:.1%} of the parameters are left (embeddings are never "
-             f"pruned); the layers really are narrower, so the files shrink and run faster",
+    embeddings = "embeddings are never pruned" if trim is None else "the token embedding trimmed, see below"
+    narrower = counts_after != counts_before
+    notes = [f"{macs_ratio:.1%} of the MACs and {params_ratio:.1%} of the parameters are left ({embeddings}); "
+             + ("the layers really are narrower, so the files shrink and run faster" if narrower else
+                "the layers are whole, so the files shrink and the speed stays"),
              f"feed-forward neurons kept per layer: {neurons}"
              + (f"; attention heads kept per layer: {heads}" if any(then for then, _ in counts_before) else "")]
     notes.append(HEADS_NOTE if heads_removed else FOLDER_NOTE)
+    if trim is not None:
+        notes.append(trim_note(trim))
     if macs_ratio > config.target_macs_ratio + 0.01 or params_ratio > config.target_params_ratio + 0.01:
         notes.append(f"the target was not reached: every layer keeps at least one attention head and "
-                     f"{1 - MAX_NEURON_SHARE:.0%} of its feed-forward neurons, and embeddings are not pruned")
+                     f"{1 - MAX_NEURON_SHARE:.0%} of its feed-forward neurons, and "
+                     + ("embeddings are not pruned" if trim is None else
+                        "attention heads are kept with a trimmed vocabulary"))
     if config.optimizer == "adamw" and config.learning_rate > HIGH_LEARNING_RATE:
         notes.append(f"fine-tuned at learning rate {config.learning_rate:g}: pretrained transformers usually fine-tune "
                      f"with AdamW at 1e-5 to {HIGH_LEARNING_RATE:g}; a lower rate may keep more of what it learnt")
@@ -481,5 +534,8 @@ def _result(pruned: TokenIdsModel, example: torch.Tensor, config: PruneConfig, b
         extras={"macs_before": before[0], "macs_after": after[0], "params_before": before[1],
                 "params_after": after[1], "heads": [[then, now] for (then, _), (now, _) in
                                                     zip(counts_before, counts_after, strict=True)],
-                "neurons": [[then, now] for (_, then), (_, now) in zip(counts_before, counts_after, strict=True)]},
+                "neurons": [[then, now] for (_, then), (_, now) in zip(counts_before, counts_after, strict=True)],
+                **({"vocabulary": {"before": trim.rows, "kept": len(trim.kept), "special": trim.specials,
+                                   "characters": trim.characters, "training": trim.training, "filled": trim.filled,
+                                   "removed_params": trim.removed_params}} if trim else {})},
     )
