@@ -27,12 +27,14 @@ from webapp.models import Artifact, UploadedModel, Worker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _host(name: str, folder, env: dict, log) -> subprocess.Popen:
-    """A host's workers: the launcher with that host's own disk and devices."""
+def _host(name: str, folder, env: dict, log, cpus: str = "") -> subprocess.Popen:
+    """A host's workers: the launcher with that host's own disk and devices (and only `cpus`, as taskset lists them,
+    when given: a host's own processors)."""
     for sub in ("var", "tmp", "cache"):
         (folder / sub).mkdir(parents=True)
+    pinned = ["taskset", "--cpu-list", cpus] if cpus else []
     return subprocess.Popen(
-        [sys.executable, "-m", "launcher", "worker", "--host", name], cwd=REPO_ROOT, stdout=log,
+        [*pinned, sys.executable, "-m", "launcher", "worker", "--host", name], cwd=REPO_ROOT, stdout=log,
         stderr=subprocess.STDOUT, start_new_session=True,
         env=processes.process_env() | env | {"SLIMFORGE_VAR_DIR": str(folder / "var"), "TMPDIR": str(folder / "tmp"),
                                              "SLIMFORGE_WORKER_CACHE_DIR": str(folder / "cache")})
