@@ -5,6 +5,7 @@ GPUs are numbered as the job sees them (CUDA's numbering under the worker's CUDA
 `gpu0/...` is the job's `cuda:0`; NVML's own index is kept alongside.
 """
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from optimizers.errors import first_line
@@ -148,26 +149,24 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def gpu_devices(visible_devices: str | None) -> list[dict]:
-    """The GPUs a process may use, as the workers page lists them; [] without NVML (a CPU worker)."""
+def _each_gpu(visible_devices: str | None, read: Callable[[GpuProbe, Gpu], object]) -> list:
+    """`read` of each GPU a process may use, through a probe opened for it; [] without NVML (a CPU worker)."""
     try:
         probe = GpuProbe(visible_devices)
     except NvmlUnavailable:
         return []
     try:
-        return [{"index": gpu.index, "nvml_index": gpu.nvml_index, "name": gpu.name, "memory_mb": gpu.memory_mb}
-                for gpu in probe.gpus]
+        return [read(probe, gpu) for gpu in probe.gpus]
     finally:
         probe.close()
+
+
+def gpu_devices(visible_devices: str | None) -> list[dict]:
+    """The GPUs a process may use, as the workers page lists them."""
+    return _each_gpu(visible_devices, lambda probe, gpu: {"index": gpu.index, "nvml_index": gpu.nvml_index,
+                                                          "name": gpu.name, "memory_mb": gpu.memory_mb})
 
 
 def gpu_free_memory_mb(visible_devices: str | None) -> list[float]:
-    """Free memory of each GPU a process may use, now; [] without NVML."""
-    try:
-        probe = GpuProbe(visible_devices)
-    except NvmlUnavailable:
-        return []
-    try:
-        return [probe.free_memory_mb(gpu) for gpu in probe.gpus]
-    finally:
-        probe.close()
+    """Free memory of each GPU a process may use, now."""
+    return _each_gpu(visible_devices, GpuProbe.free_memory_mb)
