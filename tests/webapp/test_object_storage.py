@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from storages.backends.s3 import S3File
 
 from tests.factories import experiment_with_artifact
 from webapp.services.deletion import models_delete
@@ -26,12 +27,23 @@ def test_files_live_in_the_bucket_privately_and_are_never_overwritten(s3_media, 
 
 
 def test_downloads_stream_from_the_bucket_to_the_owner_only(s3_media, object_store, alice, alice_api,
-                                                            bob_api):
+                                                            bob_api, monkeypatch):
     experiment, artifact = experiment_with_artifact(alice)
     url = f"/api/experiments/{experiment.pk}/artifacts/{artifact.pk}/"
     response = alice_api.get(url)
     assert response.status_code == 200 and b"".join(response.streaming_content) == b"{}"
     assert bob_api.get(url).status_code == 404
+
+    # A large file is passed on as the bucket sends it, in the response's blocks, never copied whole first
+    # (django-storages' S3File copies the whole object to a temporary file the first time its `file` is read).
+    large = bytes(range(256)) * (40 * 1024)  # 10 MiB: past the 4 MB such a copy would keep in memory
+    artifact.file.save("model.pt", ContentFile(large))
+    monkeypatch.setattr(S3File, "file", property(_no_whole_copy))
+    response = alice_api.get(url)
+    assert response.status_code == 200 and response["Content-Length"] == str(len(large))
+    first = next(iter(response.streaming_content))
+    assert len(first) == response.block_size < len(large)
+    assert first + b"".join(response.streaming_content) == large
     experiment.summary = {"before": {}, "after": {}}
     experiment.save()
     bundle = alice_api.get(f"/api/experiments/{experiment.pk}/bundle/")
@@ -50,3 +62,7 @@ def test_deleting_a_model_deletes_its_objects_after_the_commit(s3_media, object_
     with django_capture_on_commit_callbacks(execute=True):
         models_delete(user=alice, ids=[experiment.model_id])
     assert object_store.keys(s3_media) == []
+
+
+def _no_whole_copy(s3_file):
+    raise AssertionError(f"{s3_file.name} was copied whole before it was sent")

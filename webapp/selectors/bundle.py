@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from webapp.models import Experiment
 from webapp.selectors import series
+from webapp.selectors.stored import open_stored
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 _ROWS = (  # (report key, label, unit): the before/after measurements, as the experiment page shows them
@@ -51,7 +52,7 @@ def write_bundle(experiment: Experiment, target: BinaryIO) -> None:
         for artifact in experiment.artifacts.all():
             name = "report.json" if artifact.name == "report.json" else artifact_download_name(experiment,
                                                                                                artifact.name)
-            with artifact.file.open("rb") as source, bundle.open(f"{base}/{name}", "w") as sink:
+            with open_stored(artifact.file) as source, bundle.open(f"{base}/{name}", "w") as sink:
                 while chunk := source.read(1 << 20):
                     sink.write(chunk)
         bundle.writestr(f"{base}/report.html", report_html(experiment))
