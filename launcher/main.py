@@ -127,6 +127,8 @@ def run(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> 
     } | {f"celery {spec.name}": (spec.celery_args(), env | spec.env) for spec in workers}
     children: dict[str, subprocess.Popen] = {}
     try:
+        for spec in workers:
+            _announce(spec)
         for name, (command, child_environment) in commands.items():
             children[name] = spawn([sys.executable, *command], env=child_environment, cwd=ROOT)
         watched = children | {server.name: server.process for server in servers if server.process}
@@ -173,7 +175,7 @@ def _run_workers(workers: list[WorkerSpec], env: dict[str, str]) -> int:
     children: dict[str, subprocess.Popen] = {}
     try:
         for spec in workers:
-            _say(f"worker {spec.name}: devices {','.join(spec.devices) or 'none'}, queues {','.join(spec.queues)}")
+            _announce(spec)
             children[spec.name] = spawn([sys.executable, *spec.celery_args()], env=env | spec.env, cwd=ROOT)
         return _watch(children)
     except StopRequested:
@@ -183,19 +185,33 @@ def _run_workers(workers: list[WorkerSpec], env: dict[str, str]) -> int:
         stop_processes([(process, signal.SIGTERM) for process in children.values()], timeout=STOP_TIMEOUT)
 
 
+def _announce(spec: WorkerSpec) -> None:
+    _say(f"worker {spec.name}: GPUs {','.join(spec.devices) or 'none'}, queues {','.join(spec.queues)}")
+
+
 def _worker_options(args: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m launcher worker", add_help=True)
-    parser.add_argument("--gpus-per-worker", type=int, default=1)
-    parser.add_argument("--cpu-worker", action="store_true")
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--queues", default="")
-    parser.add_argument("--no-shared-queue", action="store_true")
-    parser.add_argument("--plan", action="store_true")
-    parser.add_argument("--host", default="%h")
+    parser = argparse.ArgumentParser(
+        prog="python -m launcher worker",
+        description="The Celery workers of this machine, for the Slimforge whose database and broker DATABASE_URL "
+                    "and REDIS_URL name: one per GPU (CUDA_VISIBLE_DEVICES', else all nvidia-smi lists), or one CPU "
+                    "worker.")
+    parser.add_argument("--gpus-per-worker", type=int, default=1, metavar="N",
+                        help="GPUs per worker process, a data-parallel group (default 1)")
+    parser.add_argument("--cpu-worker", action="store_true", help="a CPU worker too (default: only without GPUs)")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="jobs the CPU worker runs at once; GPU workers run one each (default 1)")
+    parser.add_argument("--queues", default="", metavar="A,B", help="more queues every worker serves")
+    parser.add_argument("--no-shared-queue", action="store_true",
+                        help="serve only the device shapes' queues, not the shared one")
+    parser.add_argument("--plan", action="store_true", help="print the workers as JSON and exit")
+    parser.add_argument("--host", default="%h", metavar="NAME",
+                        help="the host part of the workers' names (default: this machine's host name)")
     try:
         return parser.parse_args(args)
-    except SystemExit as exit_:  # argparse printed why
-        raise WorkerPlanError("see the usage above") from exit_
+    except SystemExit as exit_:
+        if not exit_.code:  # --help
+            raise
+        raise WorkerPlanError("see the usage above") from exit_  # argparse printed why
 
 
 def _web_workers(env: dict[str, str]) -> str:

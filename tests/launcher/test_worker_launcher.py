@@ -39,6 +39,11 @@ def test_the_plan_gives_each_worker_its_own_gpus_and_its_shapes_queues():
     assert one_each[-1]["env"] == {"CUDA_VISIBLE_DEVICES": ""}
 
 
+def test_help_lists_the_options_and_exits_cleanly():
+    result = _launcher("--help")
+    assert result.returncode == 0 and "--gpus-per-worker N" in result.stdout and "--no-shared-queue" in result.stdout
+
+
 @pytest.mark.parametrize("gpus", [0, 1, 2, 3, 8])
 def test_the_launcher_and_the_web_name_shapes_alike(gpus):
     from launcher.workers import shape_of
@@ -52,6 +57,7 @@ def test_the_launcher_and_the_web_name_shapes_alike(gpus):
     (["--plan"], {"CUDA_VISIBLE_DEVICES": "0,$(reboot)"}, "which is no GPU index or UUID"),
     (["--plan", "--gpus-per-worker", "0"], {}, "--gpus-per-worker must be 1 to 64"),
     (["--plan", "--queues", "a b"], {}, "--queues lists 'a b'"),
+    (["--plan", "--bogus"], {}, "unrecognized arguments: --bogus"),
     ([], {"DATABASE_URL": ""}, "set DATABASE_URL"),
 ])
 def test_what_cannot_make_workers_is_refused_saying_why(args, env, message):
