@@ -29,7 +29,9 @@ STOP_WAIT_S = 10
 
 def machine_load(process: psutil.Process) -> dict:
     # rss_mb: the worker with its pool processes and their sandboxes, where the jobs really use memory.
-    return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": psutil.virtual_memory().percent,
+    memory = psutil.virtual_memory()
+    return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": memory.percent,
+            "memory_total_mb": round(memory.total / MIB),
             "loadavg_1m": round(os.getloadavg()[0], 2), "rss_mb": round(tree_usage(process)[1] / MIB, 1),
             "cpu_count": psutil.cpu_count()}
 

@@ -49,7 +49,8 @@
     const cell = el("td", undefined, "load");
     const l = w.load || {};
     if (!Object.keys(l).length) return lines(cell, ["—"]);
-    return lines(cell, [`CPU ${round(l.cpu_percent)}% of ${l.cpu_count} · RAM ${round(l.memory_percent)}%`,
+    const total = l.memory_total_mb ? ` of ${Math.round(l.memory_total_mb).toLocaleString("en")} MB` : "";
+    return lines(cell, [`CPU ${round(l.cpu_percent)}% of ${l.cpu_count} · RAM ${round(l.memory_percent)}%${total}`,
                         `load ${round(l.loadavg_1m, 2)} · worker ${round(l.rss_mb)} MB`]);
   }
 

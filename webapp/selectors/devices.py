@@ -47,3 +47,16 @@ def offered_shapes() -> list[str]:
     shapes = {name for name in served_queues() if gpus_of(name) is not None}
     return sorted(shapes, key=gpus_of)
 
+
+
+def largest_device_mb(queue: str) -> float | None:
+    """The most memory one job could have on a live worker serving `queue`: a GPU worker's smallest GPU (a job
+    gets no more than its least GPU), a CPU worker's machine memory; None when no such worker says."""
+    sizes = []
+    for devices, load in live_workers().filter(queues__contains=[queue]).values_list("devices", "load"):
+        gpus = [device.get("memory_mb") for device in devices or [] if isinstance(device, dict)]
+        size = min(gpus) if gpus and all(isinstance(mb, int | float) for mb in gpus) else (load or {}).get(
+            "memory_total_mb")
+        if isinstance(size, int | float):
+            sizes.append(size)
+    return max(sizes) if sizes else None

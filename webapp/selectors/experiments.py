@@ -7,11 +7,12 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from optimizers.configs.devices import GPU_ANY, cuda_reason, queue_of
+from optimizers.configs.memory import job_memory_mb
 from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
-from webapp.selectors.devices import served_queues
+from webapp.selectors.devices import largest_device_mb, served_queues
 from webapp.selectors.results import result_filter, result_order, with_results, with_variant
 
 EVENTS_PAGE = 5000
@@ -36,10 +37,12 @@ def waiting_note(experiment: Experiment) -> str:
     if getattr(experiment, "outbox_error", ""):
         return ("The job queue is unreachable right now; the experiment is saved and is sent to the workers as "
                 f"soon as the queue is back. ({experiment.outbox_error})")
-    if experiment.placement_note or not getattr(experiment, "in_outbox", False):
-        return experiment.placement_note  # a worker left it for a bigger device, or it waits at the workers
     queue = queue_of(experiment.device_shape, experiment.recipe, experiment.config,
                      settings.CELERY_TASK_DEFAULT_QUEUE)
+    if experiment.placement_note:  # a worker left it for a bigger device
+        return experiment.placement_note + _no_room_anywhere(experiment, queue)
+    if not getattr(experiment, "in_outbox", False):
+        return ""  # at the workers
     if queue not in served_queues():
         gpu = cuda_reason(experiment.recipe, experiment.config)
         if queue == GPU_ANY:
@@ -49,6 +52,16 @@ def waiting_note(experiment: Experiment) -> str:
                 "starts when one joins (or cancel it, or run it again on any device).")
     return (f"Waiting for a slot: at most {settings.USER_MAX_RUNNING} of your experiments go to the workers at "
             "once; this one goes when an earlier one ends.")
+
+
+def _no_room_anywhere(experiment: Experiment, queue: str) -> str:
+    """When no live worker of the job's queue could ever hold it, a sentence that says so ("" otherwise)."""
+    needed = job_memory_mb(experiment.recipe, experiment.config, experiment.model.params or 0)
+    largest = largest_device_mb(queue)
+    if largest is None or needed <= largest:
+        return ""
+    return (f" No live worker that serves {queue} has that much: the largest has {largest:,.0f} MB, so it runs only "
+            "once a bigger one joins.")
 
 
 def experiment_search_for(*, user, status: str | None = None, recipe: str | None = None,

@@ -13,7 +13,7 @@ from tasks.celery import RUN_EXPERIMENT
 from tests.factories import ready_model
 from tests.webapp.pages.test_pages import _defaults_posted
 from webapp import services
-from webapp.models import OutboxMessage, Worker
+from webapp.models import OutboxMessage, UploadedModel, Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -131,3 +131,25 @@ def test_the_form_offers_the_shapes_live_workers_serve_and_a_rerun_keeps_its_own
     Worker.objects.filter(name="gpu-x2-0@b").update(stopped_at=timezone.now())
     rerun = client.get(f"/experiments/{experiment.pk}/rerun/").content.decode()
     assert '<option value="gpu-x2" selected>gpu-x2: a worker with 2 GPUs (none online now: it waits)</option>' in rerun
+
+
+def test_a_job_left_for_a_bigger_device_says_when_no_live_worker_is_big_enough(alice, alice_api, settings,
+                                                                              django_capture_on_commit_callbacks):
+    model = ready_model(alice)
+    UploadedModel.objects.filter(pk=model.pk).update(params=30_000_000_000)  # about 30 B parameters: 280 GB in fp32
+    h100 = _worker("gpu-0@a", ["gpu", "gpu-any"], gpus=1)
+    Worker.objects.filter(pk=h100.pk).update(devices=[{"index": 0, "name": "H100", "memory_mb": 81_559}])
+    job = _submit(alice, model, django_capture_on_commit_callbacks, "gpu")
+    services.experiment_left_for_bigger_device(experiment_id=job.pk, note="Worker gpu-0@a left it for a bigger "
+                                               "device: the job needs about 286,000 MB.")
+    waiting = alice_api.get(f"/api/experiments/{job.pk}/").json()["waiting"]
+    assert waiting == ("Worker gpu-0@a left it for a bigger device: the job needs about 286,000 MB. No live worker "
+                       "that serves gpu has that much: the largest has 81,559 MB, so it runs only once a bigger one "
+                       "joins.")
+
+    # A CPU worker's size is its machine's memory, which its heartbeat reports.
+    UploadedModel.objects.filter(pk=model.pk).update(params=1_000_000)
+    small = _submit(alice, model, django_capture_on_commit_callbacks, "cpu")
+    Worker.objects.filter(pk=_worker("cpu@b", ["cpu"]).pk).update(load={"memory_total_mb": 24_000})
+    services.experiment_left_for_bigger_device(experiment_id=small.pk, note="Worker cpu@b left it.")
+    assert alice_api.get(f"/api/experiments/{small.pk}/").json()["waiting"] == "Worker cpu@b left it."
