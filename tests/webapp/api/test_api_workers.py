@@ -140,8 +140,9 @@ def test_the_load_measures_this_machine_and_this_process_tree():
     import psutil
 
     load = machine_load(psutil.Process())
-    assert set(load) == {"cpu_percent", "memory_percent", "loadavg_1m", "rss_mb", "cpu_count"}
+    assert set(load) == {"cpu_percent", "memory_percent", "memory_total_mb", "loadavg_1m", "rss_mb", "cpu_count"}
     assert load["cpu_count"] == os.cpu_count() and 0 < load["memory_percent"] < 100 and load["rss_mb"] > 10
+    assert load["memory_total_mb"] == round(psutil.virtual_memory().total / 2**20)
 
 
 @pytest.mark.parametrize("cuda_visible, visible", [
