@@ -1,5 +1,7 @@
 """Choosing a device in Chromium: the experiment form offers any and the shapes live workers serve; the experiment
 page says which was asked for, and why the job waits when a worker left it for one with more memory."""
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -9,6 +11,7 @@ from webapp import services
 from webapp.models import Worker
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+HOUR = timedelta(hours=1)  # beats "from the future" keep both workers live however long the test takes
 
 
 def test_ask_for_a_two_gpu_worker_and_see_why_the_job_waits(carol, browser_page, web_server, tmp_path, settings):
@@ -16,7 +19,7 @@ def test_ask_for_a_two_gpu_worker_and_see_why_the_job_waits(carol, browser_page,
     now = timezone.now()
     for name, queues, gpus in (("cpu@a", ["cpu", settings.CELERY_TASK_DEFAULT_QUEUE], 0),
                                ("gpu-x2-0@b", ["gpu-any", "gpu-x2"], 2)):
-        Worker.objects.create(name=name, host=name.split("@")[1], started_at=now, last_heartbeat=now + _hour(),
+        Worker.objects.create(name=name, host=name.split("@")[1], started_at=now, last_heartbeat=now + HOUR,
                               queues=queues, devices=[{"index": i, "name": "NVIDIA H200"} for i in range(gpus)])
     log_in(browser_page, web_server)
     browser_page.goto(f"{web_server}/models/{model.pk}/")
@@ -40,8 +43,3 @@ def test_ask_for_a_two_gpu_worker_and_see_why_the_job_waits(carol, browser_page,
     assert browser_page.locator("#exp-waiting").inner_text().startswith("Worker gpu-x2-0@b left it for a bigger")
     save_screenshot(browser_page, "experiment-waiting-for-room.png", tmp_path)
 
-
-def _hour():
-    from datetime import timedelta
-
-    return timedelta(hours=1)  # beats "from the future" keep both workers live however long the test takes
