@@ -13,3 +13,4 @@ app.conf.include = ["tasks.entrypoints", "tasks.heartbeat"]
 INSPECT_MODEL = "slimforge.inspect_model"
 RUN_EXPERIMENT = "slimforge.run_experiment"
 PREPARE_DATASET = "slimforge.prepare_dataset"
+JOIN_EXPERIMENT = "slimforge.join_experiment"  # a further host of a multi-host experiment

@@ -1,4 +1,5 @@
 """Strict helpers that read settings from the environment and fail at start-up with a clear message."""
+import ipaddress
 import os
 from pathlib import Path
 
@@ -15,6 +16,18 @@ def env_str(name: str, default: str | None = None) -> str:
             f"or set {name} yourself."
         )
     return value
+
+
+def env_ip_address(name: str) -> str:
+    """An optional IP address (v4 or v6): "" when unset; a host name or anything else stops the start."""
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        try:
+            ipaddress.ip_address(raw)
+        except ValueError:
+            raise ImproperEnvironment(
+                f"{name} must be an IP address of this machine, e.g. 10.0.0.5; got {raw!r}") from None
+    return raw
 
 
 def env_bool(name: str, default: bool) -> bool:

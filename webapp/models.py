@@ -143,6 +143,8 @@ class Experiment(models.Model):
     telemetry_interval_s = models.FloatField(null=True, blank=True)
     # The worker it asks for (optimizers.configs.devices: any, cpu, gpu, gpu-x2, ...): its job's queue.
     device_shape = models.CharField(max_length=16, default="any")
+    # On how many workers (hosts) of that shape it trains at once, as one DDP group (1: one worker).
+    hosts = models.PositiveSmallIntegerField(default=1)
     # Why no worker has taken it yet although one was offered it (its memory estimate did not fit), in words.
     placement_note = models.CharField(max_length=500, blank=True)
     # A step of a chain (webapp.services.chains): its index there. A resumed step has several experiments.

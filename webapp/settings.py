@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 
 from webapp import storage_config
-from webapp.envconf import env_bool, env_int, env_list, env_str, secret_key, var_dir
+from webapp.envconf import env_bool, env_int, env_ip_address, env_list, env_str, secret_key, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = var_dir()
@@ -242,6 +242,13 @@ WORKER_HEARTBEAT_S = env_int("SLIMFORGE_HEARTBEAT_MS", 5000, low=200, high=60000
 # whose estimate is larger is left for a bigger device (tasks.placement).
 WORKER_MEMORY_MB = env_int("SLIMFORGE_WORKER_MEMORY_MB", 0, low=0, high=64 * 1024 * 1024) or None
 WORKER_OFFLINE_AFTER_MISSED = 3
+# Multi-host jobs (Experiment.hosts > 1): the address other workers reach this worker's jobs at. Setting it is the
+# operator's consent: a multi-host job's sandbox shares this machine's network (its ranks must reach their peers),
+# so set it only on workers of a private cluster network. Empty: this worker takes no part in multi-host jobs.
+WORKER_HOST_ADDRESS = env_ip_address("SLIMFORGE_WORKER_HOST_ADDRESS")
+# How long the first host of a multi-host job waits for the others to join before the job fails.
+HOSTS_WAIT_S = env_int("SLIMFORGE_HOSTS_WAIT_S", 300, low=5, high=24 * 3600)
+MAX_HOSTS = 16
 
 LOGGING = {
     "version": 1,
