@@ -65,6 +65,11 @@ def run(spec_path: str, events: TextIO, cancel: threading.Event) -> dict[str, An
         from optimizers.data.job import prepare_dataset
 
         return prepare_dataset(spec, reporter)
+    if spec.action == "ranks":  # a further host of a multi-host job: replicas only
+        from optimizers.training.follower import serve
+        from optimizers.training.hosts import Hosts
+
+        return serve(Hosts.from_spec(spec.hosts), reporter, spec.out_dir)
     from optimizers.job_runner import inspect_model, run_recipe
 
     return inspect_model(spec, reporter) if spec.action == "inspect" else run_recipe(spec, reporter)

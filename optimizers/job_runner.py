@@ -5,6 +5,7 @@ Every figure comes from `optimizers.measure.report.measure_model`, with the same
 evaluation data, thread count and reference outputs before and after, so they can be compared.
 """
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -35,6 +36,7 @@ from optimizers.measure.report import (
 from optimizers.registry import applicability, get_recipe
 from optimizers.reporters import JobSteps, Reporter
 from optimizers.shapes import format_shape
+from optimizers.training import hosts
 
 REPORT_NAME = "report.json"
 _VERSIONED = ("torch", "onnx", "onnxruntime", "torchao", "torch-pruning", "safetensors", "numpy")
@@ -127,6 +129,14 @@ def describe_output(output: Any) -> dict[str, Any]:
 
 
 def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
+    """The job; on several hosts, the others take part from the start until the recipe has run (the rest is this
+    host's alone, so they leave then)."""
+    with contextlib.ExitStack() as on_hosts:
+        on_hosts.enter_context(hosts.joined(hosts.Hosts.from_spec(spec.hosts) if spec.hosts else None, report))
+        return _run_recipe(spec, report, release_hosts=on_hosts.close)
+
+
+def _run_recipe(spec: JobSpec, report: Reporter, release_hosts) -> dict[str, Any]:
     config = parse_config(spec.recipe, spec.config)  # before loading: bad settings fail fast
     recipe = get_recipe(spec.recipe)
     steps = JobSteps(report, ["load", "measure original", spec.recipe, "save", "measure optimized"])
@@ -144,6 +154,7 @@ def run_recipe(spec: JobSpec, report: Reporter) -> dict[str, Any]:
 
     outcome = _run(recipe, model, splits, config, steps.begin(spec.recipe), example=example,
                    checkpoint_dir=spec.checkpoint_dir, architecture=spec.architecture, models=_load_models(spec))
+    release_hosts()
     architecture = outcome.architecture or spec.architecture  # a distilled student has its own
 
     steps.begin("save")

@@ -7,8 +7,12 @@ architecture settings by `optimizers.zoo` when the model is built).
 
 Actions: "inspect" and "run" work on the model at model_path ("run" writes into out_dir);
 "dataset" reads dataset_source of dataset_kind and writes a normalized dataset.npz into out_dir.
+A "run" on several hosts carries `hosts` with node 0; each further host runs a "ranks" job (no model: it runs the
+replicas the first host sends it, optimizers.training.follower), its `hosts` naming its node and out_dir a scratch
+folder.
 """
 
+import ipaddress
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -17,7 +21,9 @@ from typing import Any
 from optimizers.errors import SpecError
 from optimizers.shapes import check_input_shape, parse_dtype
 
-ACTIONS = ("inspect", "run", "dataset")
+ACTIONS = ("inspect", "run", "dataset", "ranks")
+MAX_HOSTS = 64
+HOSTS_KEYS = {"count", "node", "address", "port", "interface", "wait_s"}
 DATASET_KINDS = ("npz", "csv", "images", "digits", "text")  # as optimizers.data.options (which sits above)
 
 
@@ -41,6 +47,9 @@ class JobSpec:
     checkpoint_dir: str | None = None
     # Other uploaded models the recipe's settings name, by role: {"student": {"path": ..., "architecture": ...}}.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A job on several hosts (optimizers.training.hosts.Hosts): count, node (this host's, 0 the first), address and
+    # port of the first host's store, this host's network interface, wait_s for the hosts to join.
+    hosts: dict[str, Any] | None = None
 
     def files_read(self) -> list[str]:
         """Every file the job reads (the sandbox shows it these, read-only, and nothing else of the worker's)."""
@@ -62,10 +71,13 @@ class JobSpec:
         action = data.get("action")
         if action not in ACTIONS:
             raise SpecError(f"job spec action must be one of {', '.join(ACTIONS)}; got {action!r}")
-        if action in ("run", "dataset"):
+        if action in ("run", "dataset", "ranks"):
             _require_text(data, "out_dir", f"for action {action}")
         if action == "dataset":
             return cls(action, out_dir=data["out_dir"], **_dataset_fields(data))
+        hosts = _hosts(data.get("hosts"), action)
+        if action == "ranks":
+            return cls(action, out_dir=data["out_dir"], hosts=hosts)
         _require_text(data, "model_path")
         try:
             shape = check_input_shape(data.get("input_shape"))
@@ -75,7 +87,8 @@ class JobSpec:
         # recipe and config are validated by parse_config so the user sees a ConfigError.
         return cls(action, data["model_path"], shape, dtype, data.get("recipe"), data.get("config", {}),
                    data.get("out_dir"), _architecture(data.get("architecture")), _optional_text(data, "dataset_path"),
-                   checkpoint_dir=_optional_text(data, "checkpoint_dir"), models=_models(data.get("models", {})))
+                   checkpoint_dir=_optional_text(data, "checkpoint_dir"), models=_models(data.get("models", {})),
+                   hosts=hosts)
 
     @classmethod
     def build(cls, **fields: Any) -> "JobSpec":
@@ -127,6 +140,33 @@ def _models(value: Any) -> dict[str, dict[str, Any]]:
             raise SpecError(f"unknown job spec model keys: {', '.join(unknown)}")
         models[str(role)] = {"path": model["path"], "architecture": _architecture(model.get("architecture"))}
     return models
+
+
+def _hosts(value: Any, action: str) -> dict[str, Any] | None:
+    """None for a job on one host; else every key checked: only the first host runs the job, the others "ranks"."""
+    if value is None:
+        if action == "ranks":
+            raise SpecError("job spec action ranks needs hosts")
+        return None
+    if not isinstance(value, dict) or set(value) != HOSTS_KEYS:
+        raise SpecError(f"job spec hosts must be an object of exactly {', '.join(sorted(HOSTS_KEYS))}; got {value!r}")
+    count, node, port, wait_s = value["count"], value["node"], value["port"], value["wait_s"]
+    if not all(isinstance(number, int) and not isinstance(number, bool) for number in (count, node, port)):
+        raise SpecError(f"job spec hosts count, node and port must be integers; got {value!r}")
+    if not 2 <= count <= MAX_HOSTS or not 0 <= node < count or not 1 <= port <= 65535:
+        raise SpecError(f"job spec hosts: count 2..{MAX_HOSTS}, node 0..count-1, port 1..65535; got {value!r}")
+    if action == "inspect" or (action == "run") != (node == 0):
+        raise SpecError(f"job spec hosts: the first host (node 0) runs the job, the others action ranks; got node "
+                        f"{node} for action {action}")
+    try:
+        ipaddress.ip_address(value["address"])
+    except (ValueError, TypeError):
+        raise SpecError(f"job spec hosts address must be an IP address; got {value['address']!r}") from None
+    if not isinstance(value["interface"], str) or not value["interface"]:
+        raise SpecError("job spec hosts interface must be a non-empty string")
+    if not isinstance(wait_s, (int, float)) or isinstance(wait_s, bool) or wait_s <= 0:
+        raise SpecError(f"job spec hosts wait_s must be a positive number; got {wait_s!r}")
+    return dict(value)
 
 
 def _dataset_fields(data: dict) -> dict[str, Any]:

@@ -10,7 +10,9 @@ that may be an onnxruntime session) without copying them through pickle. CUDA ca
 after it was initialised, so GPU ranks are spawned and the work they run goes to them through torch.save, one
 file for all of it, so the hooks still point at the model's own parameters (pickle keeps shared references).
 The ranks meet through a file store in a private folder (no port to agree on); gloo's own
-connections then run over the loopback, which in the job's sandbox is the job's alone.
+connections then run over the loopback, which in the job's sandbox is the job's alone. A job on several hosts runs
+its rounds of replicas on all of them (optimizers.training.hosts): its ranks meet through the first host's TCP store
+instead, over the hosts' network.
 """
 import dataclasses
 import multiprocessing
@@ -19,6 +21,7 @@ import queue
 import signal
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ import torch.distributed as dist
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.events import log_event, metric_event, progress_event, stage_event
 from optimizers.reporters import NullReporter, Reporter
+from optimizers.training.hosts import COLLECTIVE_TIMEOUT, Round, current
 
 POLL_S = 0.05  # how often the coordinator looks at its ranks and the cancel flag
 WORK_FILE = "work.pt"  # a spawned rank's work, written once by the coordinator
@@ -84,6 +88,36 @@ class RankGroup:
         self.replica_checks += 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Meeting:
+    """Where one run's ranks meet: a file store in its private folder, or (several hosts) the first host's TCP store
+    under the round's prefix. This host runs ranks first_rank .. first_rank + local - 1 of world."""
+    folder: str
+    local: int
+    world: int
+    first_rank: int = 0
+    address: str = ""
+    port: int = 0
+    prefix: str = ""
+    interface: str = "lo"  # the sandbox has a loopback and no name for it: one host's ranks meet on lo
+
+    @classmethod
+    def across_hosts(cls, round_: Round, node: int, address: str, port: int, interface: str,
+                     folder: str) -> "Meeting":
+        return cls(folder, round_.ranks_per_host, round_.ranks_per_host * round_.hosts, round_.first_rank(node),
+                   address, port, round_.prefix, interface)
+
+    def store(self) -> dist.Store:
+        if not self.address:
+            return dist.FileStore(str(Path(self.folder) / STORE_FILE), self.world)
+        store = dist.TCPStore(self.address, self.port, is_master=False, timeout=COLLECTIVE_TIMEOUT)
+        return dist.PrefixStore(self.prefix, store)
+
+    @property
+    def timeout(self) -> timedelta | None:
+        return COLLECTIVE_TIMEOUT if self.address else None
+
+
 def available_ranks(device: torch.device) -> int:
     """How many ranks the worker gives a job on `device`: its GPUs, or the CPU cores it may run on."""
     if device.type == "cuda":
@@ -103,28 +137,45 @@ def choose_ranks(requested: int, device: torch.device) -> tuple[int, str]:
 
 
 def run_ranks(world: int, backend: str, work: RankWork, report: Reporter, folder: str,
-              spawn: bool | None = None) -> Any:
+              spawn: bool | None = None, hosts: int = 1) -> Any:
     """Run `work` on `world` ranks and return the first rank's answer; raise when any rank fails or dies.
 
     `folder` is private to this run (the caller removes it). Events the first rank reports reach `report`;
     cancelling `report` kills the ranks and raises Cancelled. spawn defaults to: NCCL ranks are spawned, gloo
-    ranks forked (the CPU tests of the GPU path spawn gloo ranks).
+    ranks forked (the CPU tests of the GPU path spawn gloo ranks). hosts > 1: `world` ranks on each of that many of
+    the job's hosts (a round of optimizers.training.hosts, from its first host), rank 0 here.
     """
-    spawned = backend == "nccl" if spawn is None else spawn
+    if hosts == 1:
+        return run_local(Meeting(folder, world, world), backend, work, report, spawn)
+    cluster = current()
+    if cluster is None or hosts != cluster.hosts.count:
+        raise ValueError(f"a run on {hosts} hosts outside a job on as many")
+    round_ = cluster.announce(world, backend, work)
+    meeting = Meeting.across_hosts(round_, 0, cluster.hosts.address, cluster.hosts.port, cluster.hosts.interface,
+                                   folder)
+    return run_local(meeting, backend, work, report, spawn, remote_failure=lambda: cluster.failure(round_))
+
+
+def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Reporter, spawn: bool | None = None,
+              remote_failure: Callable[[], str | None] | None = None) -> Any:
+    """This host's ranks of `meeting`; None as `work`: spawned ranks find it in the folder already (another host's).
+
+    remote_failure() says why another host could not take its part, if one could not."""
+    spawned = backend == "nccl" or work is None if spawn is None else spawn
     context = multiprocessing.get_context("spawn" if spawned else "fork")
-    if spawned:
-        torch.save(work, Path(folder) / WORK_FILE)
+    if spawned and work is not None:
+        torch.save(work, Path(meeting.folder) / WORK_FILE)
     messages = context.Queue()
     # A forked rank keeps to one thread: GNU OpenMP's pool does not survive fork, and a child that starts a parallel
     # region the parent had used hangs. A spawned rank starts clean and takes its share of the threads.
-    threads = max(1, torch.get_num_threads() // world) if spawned else 1
-    processes = [context.Process(target=_rank_main, name=f"slimforge-rank-{rank}", daemon=True,
-                                 args=(rank, world, backend, folder, threads, None if spawned else work, messages))
-                 for rank in range(world)]
+    threads = max(1, torch.get_num_threads() // meeting.local) if spawned else 1
+    processes = [context.Process(target=_rank_main, name=f"slimforge-rank-{meeting.first_rank + local}", daemon=True,
+                                 args=(local, meeting, backend, threads, None if spawned else work, messages))
+                 for local in range(meeting.local)]
     try:
         for process in processes:
             process.start()
-        return _watch(processes, messages, report, world)
+        return _watch(processes, messages, report, meeting, remote_failure)
     finally:
         _stop(processes)
         messages.close()
@@ -153,22 +204,22 @@ class _QueueReporter:
         return False  # the coordinator watches the cancel flag and kills every rank
 
 
-def _rank_main(rank: int, world: int, backend: str, folder: str, threads: int, work: RankWork | None,
-               messages) -> None:
+def _rank_main(local: int, meeting: Meeting, backend: str, threads: int, work: RankWork | None, messages) -> None:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a cancel is the coordinator's to act on
+    rank = meeting.first_rank + local
     try:
         torch.set_num_threads(threads)
         device = torch.device("cpu")
-        if backend == "gloo":  # the sandbox has a loopback and no name for it: meet on lo, not the host name
-            os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        # gloo (and NCCL's bootstrap) connect over the meeting's interface: not the host name, which the sandbox lacks
+        os.environ["GLOO_SOCKET_IFNAME"] = os.environ["NCCL_SOCKET_IFNAME"] = meeting.interface
         if backend == "nccl":
-            device = torch.device("cuda", rank)
+            device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if work is None:  # spawned: the work arrives through its file, its tensors straight onto this rank's device
-            work = torch.load(Path(folder) / WORK_FILE, map_location=device, weights_only=False)
-        store = dist.FileStore(str(Path(folder) / STORE_FILE), world)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=world)
-        group = RankGroup(rank, world, device, folder)
+            work = torch.load(Path(meeting.folder) / WORK_FILE, map_location=device, weights_only=False)
+        dist.init_process_group(backend, store=meeting.store(), rank=rank, world_size=meeting.world,
+                                **({"timeout": meeting.timeout} if meeting.timeout else {}))
+        group = RankGroup(rank, meeting.world, device, meeting.folder)
         answer = work(group, _QueueReporter(messages) if rank == 0 else NullReporter())
         if rank == 0:
             messages.put(("done", answer))
@@ -184,8 +235,10 @@ def _rank_main(rank: int, world: int, backend: str, folder: str, threads: int, w
     messages.join_thread()
     os._exit(code)
 
-def _watch(processes: list, messages, report: Reporter, world: int) -> Any:
-    answered, answer, ended_at = False, None, None
+def _watch(processes: list, messages, report: Reporter, meeting: Meeting,
+           remote_failure: Callable[[], str | None] | None) -> Any:
+    # Rank 0 answers; the ranks of another host than the first have nothing to say but that they ended well.
+    answered, answer, ended_at = meeting.first_rank != 0, None, None
     while True:
         message = _next(messages, POLL_S)
         if message is not None:
@@ -194,41 +247,56 @@ def _watch(processes: list, messages, report: Reporter, world: int) -> Any:
             elif message[0] == "done":
                 answered, answer = True, message[1]
             else:
-                raise _failure(message, processes, world)
+                raise _failure(message, processes, meeting, remote_failure)
         codes = [process.exitcode for process in processes]
         if answered and all(code == 0 for code in codes):
             return answer
         if report.cancelled():
             raise Cancelled()
+        elsewhere = remote_failure() if remote_failure is not None else None
+        if elsewhere:
+            raise RecipeError(f"the training stopped: {elsewhere}")
         dead = next(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)), None)
         if dead is not None or all(code == 0 for code in codes):
             # Ended without an answer: its own error message may still be on its way; then say how it died.
             ended_at = ended_at or time.monotonic()
             if message is None and time.monotonic() - ended_at > RANK_ERROR_WAIT_S:
-                raise _exit_error(dead, world)
+                raise _exit_error(dead, meeting)
 
 
-def _exit_error(dead: tuple[int, int] | None, world: int) -> RecipeError:
+def _exit_error(dead: tuple[int, int] | None, meeting: Meeting) -> RecipeError:
+    world = meeting.world
     if dead is None:
         return RecipeError("the training replicas ended without a result")
-    rank, code = dead
+    local, code = dead
+    rank = meeting.first_rank + local
     how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     hint = " (it may have run out of memory)" if code == -signal.SIGKILL else ""
     return RecipeError(f"training replica {rank} of {world} {how}{hint}; the other replicas were stopped and the "
                        "training failed")
 
 
-def _failure(message: tuple, processes: list, world: int) -> Exception:
-    """The error a rank sent, unless another rank was killed: then the survivors' errors (a peer's connection
-    closed) are only its consequence, and the killed one is what the user needs to hear about."""
+def _failure(message: tuple, processes: list, meeting: Meeting,
+             remote_failure: Callable[[], str | None] | None) -> Exception:
+    """The error a rank sent, unless another rank was killed or another host could not take its part: then the
+    survivors' errors (a peer's connection closed) are only its consequence, and the cause is what the user needs to
+    hear about."""
     _, rank, error_type, text = message
+    world, sender = meeting.world, rank - meeting.first_rank
+    others = [(local, process) for local, process in enumerate(processes) if local != sender]
     deadline = time.monotonic() + RANK_ERROR_WAIT_S
     while time.monotonic() < deadline and error_type != Cancelled.__name__:
-        killed = next(((other, process.exitcode) for other, process in enumerate(processes)
-                       if other != rank and process.exitcode is not None and process.exitcode < 0), None)
+        killed = next(((local, process.exitcode) for local, process in others
+                       if process.exitcode is not None and process.exitcode < 0), None)
         if killed is not None:
-            return _exit_error(killed, world)
-        if all(process.exitcode is not None for other, process in enumerate(processes) if other != rank):
+            return _exit_error(killed, meeting)
+        # A rank's own RecipeError is the cause; any other error (a peer's connection closed) may be another host's
+        # consequence: its word may still be on its way.
+        asks_elsewhere = remote_failure is not None and error_type != RecipeError.__name__
+        elsewhere = remote_failure() if asks_elsewhere else None
+        if elsewhere:
+            return RecipeError(f"the training stopped: {elsewhere}")
+        if not asks_elsewhere and all(process.exitcode is not None for _, process in others):
             break
         time.sleep(POLL_S)
     if error_type == Cancelled.__name__:

@@ -19,6 +19,7 @@ from optimizers.errors import RecipeError
 from optimizers.reporters import NullReporter, Reporter
 from optimizers.training.distributed import RankGroup, choose_ranks
 from optimizers.training.epochs import LOSS_EVERY_STEPS, EpochRunner, EvaluateFn, LossFn, device_of, evaluate
+from optimizers.training.hosts import host_count
 from optimizers.training.modes import mode_notes, prepare_parameters, set_training, trainable
 from optimizers.training.replicated import fit_replicated, measure_scaling
 from optimizers.training.setup import build_optimizer, build_schedule, fingerprint
@@ -69,8 +70,8 @@ def fit(model: nn.Module, splits: DataSplits | None, input_shape: tuple[int, ...
     options = {"checkpoint_dir": checkpoint_dir, "stage": stage, "prefix": metric_prefix or stage, "loss_fn": loss_fn,
                "after_step": after_step, "step_offset": step_offset, "evaluate_fn": evaluate_fn,
                "score_name": score_name}
-    ranks, backend = choose_ranks(settings.ranks, device_of(model))
-    if ranks == 1:
+    ranks, backend = choose_ranks(settings.ranks, device_of(model))  # on each of the job's hosts
+    if ranks == 1 and host_count() == 1:
         return train(model, splits, input_shape, settings, report, **options)
     scaling = measure_scaling(train, model, splits, input_shape, settings, report, options, ranks, backend) \
         if measure_ranks else None

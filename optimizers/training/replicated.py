@@ -7,7 +7,8 @@ averages the shares' gradients, and equal shares average to the whole batch's gr
 replicas compare their weights (optimizers.training.distributed.RankGroup.check_replicas).
 
 The scaling figures are measured, not estimated: a few real training steps on a copy of the model in each rank
-(forked or spawned, the job's model is untouched) at 1, 2, .. N replicas, timed after a warm-up.
+(forked or spawned, the job's model is untouched) at 1, 2, .. N replicas, timed after a warm-up. A job on several
+hosts (optimizers.training.hosts) trains on N replicas on each of them, and its scaling adds the figure of all of them.
 """
 import functools
 import tempfile
@@ -26,6 +27,7 @@ from optimizers.data.splits import DataSplits
 from optimizers.reporters import NullReporter, Reporter
 from optimizers.training.distributed import RankGroup, run_ranks
 from optimizers.training.epochs import EpochRunner, device_of
+from optimizers.training.hosts import host_count
 from optimizers.training.modes import prepare_parameters, set_training
 from optimizers.training.setup import build_optimizer, build_schedule
 
@@ -37,14 +39,18 @@ PROBE_STEPS = 20
 def fit_replicated(train: Callable, model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...],
                    settings: FineTuneSettings, report: Reporter, options: dict[str, Any], ranks: int,
                    backend: str):
-    """`train` on `ranks` replicas; leaves `model` holding the first replica's best epoch, in inference mode."""
+    """`train` on `ranks` replicas on each of the job's hosts; leaves `model` holding the first replica's best epoch,
+    in inference mode."""
+    hosts = host_count()
     with tempfile.TemporaryDirectory(prefix="slimforge-ranks-") as folder:
         work = functools.partial(_fit_in_rank, train, model, splits, input_shape, settings, options)
-        outcome = run_ranks(ranks, backend, work, report, folder)
+        outcome = run_ranks(ranks, backend, work, report, folder, hosts=hosts)
         weights = torch.load(Path(folder) / RESULT_FILE, map_location=device_of(model), weights_only=True)
     model.load_state_dict(weights)
     set_training(model, False)
-    note = (f"trained on {ranks} data-parallel replicas (DDP over {backend}); each step's batch of "
+    where = f"{ranks * hosts} data-parallel replicas, {ranks} on each of {hosts} hosts," if hosts > 1 else \
+        f"{ranks} data-parallel replicas"
+    note = (f"trained on {where} (DDP over {backend}); each step's batch of "
             f"{settings.batch_size} is shared between them, and their weights were compared after each of "
             f"{outcome.distributed['replica_checks']} steps and found identical")
     outcome.notes.append(note)
@@ -55,17 +61,22 @@ def fit_replicated(train: Callable, model: nn.Module, splits: DataSplits, input_
 def measure_scaling(train: Callable, model: nn.Module, splits: DataSplits, input_shape: tuple[int, ...],
                     settings: FineTuneSettings, report: Reporter, options: dict[str, Any], ranks: int,
                     backend: str) -> list[dict[str, float]]:
-    """[{ranks, samples_per_s, efficiency}] at 1..ranks replicas; efficiency = samples/s over ranks x one's."""
+    """[{ranks, samples_per_s, efficiency}] at 1..ranks replicas on this host, then (a job on several hosts) at
+    ranks on each of them, with "hosts"; efficiency = samples/s over ranks x one's."""
     figures: list[dict[str, float]] = []
-    for count in range(1, ranks + 1):
+    hosts = host_count()
+    runs = [(count, 1) for count in range(1, ranks + 1)] + ([(ranks, hosts)] if hosts > 1 else [])
+    for count, on_hosts in runs:
         with tempfile.TemporaryDirectory(prefix="slimforge-probe-") as folder:
             work = functools.partial(_probe_in_rank, model, splits, input_shape, settings, options)
-            rate = run_ranks(count, backend, work, report, folder)
-        figures.append({"ranks": count, "samples_per_s": rate,
-                        "efficiency": rate / (count * figures[0]["samples_per_s"]) if figures else 1.0})
+            rate = run_ranks(count, backend, work, report, folder, hosts=on_hosts)
+        total = count * on_hosts
+        figures.append({"ranks": total, "samples_per_s": rate,
+                        "efficiency": rate / (total * figures[0]["samples_per_s"]) if figures else 1.0,
+                        **({"hosts": on_hosts} if on_hosts > 1 else {})})
     described = "; ".join([f"1 replica {figures[0]['samples_per_s']:,.0f} samples/s"] + [
-        f"{entry['ranks']} replicas {entry['samples_per_s']:,.0f} samples/s (efficiency {entry['efficiency']:.2f})"
-        for entry in figures[1:]])
+        f"{entry['ranks']} replicas{' on ' + str(entry['hosts']) + ' hosts' if 'hosts' in entry else ''} "
+        f"{entry['samples_per_s']:,.0f} samples/s (efficiency {entry['efficiency']:.2f})" for entry in figures[1:]])
     report.log(f"{options['stage']}: data-parallel scaling over {backend}, measured on {PROBE_STEPS} training steps "
                f"each: {described}")
     return figures
@@ -89,7 +100,8 @@ def _fit_in_rank(train: Callable, model: nn.Module, splits: DataSplits, input_sh
                     forward_model=_replica(model, group))
     if group.rank == 0:
         torch.save(model.state_dict(), Path(group.folder) / RESULT_FILE)
-    outcome.distributed = {"backend": dist.get_backend(), "ranks": group.world, "replica_checks": group.replica_checks}
+    outcome.distributed = {"backend": dist.get_backend(), "ranks": group.world, "replica_checks": group.replica_checks,
+                           **({"hosts": host_count()} if host_count() > 1 else {})}
     return outcome
 
 

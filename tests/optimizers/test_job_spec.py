@@ -29,7 +29,7 @@ def test_dataset_spec_needs_no_model():
     ({"architecture": {"name": "mlp", "config": [1]}}, "architecture config must be an object"),
     ({"architecture": {"name": "mlp", "layers": 3}}, "unknown job spec architecture keys: layers"),
     ({"dataset_path": ""}, "dataset_path must be a non-empty string"),
-    ({"action": "train"}, "action must be one of inspect, run, dataset"),
+    ({"action": "train"}, "action must be one of inspect, run, dataset, ranks"),
 ])
 def test_malformed_model_specs(changes, problem):
     with pytest.raises(SpecError, match=problem):
@@ -72,3 +72,33 @@ def test_other_models_travel_by_role_with_their_architecture():
                             ({"student": {"path": "s", "owner": 1}}, "unknown job spec model keys: owner")):
         with pytest.raises(SpecError, match=problem):
             JobSpec.from_dict({**data, "models": models})
+
+
+HOSTS = {"count": 2, "node": 0, "address": "10.0.0.5", "port": 29500, "interface": "eth0", "wait_s": 300}
+
+
+def test_a_job_on_two_hosts_runs_on_the_first_and_the_second_runs_replicas_only():
+    run = JobSpec.from_dict({"action": "run", "model_path": "m", "input_shape": [1, 16], "recipe": "prune",
+                             "out_dir": "o", "hosts": HOSTS})
+    assert run.hosts == HOSTS and JobSpec.from_dict(run.to_dict()) == run
+    ranks = JobSpec.from_dict({"action": "ranks", "out_dir": "scratch", "hosts": {**HOSTS, "node": 1}})
+    assert (ranks.model_path, ranks.files_read(), ranks.folders_written()) == ("", [], ["scratch"])
+
+
+@pytest.mark.parametrize("action, hosts, problem", [
+    ("ranks", None, "action ranks needs hosts"),
+    ("ranks", HOSTS, "the first host \\(node 0\\) runs the job, the others action ranks; got node 0 for action ranks"),
+    ("run", {**HOSTS, "node": 1}, "got node 1 for action run"),
+    ("run", {**HOSTS, "node": 2}, "node 0..count-1"),
+    ("run", {**HOSTS, "count": 1}, "count 2..64"),
+    ("run", {**HOSTS, "port": 0}, "port 1..65535"),
+    ("run", {**HOSTS, "port": "29500"}, "count, node and port must be integers"),
+    ("run", {**HOSTS, "address": "gpu-host-1"}, "address must be an IP address; got 'gpu-host-1'"),
+    ("run", {**HOSTS, "interface": ""}, "interface must be a non-empty string"),
+    ("run", {**HOSTS, "wait_s": 0}, "wait_s must be a positive number"),
+    ("run", {**HOSTS, "extra": 1}, "hosts must be an object of exactly"),
+])
+def test_malformed_hosts(action, hosts, problem):
+    data = {"action": action, "model_path": "m", "input_shape": [1], "out_dir": "o", "hosts": hosts}
+    with pytest.raises(SpecError, match=problem):
+        JobSpec.from_dict({key: value for key, value in data.items() if value is not None})

@@ -1,0 +1,91 @@
+"""A job on two hosts, as two separate processes on the loopback: the first runs the job and its replicas, the second
+(optimizers.training.follower, its own process, as another machine's sandbox child would be) only its share of them.
+The replicas of both hosts train as one DDP group; the job fails with the reason when the other host never comes or
+cannot take its part."""
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from optimizers.configs.finetune import TrainSettings
+from optimizers.errors import RecipeError
+from optimizers.reporters import ListReporter
+from optimizers.training.hosts import Hosts, joined
+from optimizers.training.loop import fit
+from optimizers.zoo.models import build_model
+from tests.paths import REPO_ROOT
+
+MLP_SHAPE = (1, 64)
+FOLLOWER = """
+import json, sys
+from optimizers.reporters import NullReporter
+from optimizers.training.follower import serve
+from optimizers.training.hosts import Hosts
+print(json.dumps(serve(Hosts(**json.loads(sys.argv[1])), NullReporter(), sys.argv[2])), flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _hosts(node: int, port: int, wait_s: float = 60) -> Hosts:
+    return Hosts(count=2, node=node, address="127.0.0.1", port=port, interface="lo", wait_s=wait_s)
+
+
+def _follower(hosts: Hosts, folder, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", FOLLOWER, json.dumps(hosts.__dict__), str(folder)], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(digits, tmp_path):
+    port = _free_port()
+    follower = _follower(_hosts(1, port), tmp_path)
+    torch.manual_seed(0)
+    model = build_model("mlp", {})
+    report = ListReporter()
+    try:
+        with joined(_hosts(0, port), report):
+            outcome = fit(model, digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=1), report)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err
+    # Two rounds reached the second host: the scaling probe on both hosts, then the training.
+    assert json.loads(out) == {"rounds": 2, "devices": json.loads(out)["devices"], "kind": "CPU cores"}
+    assert outcome.distributed["ranks"] == 2 and outcome.distributed["hosts"] == 2
+    assert outcome.distributed["replica_checks"] == outcome.steps > 0  # both replicas identical after every step
+    assert [entry.get("hosts", 1) for entry in outcome.distributed["scaling"]] == [1, 2]
+    logs = [event["message"] for event in report.events if event["kind"] == "log"]
+    assert any(message.startswith("all 2 hosts joined the job (host 2: ") for message in logs)
+    assert any("2 data-parallel replicas, 1 on each of 2 hosts" in message for message in logs)
+    assert outcome.best_val_accuracy > 0.5
+
+
+def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
+    report = ListReporter()
+    with pytest.raises(RecipeError, match=r"only 1 of the 2 hosts this job asks for joined within 2 s"):
+        with joined(_hosts(0, _free_port(), wait_s=2), report):
+            pass
+
+
+def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, tmp_path):
+    """The second host runs on one CPU core (taskset), the round asks each host for two replicas."""
+    port = _free_port()
+    follower = subprocess.Popen(["taskset", "--cpu-list", "0", sys.executable, "-c", FOLLOWER,
+                                 json.dumps(_hosts(1, port).__dict__), str(tmp_path)], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with pytest.raises(RecipeError, match="host 2 of 2: it has 1 CPU cores, and each host is to run 2 replicas"):
+            with joined(_hosts(0, port), ListReporter()):
+                fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=2),
+                    measure_ranks=False)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, err  # it said why, then left when the job ended
