@@ -24,7 +24,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from bench.results import cpu_count, cpu_name, write_results
 from tasks.celery import app
-from tests.tasks.test_two_hosts import _host, _stop
+from tests.tasks.worker_hosts import start_host, stop_host
 from tests.tasks.worker_jobs import settled
 from tests.waiting import wait_until
 from webapp.models import Experiment
@@ -66,20 +66,20 @@ def test_a_burst_on_one_host_and_on_two(
     settings.USER_MAX_RUNNING = 1000
     env = {**object_store.env(s3_media), "SLIMFORGE_DEFAULT_QUEUE": shared, "SLIMFORGE_USER_MAX_RUNNING": "1000",
            "CUDA_VISIBLE_DEVICES": ""}
-    hosts = [_host("hosta", tmp_path / "a", env, open(process_logs / "burst-host-a.log", "wb"), _cpu(0))]
+    hosts = [start_host("hosta", tmp_path / "a", env, open(process_logs / "burst-host-a.log", "wb"), _cpu(0))]
     try:
         created = alice_api.post("/api/models/", {"file": SimpleUploadedFile("m.pt", torchscript_bytes), "name": "m",
                                                   "input_shape": "1,64"}, format="multipart").json()
         model = wait_until(lambda: settled(alice_api, f"/api/models/{created['id']}/", ("pending",)), timeout=120,
                            what="the inspection")
         one = _burst(alice_api, model["id"])
-        hosts.append(_host("hostb", tmp_path / "b", env, open(process_logs / "burst-host-b.log", "wb"), _cpu(1)))
+        hosts.append(start_host("hostb", tmp_path / "b", env, open(process_logs / "burst-host-b.log", "wb"), _cpu(1)))
         wait_until(lambda: "ready." in (process_logs / "burst-host-b.log").read_text(), timeout=120,
                    what="host B's worker")
         two = _burst(alice_api, model["id"])
     finally:
         for host in hosts:
-            _stop(host)
+            stop_host(host)
     ratio = two["jobs_per_min"] / one["jobs_per_min"]
     rows = [f"| {name} | {', '.join(r['workers'])} | {r['wall_s']:.1f} s | {r['jobs_per_min']:.1f} | "
             f"{r['job_s']:.1f} s |" for name, r in (("one host", one), ("two hosts", two))]

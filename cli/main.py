@@ -135,13 +135,16 @@ def _follow_to_end(client: Client, experiment_id: int) -> None:
 @click.option("--config", default="", help="All settings as one JSON object.")
 @click.option("--run-on", "device_shape", default="any", show_default=True,
               help="The worker it asks for: any, cpu, gpu (one GPU) or gpu-xN (N GPUs).")
+@click.option("--hosts", type=int, default=1, show_default=True,
+              help="Train on this many workers of the --run-on shape at once (DDP across hosts; prune, distill).")
 @click.option("--follow/--no-follow", "follow_it", default=False, help="Follow it live until it ends.")
 @click.pass_context
-def submit(ctx, model_id, recipe, dataset, pairs, config, device_shape, follow_it):
+def submit(ctx, model_id, recipe, dataset, pairs, config, device_shape, hosts, follow_it):
     """Run RECIPE (quantize, prune, distill, parallelize) on model MODEL_ID."""
     client = _client(ctx)
     experiment = client.post("/api/experiments/", {"model": model_id, "recipe": recipe, "dataset": dataset,
-                                                   "config": _settings(pairs, config), "device_shape": device_shape})
+                                                   "config": _settings(pairs, config), "device_shape": device_shape,
+                                                   "hosts": hosts})
     console.print(f"Experiment #{experiment['id']} queued. {experiment.get('waiting', '')}".strip())
     if follow_it:
         _follow_to_end(client, experiment["id"])

@@ -23,7 +23,8 @@ from optimizers.shapes import check_input_shape, parse_dtype
 
 ACTIONS = ("inspect", "run", "dataset", "ranks")
 MAX_HOSTS = 64
-HOSTS_KEYS = {"count", "node", "address", "port", "interface", "wait_s"}
+HOSTS_KEYS = {"count", "node", "address", "port", "interface", "wait_s", "secret"}
+SECRET_HEX = 64  # 32 random bytes
 DATASET_KINDS = ("npz", "csv", "images", "digits", "text")  # as optimizers.data.options (which sits above)
 
 
@@ -48,7 +49,7 @@ class JobSpec:
     # Other uploaded models the recipe's settings name, by role: {"student": {"path": ..., "architecture": ...}}.
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A job on several hosts (optimizers.training.hosts.Hosts): count, node (this host's, 0 the first), address and
-    # port of the first host's store, this host's network interface, wait_s for the hosts to join.
+    # port of the first host's store, this host's network interface, wait_s for the hosts to join, the job's secret.
     hosts: dict[str, Any] | None = None
 
     def files_read(self) -> list[str]:
@@ -166,6 +167,9 @@ def _hosts(value: Any, action: str) -> dict[str, Any] | None:
         raise SpecError("job spec hosts interface must be a non-empty string")
     if not isinstance(wait_s, (int, float)) or isinstance(wait_s, bool) or wait_s <= 0:
         raise SpecError(f"job spec hosts wait_s must be a positive number; got {wait_s!r}")
+    secret = value["secret"]
+    if not isinstance(secret, str) or len(secret) != SECRET_HEX or not all(c in "0123456789abcdef" for c in secret):
+        raise SpecError(f"job spec hosts secret must be {SECRET_HEX} lowercase hex digits")
     return dict(value)
 
 

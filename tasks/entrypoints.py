@@ -1,5 +1,6 @@
 """Celery task entry points. They take ids, touch user files only inside the sandbox, and record through services."""
 import errno
+import functools
 import logging
 import re
 import shutil
@@ -13,9 +14,9 @@ from optimizers import events
 from optimizers.configs import parse_config
 from optimizers.errors import SpecError
 from optimizers.job_spec import JobSpec
-from tasks import placement
+from tasks import multihost, placement
 from tasks.bridge import EventBridge
-from tasks.celery import INSPECT_MODEL, PREPARE_DATASET, RUN_EXPERIMENT, app
+from tasks.celery import INSPECT_MODEL, JOIN_EXPERIMENT, PREPARE_DATASET, RUN_EXPERIMENT, app
 from tasks.db_retry import DB_ERRORS, forget_connection, retrying
 from tasks.file_cache import StoredFileCache
 from tasks.sandbox import Cancel, JobCancelled, Limits, SandboxError, run_sandboxed
@@ -123,7 +124,7 @@ def run_experiment(self, experiment_id: int) -> None:
     status, error, summary = events.SUCCEEDED, "", None
     try:
         sampler.start()
-        summary = _run_recipe(experiment, bridge, sampler, cancel, hard_s)
+        summary = _run_recipe(experiment, bridge, sampler, cancel, hard_s, attempt)
     except JobCancelled as exc:
         if cancel.timed_out:
             status, error = events.FAILED, (
@@ -132,7 +133,7 @@ def run_experiment(self, experiment_id: int) -> None:
         else:
             status = events.CANCELLED
             bridge.emit(events.log_event(str(exc)))
-    except SandboxError as exc:
+    except (SandboxError, multihost.HostSetupError) as exc:
         status, error = events.FAILED, str(exc)
     except OSError as exc:
         log.exception("experiment %s failed", experiment_id)
@@ -149,6 +150,39 @@ def run_experiment(self, experiment_id: int) -> None:
                     experiment_id, attempt)
     if status in (events.SUCCEEDED, events.CANCELLED):  # a failed job keeps its checkpoint for a redelivery
         shutil.rmtree(_checkpoint_dir(experiment_id), ignore_errors=True)
+
+
+@app.task(name=JOIN_EXPERIMENT, bind=True, max_retries=None)
+def join_experiment(self, experiment_id: int, attempt: int, node: int, count: int, address: str, port: int,
+                    secret: str) -> None:
+    """Host `node` of a multi-host experiment's run `attempt`: lend this worker's devices to the first host's rounds
+    until the job ends (optimizers.training.follower). The job's outcome is the first host's to record."""
+    still_on = functools.partial(selectors.experiment_run_current, experiment_id=experiment_id, attempt=attempt)
+    if not retrying(still_on, what=f"reading experiment {experiment_id}"):
+        return  # ended, cancelled, or taken over by another attempt: nothing to join
+    if not multihost.takes_part():  # not this worker's to take: back to the queue, for one that takes part
+        raise self.retry(countdown=1)
+    experiment = retrying(lambda: selectors.experiment_to_run(experiment_id=experiment_id), what="reading the job")
+    with tempfile.TemporaryDirectory(prefix="slimforge-host-") as folder:
+        try:
+            hosts = multihost.further_host(node, count, address, port, secret)
+            spec = JobSpec.build(action="ranks", out_dir=folder, hosts=hosts)
+            cancel = Cancel(lambda: not _answer_or(still_on, True), grace_s=settings.CANCEL_GRACE_S)
+            result = run_sandboxed(spec, limits=_limits(time_limits(experiment.recipe)[1]),
+                                   on_event=lambda event: None, cancel=cancel)
+            log.info("experiment %s: host %s of %s ran %s rounds of replicas on %s %s", experiment_id, node + 1,
+                     count, result["rounds"], result["devices"], result["kind"])
+        except (SpecError, SandboxError, JobCancelled, multihost.HostSetupError) as exc:
+            log.warning("experiment %s: host %s of %s left the job: %s", experiment_id, node + 1, count, exc)
+
+
+def _answer_or(question, fallback: bool) -> bool:
+    """Polled about once a second; while the database is unreachable, the answer is `fallback`."""
+    try:
+        return question()
+    except DB_ERRORS:
+        forget_connection()
+        return fallback
 
 
 def _left_for_bigger_device(experiment_id: int, worker: str) -> bool:
@@ -228,7 +262,7 @@ def _referenced_models(experiment, folder: Path) -> dict[str, dict]:
     return models
 
 
-def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cancel, hard_s: int) -> dict:
+def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cancel, hard_s: int, attempt: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="slimforge-run-") as folder:
         out_dir = Path(folder) / "out"
         out_dir.mkdir()
@@ -236,7 +270,8 @@ def _run_recipe(experiment, bridge: EventBridge, sampler: Sampler, cancel: Cance
                              config=experiment.config, out_dir=str(out_dir),
                              dataset_path=_dataset_path(experiment, Path(folder)),
                              checkpoint_dir=str(_checkpoint_dir(experiment.pk)),
-                             models=_referenced_models(experiment, Path(folder)))
+                             models=_referenced_models(experiment, Path(folder)),
+                             hosts=multihost.first_host(experiment, attempt) if experiment.hosts > 1 else None)
         summary = run_sandboxed(spec, limits=_limits(hard_s), on_event=bridge.emit,
                                 on_sample=sampler.tick, sample_interval=sampler.interval_s,
                                 on_tick=bridge.tick, cancel=cancel)

@@ -29,11 +29,13 @@ STOP_WAIT_S = 10
 
 def machine_load(process: psutil.Process) -> dict:
     # rss_mb: the worker with its pool processes and their sandboxes, where the jobs really use memory.
+    # host_address: where the ranks of a multi-host job reach this worker ("": it takes no multi-host jobs), which the
+    # outbox counts before it sends one (webapp.selectors.devices.multi_host_workers).
     memory = psutil.virtual_memory()
     return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": memory.percent,
             "memory_total_mb": round(memory.total / MIB),
             "loadavg_1m": round(os.getloadavg()[0], 2), "rss_mb": round(tree_usage(process)[1] / MIB, 1),
-            "cpu_count": psutil.cpu_count()}
+            "cpu_count": psutil.cpu_count(), "host_address": settings.WORKER_HOST_ADDRESS}
 
 
 def consumer_queues(consumer) -> list[str]:

@@ -2,6 +2,8 @@
 
 The job's process gets:
 - no network: a fresh network namespace, holding only its own loopback (DDP ranks meet there), not the host's;
+  except a multi-host job's (optimizers.training.hosts), whose replicas must reach the other hosts': it shares the
+  host's network, on workers whose operator consented by setting SLIMFORGE_WORKER_HOST_ADDRESS;
 - a file system of the read-only runtime (the system's /usr, the Python installation, the virtualenv, the
   project's `optimizers` package) and the job's own folders, writable where the job writes; no `var/`, no secret
   key, no media of other users, no database or Redis socket; a private /tmp;
@@ -98,9 +100,10 @@ class Command:
             os.close(fd)
 
 
-def command(argv: list[str], *, readable: list[str], writable: list[str], workdir: str) -> Command:
+def command(argv: list[str], *, readable: list[str], writable: list[str], workdir: str,
+            network: bool = False) -> Command:
     """`argv` inside the sandbox, seeing `readable` (read-only) and `writable` besides the runtime, and nothing
-    else of the worker's.
+    else of the worker's (and the host's network only with `network`).
 
     Without isolation (allowed by the administrator) it is `argv` itself.
     """
@@ -111,7 +114,7 @@ def command(argv: list[str], *, readable: list[str], writable: list[str], workdi
             _give_to_sandbox(Path(folder))
         for path in readable:
             _readable_by_sandbox(Path(path))
-    options = _bwrap_options(readable=readable, writable=writable)
+    options = _bwrap_options(readable=readable, writable=writable, network=network)
     fds: tuple[int, ...] = ()
     if seccomp.supported():
         fds = (_seccomp_fd(),)
@@ -124,8 +127,9 @@ def command(argv: list[str], *, readable: list[str], writable: list[str], workdi
     return Command(options + argv, fds, wrapped=True)
 
 
-def _bwrap_options(*, readable: list[str], writable: list[str]) -> list[str]:
-    options = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+def _bwrap_options(*, readable: list[str], writable: list[str], network: bool = False) -> list[str]:
+    options = ["bwrap", *([] if network else ["--unshare-net"]), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try",
                "--die-with-parent", "--new-session", "--hostname", "slimforge-job",
                "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
                "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",

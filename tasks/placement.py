@@ -9,6 +9,7 @@ import psutil
 from django.conf import settings
 
 from optimizers.configs.memory import job_memory_mb
+from tasks import multihost
 from tasks.gpu_telemetry import gpu_free_memory_mb
 
 MIB = 1024 * 1024
@@ -29,6 +30,9 @@ def free_memory() -> tuple[float, str]:
 
 def does_not_fit(experiment, worker: str) -> str:
     """Why `worker` leaves this experiment for a bigger device, in words for its owner; "" when it fits."""
+    if experiment.hosts > 1 and not multihost.takes_part():
+        return (f"Worker {worker} left it for another: it takes no part in jobs on several hosts "
+                "(SLIMFORGE_WORKER_HOST_ADDRESS is not set there). It waits for a worker that does.")
     params = experiment.model.params or (experiment.model.info or {}).get("params") or 0
     needed = job_memory_mb(experiment.recipe, experiment.config, params)
     free, where = free_memory()

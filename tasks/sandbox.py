@@ -158,12 +158,13 @@ def _apply_limits(limits: Limits) -> Callable[[], None]:
     return apply
 
 
-def start_sandboxed(argv: list[str], *, workdir: str, writable: list[str], limits: Limits, stdout, stderr
-                    ) -> tuple[subprocess.Popen, "isolation.Command"]:
+def start_sandboxed(argv: list[str], *, workdir: str, writable: list[str], limits: Limits, stdout, stderr,
+                    network: bool = False) -> tuple[subprocess.Popen, "isolation.Command"]:
     """Start `argv` in the operating-system sandbox with the resource limits, a minimal environment and a session of
-    its own; it sees `workdir` (read-only) and `writable`. Every job starts here (and the red-team tests)."""
+    its own; it sees `workdir` (read-only) and `writable`, and the host's network only with `network` (a multi-host
+    job's). Every job starts here (and the red-team tests)."""
     try:
-        sandboxed = isolation.command(argv, readable=[workdir], writable=writable, workdir=workdir)
+        sandboxed = isolation.command(argv, readable=[workdir], writable=writable, workdir=workdir, network=network)
     except isolation.Unsandboxed as refusal:
         raise SandboxError(str(refusal)) from None
     try:
@@ -187,7 +188,8 @@ def run_sandboxed(spec: JobSpec, *, limits: Limits, on_event: Callable[[Event], 
         spec_path.write_text(json.dumps(spec.to_dict()))
         process, sandboxed = start_sandboxed(
             [sys.executable, "-m", "optimizers.job_child", str(spec_path)], workdir=folder,
-            writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            writable=_job_folders(spec), limits=limits, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            network=spec.hosts is not None)  # a job on several hosts: its replicas must reach the others
         child = _Child(process)
         try:
             _pump(child, limits, on_event, on_sample, sample_interval, on_tick, cancel)

@@ -23,7 +23,18 @@ def serve(hosts: Hosts, report: Reporter, folder: str) -> dict:
     cluster = Cluster(hosts, open_store(hosts))
     cluster.join(devices, kind)
     report.log(f"host {hosts.node + 1} of {hosts.count} joined the job with {devices} {kind}")
-    rounds = 0
+    try:
+        rounds = _serve_rounds(cluster, report, folder, device, devices, kind)
+    except BaseException as error:
+        cluster.gone("it left the job: " + (str(error) if isinstance(error, RecipeError | Cancelled)
+                                            else f"{type(error).__name__}: {first_line(error)}"))
+        raise
+    return {"rounds": rounds, "devices": devices, "kind": kind}
+
+
+def _serve_rounds(cluster: Cluster, report: Reporter, folder: str, device: torch.device, devices: int,
+                  kind: str) -> int:
+    hosts, rounds = cluster.hosts, 0
     while (announced := cluster.next_round(report)) is not None:
         round_, backend, work = announced
         rounds += 1
@@ -35,7 +46,7 @@ def serve(hosts: Hosts, report: Reporter, folder: str) -> dict:
             if backend == "nccl" and device.type != "cuda":
                 raise RecipeError("it has no GPU, and the replicas use NCCL")
             place.mkdir(parents=True)
-            (place / WORK_FILE).write_bytes(work)
+            (place / WORK_FILE).write_bytes(cluster.unseal(work))  # checked before anything of it is unpickled
             meeting = Meeting.across_hosts(round_, hosts.node, hosts.address, hosts.port, hosts.interface, str(place))
             run_local(meeting, backend, None, report, spawn=True)
         except Cancelled:
@@ -46,4 +57,4 @@ def serve(hosts: Hosts, report: Reporter, folder: str) -> dict:
             report.log(f"round {round_.index + 1}: could not take its part: {message}")
         finally:
             shutil.rmtree(place, ignore_errors=True)
-    return {"rounds": rounds, "devices": devices, "kind": kind}
+    return rounds

@@ -4,7 +4,8 @@ The job runs on the first host (node 0), as any job does; it alone loads the mod
 The other hosts run only training replicas: each of their jobs (optimizers.training.follower) joins the first host's
 TCP store (torch.distributed's, the one torchrun's c10d rendezvous uses) and waits there for rounds. Each time the
 recipe trains on replicas (optimizers.training.distributed.run_ranks), the first host announces a round in the store,
-with the work every replica runs (model, data, settings and hooks, as torch.save writes them); each host starts its
+with the work every replica runs (model, data, settings and hooks, as torch.save writes them, sealed with the job's
+secret: optimizers.training.sealed); each host starts its
 share of the ranks, which meet through the same store under the round's own prefix. Global ranks are node-major, so
 rank 0, whose events are the job's and which keeps the result, is always on the first host.
 
@@ -24,6 +25,7 @@ import torch.distributed as dist
 
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.reporters import Reporter
+from optimizers.training import sealed
 
 POLL_S = 0.2
 LEAVE_WAIT_S = 5.0  # how long the first host waits for the others to read "finished" before its store closes
@@ -39,10 +41,16 @@ class Hosts:
     port: int
     interface: str  # this host's network interface, the one its ranks' connections use
     wait_s: float  # how long the hosts may take to join
+    secret: str  # hex: seals the work in the store, which anyone on the network may read
 
     @classmethod
     def from_spec(cls, data: dict[str, Any]) -> "Hosts":
-        return cls(data["count"], data["node"], data["address"], data["port"], data["interface"], data["wait_s"])
+        return cls(data["count"], data["node"], data["address"], data["port"], data["interface"], data["wait_s"],
+                   data["secret"])
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.secret)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +101,17 @@ class Cluster:
             raise RecipeError(f"this recipe's training cannot be sent to the other hosts: {first_line(error)}; "
                               "train it on one host") from error
         index, self.rounds = self.rounds, self.rounds + 1
-        self.store.set(f"round/{index}/work", buffer.getvalue())
+        self.store.set(f"round/{index}/work", sealed.seal(self.hosts.key, buffer.getvalue()))
         self.store.set(f"round/{index}", json.dumps({"ranks": ranks_per_host, "backend": backend,
                                                      "hosts": self.hosts.count}))
         return Round(index, ranks_per_host, self.hosts.count, f"round/{index}/ranks/")
 
     def failure(self, round_: Round) -> str | None:
-        """What another host said when it could not take its part in `round_`, if one did."""
+        """What another host said when it could not take its part in `round_`, or when it left the job, if one did."""
         for node in range(1, round_.hosts):
-            key = f"round/{round_.index}/failed/{node}"
-            if self.store.check([key]):
-                return f"host {node + 1} of {round_.hosts}: {self.store.get(key).decode()}"
+            for key in (f"round/{round_.index}/failed/{node}", f"gone/{node}"):
+                if self.store.check([key]):
+                    return f"host {node + 1} of {round_.hosts}: {self.store.get(key).decode()}"
         return None
 
     def finish(self) -> None:
@@ -119,8 +127,10 @@ class Cluster:
     # The other hosts' side.
 
     def join(self, devices: int, kind: str) -> None:
+        # A join task delivered again (its worker died) finds the job's hosts complete: it is not needed.
+        if self.store.add("joined", 1) > self.hosts.count - 1:
+            raise RecipeError("the job already has all its hosts; this one is not needed")
         self.store.set(f"host/{self.hosts.node}", json.dumps({"devices": devices, "kind": kind}))
-        self.store.add("joined", 1)
 
     def next_round(self, report: Reporter) -> tuple[Round, str, bytes] | None:
         """The next round (its round, backend and work), or None once the first host has finished."""
@@ -142,8 +152,18 @@ class Cluster:
         round_ = Round(index, described["ranks"], described["hosts"], f"round/{index}/ranks/")
         return round_, described["backend"], self.store.get(f"round/{index}/work")
 
+    def unseal(self, work: bytes) -> bytes:
+        return sealed.unseal(self.hosts.key, work)
+
     def fail(self, round_: Round, message: str) -> None:
         self.store.set(f"round/{round_.index}/failed/{self.hosts.node}", message[:2000])
+
+    def gone(self, message: str) -> None:
+        """This host leaves the job early (its own job failed or was cancelled): the first host must not wait."""
+        try:
+            self.store.set(f"gone/{self.hosts.node}", message[:2000])
+        except RuntimeError:  # the store is gone too: the first host's job has ended already
+            pass
 
 
 _current: Cluster | None = None

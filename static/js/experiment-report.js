@@ -105,7 +105,9 @@ window.SlimforgeReport = (function () {
     if (extras.kept_float && extras.kept_float.length) lines.push(`Kept in floating point: ${extras.kept_float.join(", ")}.`);
     const ddp = extras.distributed;
     if (ddp) {
-      lines.push(`Fine-tuned on ${ddp.ranks} data-parallel replicas (DDP over ${ddp.backend}); their weights were ` +
+      // A multi-host run (Experiment.hosts > 1) says over how many hosts its replicas ran.
+      const hosts = typeof ddp.hosts === "number" ? ` on ${ddp.hosts} host${ddp.hosts === 1 ? "" : "s"}` : "";
+      lines.push(`Fine-tuned on ${ddp.ranks} data-parallel replicas${hosts} (DDP over ${ddp.backend}); their weights were ` +
                  `compared after each of ${ddp.replica_checks} steps and were identical.`);
       const rates = (ddp.scaling || []).map((entry) => `${entry.ranks} replica${entry.ranks > 1 ? "s" : ""}: ` +
         `${Math.round(entry.samples_per_s).toLocaleString("en")} samples/s` +

@@ -34,9 +34,13 @@
   const round = (value, digits = 0) => (typeof value === "number" ? value.toFixed(digits) : "?");
 
   function nameCell(w) {
-    return lines(el("td"), [el("strong", w.name), el("small", `${w.host} · pid ${w.pid}`, "hint"),
-                            el("small", `sandbox: ${w.isolation || "not reported"}`,
-                               `${(w.isolation || "").startsWith("none") ? "error" : "hint"} isolation`)]);
+    const parts = [el("strong", w.name), el("small", `${w.host} · pid ${w.pid}`, "hint"),
+                   el("small", `sandbox: ${w.isolation || "not reported"}`,
+                      `${(w.isolation || "").startsWith("none") ? "error" : "hint"} isolation`)];
+    // SLIMFORGE_WORKER_HOST_ADDRESS: the worker takes part in multi-host jobs, reached at this address.
+    const address = (w.load || {}).host_address;
+    if (address) parts.push(el("small", `multi-host at ${address}`, "hint multi-host"));
+    return lines(el("td"), parts);
   }
 
   function devicesCell(w) {

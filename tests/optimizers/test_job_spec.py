@@ -74,7 +74,8 @@ def test_other_models_travel_by_role_with_their_architecture():
             JobSpec.from_dict({**data, "models": models})
 
 
-HOSTS = {"count": 2, "node": 0, "address": "10.0.0.5", "port": 29500, "interface": "eth0", "wait_s": 300}
+HOSTS = {"count": 2, "node": 0, "address": "10.0.0.5", "port": 29500, "interface": "eth0", "wait_s": 300,
+         "secret": "0f" * 32}
 
 
 def test_a_job_on_two_hosts_runs_on_the_first_and_the_second_runs_replicas_only():
@@ -97,6 +98,8 @@ def test_a_job_on_two_hosts_runs_on_the_first_and_the_second_runs_replicas_only(
     ("run", {**HOSTS, "interface": ""}, "interface must be a non-empty string"),
     ("run", {**HOSTS, "wait_s": 0}, "wait_s must be a positive number"),
     ("run", {**HOSTS, "extra": 1}, "hosts must be an object of exactly"),
+    ("run", {**HOSTS, "secret": "0F" * 32}, "secret must be 64 lowercase hex digits"),
+    ("run", {**HOSTS, "secret": "0f" * 8}, "secret must be 64 lowercase hex digits"),
 ])
 def test_malformed_hosts(action, hosts, problem):
     data = {"action": action, "model_path": "m", "input_shape": [1], "out_dir": "o", "hosts": hosts}

@@ -7,11 +7,7 @@ it takes them; each reads the model from the bucket once into its own cache; the
 to the owner's download; a host that leaves is marked so."""
 import hashlib
 import io
-import signal
-import subprocess
-import sys
 
-import psutil
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -19,41 +15,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from tasks.celery import app
 from tests import processes
 from tests.modelfiles import linear_model
-from tests.paths import REPO_ROOT
+from tests.tasks.worker_hosts import celery_devices, start_host, stop_host
 from tests.tasks.worker_jobs import settled
 from tests.waiting import wait_until
 from webapp.models import Artifact, UploadedModel, Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _host(name: str, folder, env: dict, log, cpus: str = "") -> subprocess.Popen:
-    """A host's workers: the launcher with that host's own disk and devices (and only `cpus`, as taskset lists them,
-    when given: a host's own processors)."""
-    for sub in ("var", "tmp", "cache"):
-        (folder / sub).mkdir(parents=True)
-    pinned = ["taskset", "--cpu-list", cpus] if cpus else []
-    return subprocess.Popen(
-        [*pinned, sys.executable, "-m", "launcher", "worker", "--host", name], cwd=REPO_ROOT, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
-        env=processes.process_env() | env | {"SLIMFORGE_VAR_DIR": str(folder / "var"), "TMPDIR": str(folder / "tmp"),
-                                             "SLIMFORGE_WORKER_CACHE_DIR": str(folder / "cache")})
-
-
-def _celery_devices(host: subprocess.Popen) -> dict[str, str | None]:
-    """The CUDA_VISIBLE_DEVICES of each Celery worker the host's launcher started, by node name."""
-    seen = {}
-    for child in psutil.Process(host.pid).children():
-        command_line = child.cmdline()
-        if "celery" in command_line:
-            seen[command_line[command_line.index("-n") + 1]] = child.environ().get("CUDA_VISIBLE_DEVICES")
-    return seen
-
-
-def _stop(host: subprocess.Popen) -> None:
-    if host.poll() is None:
-        host.send_signal(signal.SIGTERM)
-        host.wait(60)
 
 
 def _submit(api, model_id: int, shape: str) -> str:
@@ -73,7 +40,7 @@ def test_two_hosts_each_take_their_shapes_jobs_and_a_late_one_takes_what_waited(
     env = {**object_store.env(s3_media), "SLIMFORGE_DEFAULT_QUEUE": shared, "SLIMFORGE_USER_MAX_RUNNING": "4"}
     hosts = []
     try:
-        hosts.append(_host("hosta", tmp_path / "a", env | {"CUDA_VISIBLE_DEVICES": ""},
+        hosts.append(start_host("hosta", tmp_path / "a", env | {"CUDA_VISIBLE_DEVICES": ""},
                            open(process_logs / "host-a.log", "wb")))
         created = alice_api.post("/api/models/", {"file": SimpleUploadedFile("m.pt", torchscript_bytes), "name": "m",
                                                   "input_shape": "1,64"}, format="multipart").json()
@@ -88,7 +55,7 @@ def test_two_hosts_each_take_their_shapes_jobs_and_a_late_one_takes_what_waited(
         assert [(e["status"], e["worker"]) for e in done] == [("succeeded", "cpu@hosta")]
         assert all(alice_api.get(url).json()["status"] == "queued" for url in on_gpu)
 
-        hosts.append(_host("hostb", tmp_path / "b", env | {"CUDA_VISIBLE_DEVICES": "0"},
+        hosts.append(start_host("hostb", tmp_path / "b", env | {"CUDA_VISIBLE_DEVICES": "0"},
                            open(process_logs / "host-b.log", "wb")))
         done = [wait_until(lambda u=url: settled(alice_api, u, ("queued", "running")), timeout=180,
                            what="host B's jobs") for url in on_gpu]
@@ -96,10 +63,10 @@ def test_two_hosts_each_take_their_shapes_jobs_and_a_late_one_takes_what_waited(
         queues = dict(Worker.objects.filter(name__in=["cpu@hosta", "gpu-0@hostb"]).values_list("name", "queues"))
         assert queues == {"cpu@hosta": sorted(["cpu", shared]), "gpu-0@hostb": sorted(["gpu", "gpu-any", shared])}
         # Each host's Celery worker was started with its own GPUs (none: an empty list hides them all).
-        assert [_celery_devices(host) for host in hosts] == [{"cpu@hosta": ""}, {"gpu-0@hostb": "0"}]
+        assert [celery_devices(host) for host in hosts] == [{"cpu@hosta": ""}, {"gpu-0@hostb": "0"}]
     finally:
         for host in hosts:
-            _stop(host)
+            stop_host(host)
     # The result came back through the bucket: the owner's download is the stored object, and it runs.
     artifact = next(a for a in done[0]["artifacts"] if a["name"] == "model.pt")
     content = b"".join(alice_api.get(artifact["url"]).streaming_content)

@@ -57,7 +57,8 @@ class ExperimentListCreate(APIView):
             experiment = services.experiment_create(owner=request.user, model=model, dataset=dataset,
                                                     recipe=body.get("recipe", ""), config=body.get("config"),
                                                     telemetry_interval_s=_number_or_none(body, "telemetry_interval_s"),
-                                                    rerun_of=rerun_of, device_shape=_text(body, "device_shape"))
+                                                    rerun_of=rerun_of, device_shape=_text(body, "device_shape"),
+                                                    hosts=body.get("hosts", 1))
         except services.QuotaExceeded as exc:
             return Response({"detail": exc.messages[0]}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         except ValidationError as exc:
@@ -128,8 +129,8 @@ class ExperimentRerun(APIView):
 
     def post(self, request, experiment_id):
         """201 with a new experiment on the same model and recipe: the source's settings with `config`'s laid over
-        them; `dataset`, `telemetry_interval_s` and `device_shape` stay the source's unless given (null: none, or any
-        device)."""
+        them; `dataset`, `telemetry_interval_s`, `device_shape` and `hosts` stay the source's unless given (null: none,
+        or any device)."""
         source = selectors.experiment_get_for(user=request.user, experiment_id=experiment_id)
         body = request.data if isinstance(request.data, dict) else {}
         changes = {}
@@ -139,6 +140,8 @@ class ExperimentRerun(APIView):
             changes["telemetry_interval_s"] = _number_or_none(body, "telemetry_interval_s")
         if "device_shape" in body:
             changes["device_shape"] = _text(body, "device_shape")
+        if "hosts" in body:
+            changes["hosts"] = body["hosts"] if body["hosts"] is not None else 1
         try:
             experiment = services.experiment_rerun(owner=request.user, source=source,
                                                    config_changes=body.get("config"), **changes)

@@ -69,7 +69,7 @@ class ExperimentOut(serializers.ModelSerializer):
         model = Experiment
         fields = ["id", "name", "notes", "tags", "model", "dataset", "recipe", "variant", "config", "status",
                   "progress", "stage", "error", "summary", "results",
-                  "artifacts", "last_seq", "telemetry_interval_s", "device_shape", "created_at", "started_at",
+                  "artifacts", "last_seq", "telemetry_interval_s", "device_shape", "hosts", "created_at", "started_at",
                   "finished_at",
                   "cancel_requested_at", "cancelled_by", "rerun_of", "attempt", "worker", "waiting", "chain",
                   "chain_index"]

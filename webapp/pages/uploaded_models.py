@@ -53,11 +53,11 @@ def _render_model(request, model, forms, chosen="quantize", refusal=None, rerun=
     refused submit, with what was submitted."""
     if refusal is not None:
         dataset, interval = refusal.values.get("dataset", ""), refusal.values.get("telemetry_interval_s", "")
-        device = refusal.values.get("device_shape", "")
+        device, hosts = refusal.values.get("device_shape", ""), refusal.values.get("hosts", "")
     else:
         dataset = rerun.dataset_id if rerun else None
         interval = rerun.telemetry_interval_s if rerun else ""
-        device = rerun.device_shape if rerun else ""
+        device, hosts = (rerun.device_shape, rerun.hosts) if rerun else ("", 1)
     return render(request, "models/detail.html", {
         "model": model,
         "recipe_forms": forms,
@@ -73,6 +73,8 @@ def _render_model(request, model, forms, chosen="quantize", refusal=None, rerun=
         "telemetry_default_s": settings.TELEMETRY_INTERVAL_S,
         "device_choices": device_choices(device),
         "chosen_device": device or ANY,
+        "hosts_value": hosts,
+        "max_hosts": settings.MAX_HOSTS,
         "lineage_settings": _lineage_settings(model),
     })
 
@@ -121,7 +123,7 @@ def experiment_create(request, model_id):
             owner=request.user, model=model, recipe=recipe, config=form.cleaned_data,
             dataset=_chosen_dataset(request),
             telemetry_interval_s=_seconds_or_none(request, "telemetry_interval_s"), rerun_of=rerun,
-            device_shape=request.POST.get("device_shape", ""))
+            device_shape=request.POST.get("device_shape", ""), hosts=_hosts(request))
     except ValidationError as exc:
         errors, summary = refusals.split_errors(exc, lambda key: _experiment_input(key, recipe, form))
         return refusals.refuse(request, EXPERIMENT_FORM, page, errors=errors, summary=summary)
@@ -130,7 +132,7 @@ def experiment_create(request, model_id):
 
 def _experiment_input(key: str, recipe: str, form) -> str | None:
     """The input of the experiment form a service's error key belongs to."""
-    if key in ("recipe", "dataset", "telemetry_interval_s", "device_shape"):
+    if key in ("recipe", "dataset", "telemetry_interval_s", "device_shape", "hosts"):
         return key
     setting = key.removeprefix("config.")
     return form[setting].html_name if setting != key and setting in form.fields else None
@@ -169,6 +171,17 @@ def _seconds_or_none(request, field: str) -> float | None:
         return float(text)
     except ValueError:
         raise ValidationError({field: "Give a number of seconds, or leave it empty for the default."}) from None
+
+
+def _hosts(request) -> int:
+    """The form's number of hosts: empty is one; the range is the service's to check."""
+    text = request.POST.get("hosts", "").strip()
+    if not text:
+        return 1
+    try:
+        return int(text)
+    except ValueError:
+        raise ValidationError({"hosts": f"Give a whole number of hosts from 1 to {settings.MAX_HOSTS}."}) from None
 
 
 def _chosen_dataset(request):

@@ -42,6 +42,29 @@ def served_queues() -> set[str]:
     return served
 
 
+def multi_host_workers() -> dict[str, int]:
+    """How many live workers that take part in multi-host jobs (their heartbeat reports a host_address, from
+    SLIMFORGE_WORKER_HOST_ADDRESS) serve each queue: a job on N hosts is sent only once N of them serve its queue."""
+    counts: dict[str, int] = {}
+    for queues, load in live_workers().filter(load__host_address__gt="").values_list("queues", "load"):
+        address = (load or {}).get("host_address")
+        if not (isinstance(address, str) and address):
+            continue
+        for name in {name for name in queues or [] if isinstance(name, str)}:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def hosts_available() -> Q:
+    """Experiments whose hosts the live multi-host workers can give now: one host always (a queue nobody serves is
+    served_queues' to hold back), several only where that many serve its queue (`queue`, annotated by the caller
+    with queue_expression)."""
+    condition = Q(hosts__lte=1)
+    for queue, count in multi_host_workers().items():
+        condition |= Q(queue=queue, hosts__lte=count)
+    return condition
+
+
 def offered_shapes() -> list[str]:
     """The device shapes some live worker serves, fewest GPUs first: what the experiment form offers beside any."""
     shapes = {name for name in served_queues() if gpus_of(name) is not None}

@@ -12,7 +12,7 @@ from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
-from webapp.selectors.devices import largest_device_mb, served_queues
+from webapp.selectors.devices import largest_device_mb, multi_host_workers, served_queues
 from webapp.selectors.results import result_filter, result_order, with_results, with_variant
 
 EVENTS_PAGE = 5000
@@ -43,6 +43,10 @@ def waiting_note(experiment: Experiment) -> str:
         return experiment.placement_note + _no_room_anywhere(experiment, queue)
     if not getattr(experiment, "in_outbox", False):
         return ""  # at the workers
+    if experiment.hosts > 1:
+        online = multi_host_workers().get(queue, 0)
+        if online < experiment.hosts:
+            return _hosts_note(experiment, online)
     if queue not in served_queues():
         gpu = cuda_reason(experiment.recipe, experiment.config)
         if queue == GPU_ANY:
@@ -52,6 +56,14 @@ def waiting_note(experiment: Experiment) -> str:
                 "starts when one joins (or cancel it, or run it again on any device).")
     return (f"Waiting for a slot: at most {settings.USER_MAX_RUNNING} of your experiments go to the workers at "
             "once; this one goes when an earlier one ends.")
+
+
+def _hosts_note(experiment: Experiment, online: int) -> str:
+    """Why a job on several hosts waits: too few live workers of its shape take multi-host jobs."""
+    count = "none is" if online == 0 else "1 is" if online == 1 else f"{online} are"
+    return (f"Waiting for {experiment.hosts} workers of shape {experiment.device_shape} that take multi-host jobs "
+            f"(SLIMFORGE_WORKER_HOST_ADDRESS): {count} online. It starts when enough join (or cancel it, or run it "
+            "again on fewer hosts).")
 
 
 def _no_room_anywhere(experiment: Experiment, queue: str) -> str:

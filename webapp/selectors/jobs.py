@@ -28,6 +28,13 @@ def experiment_cancel_requested(*, experiment_id: int) -> bool:
     return Experiment.objects.filter(pk=experiment_id, cancel_requested_at__isnull=False).exists()
 
 
+def experiment_run_current(*, experiment_id: int, attempt: int) -> bool:
+    """Whether the run a further host of a multi-host job was asked to join still goes on: running, the same attempt,
+    no cancel asked for. Polled by that host about once a second."""
+    return Experiment.objects.filter(pk=experiment_id, status=Experiment.Status.RUNNING, attempt=attempt,
+                                     cancel_requested_at__isnull=True).exists()
+
+
 def model_of_owner(*, owner_id: int, model_id: int) -> UploadedModel | None:
     """Another model an experiment's settings name (a distill student), if it is still its owner's and ready."""
     return UploadedModel.objects.filter(owner_id=owner_id, pk=model_id, status=UploadedModel.Status.READY).first()

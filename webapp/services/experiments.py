@@ -1,4 +1,6 @@
 """Experiments: validated before queueing, claimed atomically by one worker, finished with their artifacts."""
+import dataclasses
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -101,6 +103,23 @@ def _check_device_shape(shape, recipe: str, config) -> str:
     return shape
 
 
+def _check_hosts(hosts, shape: str, config) -> int:
+    """How many workers train the job together (DDP across hosts). Several need one device shape, so that every host
+    gives the same devices, and a recipe that trains (whose settings have `ranks`)."""
+    hosts = 1 if hosts is None else hosts
+    if isinstance(hosts, bool) or not isinstance(hosts, int) or not 1 <= hosts <= settings.MAX_HOSTS:
+        raise ValidationError({"hosts": f"Give a whole number of hosts from 1 to {settings.MAX_HOSTS}."})
+    if hosts == 1:
+        return hosts
+    if shape == ANY:
+        raise ValidationError({"hosts": "Training on several hosts needs a device shape other than any (cpu, gpu, "
+                                        "gpu-xN): every host must give the same devices."})
+    if "ranks" not in {field.name for field in dataclasses.fields(config)}:
+        raise ValidationError({"hosts": "Training on several hosts needs a recipe that trains (prune with "
+                                        "fine-tuning, distill)."})
+    return hosts
+
+
 class QuotaExceeded(ValidationError):
     """The user has as many unfinished experiments as one user may (settings.USER_MAX_QUEUED)."""
 
@@ -117,10 +136,11 @@ def _check_quota(owner) -> int:
 def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict | None,
                       dataset: Dataset | None = None, telemetry_interval_s: float | None = None,
                       rerun_of: Experiment | None = None, chain_step: dict | None = None,
-                      device_shape: str = ANY) -> Experiment:
+                      device_shape: str = ANY, hosts: int = 1) -> Experiment:
     """Validate everything, then queue. `rerun_of`: the experiment this one is a re-run of, with edits;
     `chain_step`: {"chain", "chain_index"} of the chain step it runs (webapp.services.chains); `device_shape`: the
-    worker it asks for (optimizers.configs.devices), any by default."""
+    worker it asks for (optimizers.configs.devices), any by default; `hosts`: how many workers of that shape train
+    it together (1 by default)."""
     if model.owner_id != owner.pk or (dataset is not None and dataset.owner_id != owner.pk):
         raise ValidationError({"model": "No such model or dataset."})
     if rerun_of is not None and rerun_of.owner_id != owner.pk:
@@ -131,11 +151,13 @@ def experiment_create(*, owner, model: UploadedModel, recipe: str, config: dict 
     _check_referenced_models(owner, parsed)
     _check_dataset(dataset, model, parsed)
     shape = _check_device_shape(device_shape, recipe, parsed)
+    hosts = _check_hosts(hosts, shape, parsed)
     unfinished = _check_quota(owner)
     with transaction.atomic():
         experiment = Experiment.objects.create(owner=owner, model=model, dataset=dataset, recipe=recipe,
                                                config=parsed.to_dict(), telemetry_interval_s=interval,
-                                               rerun_of=rerun_of, device_shape=shape, **(chain_step or {}))
+                                               rerun_of=rerun_of, device_shape=shape, hosts=hosts,
+                                               **(chain_step or {}))
         # With every slot of the owner's taken, this one waits its turn: it goes when one of those ends (or at the
         # next heartbeat's sweep), so a long queue's submits skip the sending transaction.
         outbox_add(RUN_EXPERIMENT, experiment.pk, owner.pk, send=unfinished < settings.USER_MAX_RUNNING)
@@ -191,16 +213,17 @@ def experiment_left_for_bigger_device(*, experiment_id: int, note: str) -> bool:
 
 def experiment_rerun(*, owner, source: Experiment, config_changes: dict | None = None,
                      dataset: Dataset | None | object = ..., telemetry_interval_s: float | None | object = ...,
-                     device_shape: str | None = None) -> Experiment:
+                     device_shape: str | None = None, hosts: int | None = None) -> Experiment:
     """A new experiment on `source`'s model with its settings, `config_changes` laid over them; the dataset,
-    telemetry interval and device stay the source's unless given (None: none, or any device)."""
+    telemetry interval, device and hosts stay the source's unless given (None: none, or any device)."""
     if not isinstance(config_changes or {}, dict):
         raise ValidationError({"config": "Give the settings to change as a JSON object."})
     return experiment_create(
         owner=owner, model=source.model, recipe=source.recipe, config={**source.config, **(config_changes or {})},
         dataset=source.dataset if dataset is ... else dataset,
         telemetry_interval_s=source.telemetry_interval_s if telemetry_interval_s is ... else telemetry_interval_s,
-        rerun_of=source, device_shape=source.device_shape if device_shape is None else device_shape)
+        rerun_of=source, device_shape=source.device_shape if device_shape is None else device_shape,
+        hosts=source.hosts if hosts is None else hosts)
 
 
 def experiment_finish(*, experiment_id: int, status: str, error: str = "", summary: dict | None = None,

@@ -7,8 +7,9 @@ broker outage held back). It is also the fair-use scheduler: each user has at mo
 experiments handed to the workers at once (running, or waiting in the broker); the rest wait here, oldest first,
 and are sent as the user's earlier jobs finish. Each experiment goes to the queue of the device shape it asks for
 (webapp.selectors.devices); one whose queue no live worker serves (a gpu-x2 job, or a CUDA-only one like fp8_cuda,
-while no such worker is online) waits, without taking a slot, until one does. The broker's queue therefore holds a
-few jobs of each user, not one user's week of work in front of everyone else's.
+while no such worker is online) waits, without taking a slot, until one does; so does a job on several hosts
+(Experiment.hosts) until that many live workers of its queue take multi-host jobs. The broker's queue therefore holds
+a few jobs of each user, not one user's week of work in front of everyone else's.
 
 A message is deleted once the broker took it. A send that worked but whose deletion was lost is sent again; the
 experiment's claim (services.experiment_claim) makes a second delivery do nothing.
@@ -17,12 +18,12 @@ import logging
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Q, Subquery
 
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
 from webapp.models import Experiment, OutboxMessage
-from webapp.selectors.devices import queue_expression, served_queues
+from webapp.selectors.devices import hosts_available, queue_expression, served_queues
 
 log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x5F0B  # pg_advisory_xact_lock(namespace, owner id): one sender per user at a time
@@ -57,16 +58,16 @@ def outbox_send(*, owner_ids=None) -> int:
     sweep = owner_ids is None
     if sweep:
         owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
-    sent, served = 0, served_queues()
+    sent, served, hosts = 0, served_queues(), hosts_available()
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id, drop_stale=sweep, served=served)
+            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=hosts)
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent
 
 
-def _send_for(owner_id: int, *, drop_stale: bool, served: set[str]) -> int:
+def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) -> int:
     """A handful of queries whatever the length of the user's queue: submit after submit stays as fast."""
     sent, unreachable = 0, None
     runs = OutboxMessage.objects.filter(owner_id=owner_id, task=RUN_EXPERIMENT)
@@ -82,10 +83,13 @@ def _send_for(owner_id: int, *, drop_stale: bool, served: set[str]) -> int:
         room = settings.USER_MAX_RUNNING - at_workers
         messages = list(OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT))
         if room > 0:
-            # A job no live worker would take waits here, without taking a slot, rather than in the broker.
-            queue = Experiment.objects.filter(pk=OuterRef("object_id")).annotate(queue=queue_expression())
-            ready = runs.filter(active).annotate(queue=Subquery(queue.values("queue")[:1]))
-            messages += list(ready.filter(queue__in=served).order_by("pk")[:room])
+            # A job no live worker would take waits here, without taking a slot, rather than in the broker; so does
+            # one on more hosts than the live multi-host workers of its queue.
+            experiment = Experiment.objects.filter(pk=OuterRef("object_id"))
+            queue = experiment.annotate(queue=queue_expression())
+            ready = runs.filter(active).annotate(queue=Subquery(queue.values("queue")[:1]),
+                                                 hosts=Subquery(experiment.values("hosts")[:1]))
+            messages += list(ready.filter(hosts, queue__in=served).order_by("pk")[:room])
         for message in sorted(messages, key=lambda m: m.pk):
             try:
                 # Inspections and datasets go to the shared queue (Celery's default); experiments to their own.

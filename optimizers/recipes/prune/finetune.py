@@ -5,6 +5,7 @@ one run on the page: each gets its own slice of the progress bar, and each fit's
 the previous one stopped (fit's `step_offset`), so the loss charts run on instead of starting over.
 """
 import dataclasses
+import functools
 import os
 
 import torch
@@ -55,8 +56,9 @@ def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: 
     if epochs <= 0:
         return None
     settings = dataclasses.replace(config.to_train_settings(), epochs=epochs)
-    # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights.
-    after_step = (lambda step: apply_masks(weights, masks)) if masks else None
+    # Re-applied after every optimizer step: momentum and weight decay would otherwise revive pruned weights. A partial,
+    # not a closure: spawned replicas (GPUs, other hosts) receive it through pickle.
+    after_step = functools.partial(_reapply_masks, weights, masks) if masks else None
     outcome = fit(model, data, tuple(example.shape), settings, report, checkpoint_dir=checkpoint_dir, stage=stage,
                   after_step=after_step, step_offset=report.steps, measure_ranks=report.steps == 0,
                   loss_fn=objective.loss_fn, evaluate_fn=objective.evaluate_fn, score_name=objective.score_name)
@@ -66,6 +68,9 @@ def finetune(model: nn.Module, data: DataSplits, example: torch.Tensor, config: 
     stop_if_cancelled(report)
     return outcome.distributed
 
+
+def _reapply_masks(weights: dict, masks: Masks, step: int) -> None:
+    apply_masks(weights, masks)
 
 
 def step_checkpoints(checkpoint_dir: str | None, step: int) -> str | None:

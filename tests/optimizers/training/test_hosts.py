@@ -15,6 +15,7 @@ from optimizers.errors import RecipeError
 from optimizers.reporters import ListReporter
 from optimizers.training.hosts import Hosts, joined
 from optimizers.training.loop import fit
+from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
 from tests.paths import REPO_ROOT
 
@@ -34,8 +35,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _hosts(node: int, port: int, wait_s: float = 60) -> Hosts:
-    return Hosts(count=2, node=node, address="127.0.0.1", port=port, interface="lo", wait_s=wait_s)
+SECRET = "ab" * 32
+
+
+def _hosts(node: int, port: int, wait_s: float = 60, secret: str = SECRET) -> Hosts:
+    return Hosts(count=2, node=node, address="127.0.0.1", port=port, interface="lo", wait_s=wait_s, secret=secret)
 
 
 def _follower(hosts: Hosts, folder, env: dict | None = None) -> subprocess.Popen:
@@ -74,18 +78,39 @@ def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
             pass
 
 
-def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, tmp_path):
-    """The second host runs on one CPU core (taskset), the round asks each host for two replicas."""
+@pytest.mark.parametrize("follower_hosts, ranks, reason", [
+    # The second host runs on one CPU core (taskset); the round asks each host for two replicas.
+    ({}, 2, "host 2 of 2: it has 1 CPU cores, and each host is to run 2 replicas"),
+    # The second host holds another secret: the work in the store is not sealed with it, and nothing of it runs.
+    ({"secret": "cd" * 32}, 1, "host 2 of 2: the work in the job's store was not sealed by its first host"),
+])
+def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, tmp_path, follower_hosts, ranks,
+                                                                        reason):
     port = _free_port()
     follower = subprocess.Popen(["taskset", "--cpu-list", "0", sys.executable, "-c", FOLLOWER,
-                                 json.dumps(_hosts(1, port).__dict__), str(tmp_path)], cwd=REPO_ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 json.dumps(_hosts(1, port, **follower_hosts).__dict__), str(tmp_path)],
+                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        with pytest.raises(RecipeError, match="host 2 of 2: it has 1 CPU cores, and each host is to run 2 replicas"):
+        with pytest.raises(RecipeError, match=reason):
             with joined(_hosts(0, port), ListReporter()):
-                fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=2),
+                fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=ranks),
                     measure_ranks=False)
         out, err = follower.communicate(timeout=60)
     finally:
         follower.kill()
     assert follower.returncode == 0, err  # it said why, then left when the job ended
+
+
+def test_the_work_in_the_store_is_encrypted_and_authenticated():
+    """Anyone on the cluster network may list and read a job's store: the model and data in it are not readable
+    without the job's secret, and work sealed with another secret, or changed, is refused before it is unpickled."""
+    work = b"the owner's weights " * 1000
+    sealed = seal(bytes.fromhex(SECRET), work)
+    assert b"the owner's weights" not in sealed and unseal(bytes.fromhex(SECRET), sealed) == work
+    assert seal(bytes.fromhex(SECRET), work) != sealed  # a fresh nonce each time
+    with pytest.raises(RecipeError, match="not sealed by its first host"):
+        unseal(bytes.fromhex("cd" * 32), sealed)
+    changed = bytearray(sealed)
+    changed[-1] ^= 1
+    with pytest.raises(RecipeError, match="not sealed by its first host"):
+        unseal(bytes.fromhex(SECRET), bytes(changed))

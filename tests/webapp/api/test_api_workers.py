@@ -136,11 +136,14 @@ def test_a_failed_beat_is_logged_and_the_next_one_succeeds(caplog):
     assert row.queues == ["flaky"] and row.pid == os.getpid() and row.load["cpu_count"] == os.cpu_count()
 
 
-def test_the_load_measures_this_machine_and_this_process_tree():
+def test_the_load_measures_this_machine_and_this_process_tree(settings):
     import psutil
 
+    settings.WORKER_HOST_ADDRESS = "10.0.0.5"
     load = machine_load(psutil.Process())
-    assert set(load) == {"cpu_percent", "memory_percent", "memory_total_mb", "loadavg_1m", "rss_mb", "cpu_count"}
+    assert set(load) == {"cpu_percent", "memory_percent", "memory_total_mb", "loadavg_1m", "rss_mb", "cpu_count",
+                         "host_address"}
+    assert load["host_address"] == "10.0.0.5"
     assert load["cpu_count"] == os.cpu_count() and 0 < load["memory_percent"] < 100 and load["rss_mb"] > 10
     assert load["memory_total_mb"] == round(psutil.virtual_memory().total / 2**20)
 

@@ -24,3 +24,14 @@ def test_the_report_tells_the_replicas_and_their_scaling(pruned_on_two_ranks, br
     assert "compared after each of 46 steps and were identical" in findings
     assert "1 replica: 2,110 samples/s; 2 replicas: 1,817 samples/s (scaling efficiency 0.43)" in findings
     save_screenshot(browser_page, "ddp-report.png", tmp_path)
+
+
+def test_a_run_across_hosts_says_how_many(carol, browser_page, web_server):
+    across = finished_experiment(carol, "distill", "student thinner_copy", {
+        "distributed": {"backend": "gloo", "ranks": 4, "hosts": 2, "replica_checks": 12, "scaling": None}})
+    log_in(browser_page, web_server)
+    browser_page.goto(f"{web_server}/experiments/{across.pk}/")
+    browser_page.wait_for_selector("#results:not([hidden])")
+    findings = browser_page.inner_text("#findings")
+    assert "Fine-tuned on 4 data-parallel replicas on 2 hosts (DDP over gloo)" in findings
+    assert "Training throughput" not in findings

@@ -85,3 +85,14 @@ def test_the_table_follows_a_real_worker_without_a_reload(web_server, browser_pa
         processes.stop(worker)
     assert page.evaluate("window.sameDocument === true")  # workers.js redrew it; the page never reloaded
     assert page.text_content(f"{row} td.heartbeat").strip().endswith("s ago")
+
+
+@pytest.mark.django_db
+def test_a_worker_that_takes_multi_host_jobs_shows_its_address(alice, client):
+    _beat("gpu1@box")
+    services.worker_heartbeat(name="cpu@other", host="other", pid=8, started_at=timezone.now(), queues=["cpu"],
+                              devices=[], load={"cpu_percent": 5.0, "memory_percent": 20.0, "loadavg_1m": 0.5,
+                                                "rss_mb": 300.0, "cpu_count": 8, "host_address": "10.0.0.5"})
+    client.force_login(alice)
+    page = client.get("/workers/").content.decode()
+    assert page.count("multi-host at") == 1 and '<small class="hint multi-host">multi-host at 10.0.0.5</small>' in page

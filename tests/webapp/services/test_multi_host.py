@@ -1,0 +1,138 @@
+"""Multi-host jobs, the web side: `hosts` is checked by name (a form error, an API 400), kept by "run again", and the
+outbox holds a job on N hosts until N live workers of its shape take multi-host jobs (their heartbeat reports a
+host_address, from SLIMFORGE_WORKER_HOST_ADDRESS), saying so on its page, then sends it to its queue."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tests.factories import ready_model
+from tests.webapp.pages.test_pages import _defaults_posted
+from tests.webapp.services.test_device_routing import (
+    _broker_queue,
+    _worker,
+    empty_shape_queues,  # noqa: F401 - autouse: empty queues
+)
+from tests.webapp.services.test_rerun import _digits
+from webapp import services
+from webapp.models import Experiment, OutboxMessage, Worker
+
+pytestmark = pytest.mark.django_db
+SMALL_PRUNE = {"method": "unstructured", "epochs": 1}
+
+
+def _trainable_model(owner):
+    model = ready_model(owner)
+    model.info["recipes"]["prune"] = {"applicable": True, "reason": ""}
+    model.save()
+    return model
+
+
+def _multi_host_worker(name: str, queues: list[str], address: str) -> Worker:
+    worker = _worker(name, queues)
+    Worker.objects.filter(pk=worker.pk).update(load={"cpu_count": 8, "host_address": address})
+    return worker
+
+
+def _prune_on_hosts(owner, run_callbacks, hosts: int, shape: str = "cpu") -> Experiment:
+    with run_callbacks(execute=True):
+        return services.experiment_create(owner=owner, model=_trainable_model(owner), recipe="prune",
+                                          config=SMALL_PRUNE, dataset=_digits(owner), device_shape=shape, hosts=hosts)
+
+
+def test_the_api_refuses_hosts_naming_the_field(alice, alice_api, settings):
+    model = _trainable_model(alice)
+    dataset = _digits(alice)
+    prune = {"model": model.pk, "recipe": "prune", "dataset": dataset.pk, "config": SMALL_PRUNE}
+    for hosts in (0, settings.MAX_HOSTS + 1, "2", True, 1.5):
+        response = alice_api.post("/api/experiments/", {**prune, "device_shape": "cpu", "hosts": hosts}, format="json")
+        assert response.status_code == 400, (hosts, response.json())
+        assert f"from 1 to {settings.MAX_HOSTS}" in response.json()["hosts"][0]
+    anywhere = alice_api.post("/api/experiments/", {**prune, "hosts": 2}, format="json")
+    assert anywhere.status_code == 400 and "every host must give the same devices" in anywhere.json()["hosts"][0]
+    quantize = alice_api.post("/api/experiments/", {"model": model.pk, "recipe": "quantize", "device_shape": "cpu",
+                                                    "hosts": 2}, format="json")
+    assert quantize.status_code == 400
+    assert quantize.json()["hosts"] == ["Training on several hosts needs a recipe that trains (prune with "
+                                        "fine-tuning, distill)."]
+    assert not Experiment.objects.exists() and not OutboxMessage.objects.exists()
+
+    made = alice_api.post("/api/experiments/", {**prune, "device_shape": "cpu", "hosts": 2}, format="json")
+    assert made.status_code == 201 and made.json()["hosts"] == 2
+    assert alice_api.post("/api/experiments/", prune, format="json").json()["hosts"] == 1  # one by default
+
+
+def test_the_form_refuses_hosts_by_name_and_keeps_what_was_posted(alice, client):
+    model = _trainable_model(alice)
+    client.force_login(alice)
+    form = client.get(f"/models/{model.pk}/").content.decode()
+    assert 'name="hosts" id="experiment-hosts" min="1" max="16" step="1"' in form and 'value="1"' in form
+    assert "Needs workers started with SLIMFORGE_WORKER_HOST_ADDRESS." in form
+    for hosts, words in (("3", "needs a recipe that trains"), ("two", "Give a whole number of hosts from 1 to 16")):
+        response = client.post(f"/models/{model.pk}/experiments/", {**_defaults_posted("quantize"),
+                                                                    "device_shape": "cpu", "hosts": hosts})
+        assert response.status_code == 302 and response.url.endswith("#experiment-form")
+        page = client.get(response.url).content.decode()
+        assert '<p class="field-error" id="experiment-hosts_error">' in page and words in page
+        assert f'value="{hosts}" class="invalid" aria-invalid="true"' in page
+        assert '<option value="cpu" selected>' in page
+    assert not Experiment.objects.exists()
+
+
+def test_a_rerun_keeps_its_sources_hosts_unless_given(alice, alice_api, bob, bob_api, client,
+                                                      django_capture_on_commit_callbacks):
+    source = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=3)
+    again = alice_api.post(f"/api/experiments/{source.pk}/rerun/", {}, format="json")
+    assert again.status_code == 201 and again.json()["hosts"] == 3 and again.json()["device_shape"] == "cpu"
+    fewer = alice_api.post(f"/api/experiments/{source.pk}/rerun/", {"hosts": 1}, format="json")
+    assert fewer.status_code == 201 and fewer.json()["hosts"] == 1
+    anywhere = alice_api.post(f"/api/experiments/{source.pk}/rerun/", {"device_shape": "any"}, format="json")
+    assert anywhere.status_code == 400 and "same devices" in anywhere.json()["hosts"][0]
+
+    client.force_login(alice)
+    form = client.get(f"/experiments/{source.pk}/rerun/").content.decode()
+    assert 'id="experiment-hosts" min="1" max="16" step="1"\n             value="3"' in form
+    page = client.get(f"/experiments/{source.pk}/").content.decode()
+    assert '<span id="exp-device-shape">cpu</span> <span id="exp-hosts">on 3 hosts</span>' in page
+
+    # Another user's reads like a missing one, on every route.
+    assert bob_api.get(f"/api/experiments/{source.pk}/").status_code == 404
+    assert bob_api.post(f"/api/experiments/{source.pk}/rerun/", {"hosts": 1}, format="json").status_code == 404
+    client.force_login(bob)
+    assert client.get(f"/experiments/{source.pk}/").status_code == 404
+
+
+def test_a_job_on_two_hosts_waits_for_two_multi_host_workers_of_its_shape(alice, alice_api, settings,
+                                                                           django_capture_on_commit_callbacks):
+    settings.USER_MAX_RUNNING = 1
+    _multi_host_worker("cpu@a", ["cpu", settings.CELERY_TASK_DEFAULT_QUEUE], "10.0.0.5")
+    _worker("cpu@b", ["cpu", settings.CELERY_TASK_DEFAULT_QUEUE])  # serves cpu, but takes no multi-host jobs
+    _multi_host_worker("gpu-0@c", ["gpu", "gpu-any"], "10.0.0.7")  # takes them, but of another shape
+    gone = _multi_host_worker("cpu@d", ["cpu"], "10.0.0.9")  # took them, but its heartbeat is old
+    Worker.objects.filter(pk=gone.pk).update(last_heartbeat=timezone.now() - timedelta(hours=1))
+
+    two = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=2)
+    assert list(OutboxMessage.objects.values_list("object_id", flat=True)) == [two.pk]
+    assert alice_api.get(f"/api/experiments/{two.pk}/").json()["waiting"].startswith(
+        "Waiting for 2 workers of shape cpu that take multi-host jobs (SLIMFORGE_WORKER_HOST_ADDRESS): 1 is online.")
+    # It takes no slot: the owner's next job (one host) goes to the workers meanwhile, at the next sweep.
+    one = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=1)
+    assert services.outbox_send() == 1 and _broker_queue(settings, "cpu") == [one.pk]
+    assert services.outbox_send() == 0
+
+    _multi_host_worker("cpu@e", ["cpu"], "10.0.0.6")
+    Experiment.objects.filter(pk=one.pk).update(status=Experiment.Status.SUCCEEDED)  # its slot is free again
+    assert services.outbox_send() == 1
+    assert sorted(_broker_queue(settings, "cpu")) == [two.pk, one.pk]
+    assert not OutboxMessage.objects.exists()
+    assert alice_api.get(f"/api/experiments/{two.pk}/").json()["waiting"] == ""
+
+
+def test_the_waiting_note_counts_no_multi_host_worker_as_none(alice, alice_api, settings,
+                                                              django_capture_on_commit_callbacks):
+    _worker("gpu-x2-0@a", ["gpu-x2", "gpu-any"], gpus=2)
+    job = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=4, shape="gpu-x2")
+    assert OutboxMessage.objects.filter(object_id=job.pk).exists()
+    assert alice_api.get(f"/api/experiments/{job.pk}/").json()["waiting"].startswith(
+        "Waiting for 4 workers of shape gpu-x2 that take multi-host jobs (SLIMFORGE_WORKER_HOST_ADDRESS): none is "
+        "online.")
