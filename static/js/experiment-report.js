@@ -109,7 +109,8 @@ window.SlimforgeReport = (function () {
       const hosts = typeof ddp.hosts === "number" ? ` on ${ddp.hosts} host${ddp.hosts === 1 ? "" : "s"}` : "";
       lines.push(`Fine-tuned on ${ddp.ranks} data-parallel replicas${hosts} (DDP over ${ddp.backend}); their weights were ` +
                  `compared after each of ${ddp.replica_checks} steps and were identical.`);
-      const rates = (ddp.scaling || []).map((entry) => `${entry.ranks} replica${entry.ranks > 1 ? "s" : ""}: ` +
+      const rates = (ddp.scaling || []).map((entry) => `${entry.ranks} replica${entry.ranks > 1 ? "s" : ""}` +
+        (entry.hosts > 1 ? ` on ${entry.hosts} hosts` : "") + ": " +
         `${Math.round(entry.samples_per_s).toLocaleString("en")} samples/s` +
         (entry.ranks > 1 ? ` (scaling efficiency ${entry.efficiency.toFixed(2)})` : ""));
       if (rates.length) lines.push(`Training throughput — ${rates.join("; ")}.`);

@@ -39,7 +39,7 @@
                       `${(w.isolation || "").startsWith("none") ? "error" : "hint"} isolation`)];
     // SLIMFORGE_WORKER_HOST_ADDRESS: the worker takes part in multi-host jobs, reached at this address.
     const address = (w.load || {}).host_address;
-    if (address) parts.push(el("small", `multi-host at ${address}`, "hint multi-host"));
+    if (address) parts.push(el("small", `multi-host at ${address}: those jobs run with the host network`, "hint multi-host"));
     return lines(el("td"), parts);
   }
 
