@@ -25,14 +25,16 @@ CANARY = "slimforge-canary-7f3a9c"
 REPO = Path(isolation.__file__).resolve().parent.parent
 
 
-def run_payload(tmp_path, payload: str, *, limits: Limits | None = None, timeout: float = 60) -> tuple[int, dict, str]:
-    """(exit code, the JSON the payload printed last, its stderr) of `payload` run in a job's sandbox."""
+def run_payload(tmp_path, payload: str, *, limits: Limits | None = None, timeout: float = 60,
+                network: bool = False) -> tuple[int, dict, str]:
+    """(exit code, the JSON the payload printed last, its stderr) of `payload` run in a job's sandbox (a multi-host
+    job's, with the host's network, given `network`)."""
     job = tmp_path / "job"
     job.mkdir()
     (job / "payload.py").write_text(textwrap.dedent(payload))
     process, sandboxed = start_sandboxed([sys.executable, str(job / "payload.py")], workdir=str(job), writable=[],
                                          limits=limits or Limits(wall_seconds=60, memory_mb=2048),
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, network=network)
     out, err = process.communicate(timeout=timeout)
     lines = out.decode().strip().splitlines()
     return sandboxed.signal_of(process.returncode), json.loads(lines[-1]) if lines else {}, err.decode()
@@ -96,6 +98,25 @@ def test_the_only_network_is_its_own_loopback(tmp_path):
         print(json.dumps({"interfaces": [name for _, name in socket.if_nameindex()]}))
     """)
     assert result["interfaces"] == ["lo"]  # the internet, the host's interfaces: none of them is there
+
+
+def test_a_multi_host_jobs_sandbox_has_the_hosts_network_and_nothing_else_of_the_workers(tmp_path, monkeypatch):
+    """The one exception, by the operator's consent (SLIMFORGE_WORKER_HOST_ADDRESS): the interfaces are the host's,
+    while the worker's files, environment and identity stay out of reach."""
+    monkeypatch.setenv("SLIMFORGE_TEST_SECRET", CANARY)
+    secret = tmp_path / "secret.txt"
+    secret.write_text(CANARY)
+    _, result, _ = run_payload(tmp_path, f"""
+        import json, os, socket
+        try:
+            found = open({str(secret)!r}).read()
+        except OSError as error:
+            found = type(error).__name__
+        print(json.dumps({{"interfaces": sorted(name for _, name in socket.if_nameindex()), "file": found,
+                          "leaked": {CANARY!r} in str(os.environ), "uid": os.getuid()}}))
+    """, network=True)
+    assert result["interfaces"] == sorted(name for _, name in socket.if_nameindex())
+    assert (result["file"], result["leaked"]) == ("FileNotFoundError", False) and result["uid"] != 0
 
 
 def test_unix_sockets_of_the_servers_are_not_there(tmp_path):
