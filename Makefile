@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv screenshots bench-live bench-load bench-workers
+.PHONY: run test venv screenshots bench-live bench-load bench-workers bench-multi-host
 
 run: $(STAMP)
 	$(PY) -m launcher run
@@ -33,6 +33,10 @@ bench-load: $(STAMP)
 # A burst of small jobs on one worker host and on two (bench/RESULTS.md, "Workers").
 bench-workers: $(STAMP)
 	$(PY) -m launcher test -- bench/workers.py -m slow -s -p no:cacheprovider
+
+# One prune fine-tuned on one worker host and on two as one DDP group (bench/RESULTS.md, "Multi-host training").
+bench-multi-host: $(STAMP)
+	$(PY) -m launcher test -- bench/multi_host.py -m slow -s -p no:cacheprovider
 
 venv: $(STAMP)
 

@@ -215,11 +215,7 @@ def _os_error(exc: OSError) -> str:
 
 def _cancel_requested(experiment_id: int) -> bool:
     """Polled about once a second; while the database is unreachable, the answer is "not yet"."""
-    try:
-        return selectors.experiment_cancel_requested(experiment_id=experiment_id)
-    except DB_ERRORS:
-        forget_connection()
-        return False
+    return _answer_or(functools.partial(selectors.experiment_cancel_requested, experiment_id=experiment_id), False)
 
 
 def _sampler_for(experiment, bridge: EventBridge) -> Sampler:

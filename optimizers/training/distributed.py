@@ -153,7 +153,10 @@ def run_ranks(world: int, backend: str, work: RankWork, report: Reporter, folder
     round_ = cluster.announce(world, backend, work)
     meeting = Meeting.across_hosts(round_, 0, cluster.hosts.address, cluster.hosts.port, cluster.hosts.interface,
                                    folder)
-    return run_local(meeting, backend, work, report, spawn, remote_failure=lambda: cluster.failure(round_))
+    try:
+        return run_local(meeting, backend, work, report, spawn, remote_failure=lambda: cluster.failure(round_))
+    finally:
+        cluster.forget(round_)
 
 
 def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Reporter, spawn: bool | None = None,

@@ -30,6 +30,7 @@ from optimizers.training import sealed
 POLL_S = 0.2
 LEAVE_WAIT_S = 5.0  # how long the first host waits for the others to read "finished" before its store closes
 COLLECTIVE_TIMEOUT = timedelta(seconds=300)  # a peer host that stops answering fails the job after this
+CHUNK_BYTES = 4 << 20  # the store takes values of at most 8 MiB: the work travels in pieces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Round:
     ranks_per_host: int
     hosts: int
     prefix: str
+    chunks: int  # how many pieces its work travels in
 
     def first_rank(self, node: int) -> int:
         return node * self.ranks_per_host
@@ -101,10 +103,21 @@ class Cluster:
             raise RecipeError(f"this recipe's training cannot be sent to the other hosts: {first_line(error)}; "
                               "train it on one host") from error
         index, self.rounds = self.rounds, self.rounds + 1
-        self.store.set(f"round/{index}/work", sealed.seal(self.hosts.key, buffer.getvalue()))
+        work = sealed.seal(self.hosts.key, buffer.getvalue())
+        chunks = range(0, len(work), CHUNK_BYTES)
+        for number, start in enumerate(chunks):
+            self.store.set(f"round/{index}/work/{number}", work[start:start + CHUNK_BYTES])
         self.store.set(f"round/{index}", json.dumps({"ranks": ranks_per_host, "backend": backend,
-                                                     "hosts": self.hosts.count}))
-        return Round(index, ranks_per_host, self.hosts.count, f"round/{index}/ranks/")
+                                                     "hosts": self.hosts.count, "chunks": len(chunks)}))
+        return Round(index, ranks_per_host, self.hosts.count, f"round/{index}/ranks/", len(chunks))
+
+    def forget(self, round_: Round) -> None:
+        """The round's work leaves the store once it ran (every rank had read it to start): the store is memory."""
+        try:
+            for number in range(round_.chunks):
+                self.store.delete_key(f"round/{round_.index}/work/{number}")
+        except RuntimeError:  # the store is gone with the job: nothing is left to free
+            pass
 
     def failure(self, round_: Round) -> str | None:
         """What another host said when it could not take its part in `round_`, or when it left the job, if one did."""
@@ -149,8 +162,9 @@ class Cluster:
             time.sleep(POLL_S)
         self.rounds += 1
         described = json.loads(self.store.get(f"round/{index}"))
-        round_ = Round(index, described["ranks"], described["hosts"], f"round/{index}/ranks/")
-        return round_, described["backend"], self.store.get(f"round/{index}/work")
+        round_ = Round(index, described["ranks"], described["hosts"], f"round/{index}/ranks/", described["chunks"])
+        work = b"".join(self.store.get(f"round/{index}/work/{number}") for number in range(round_.chunks))
+        return round_, described["backend"], work
 
     def unseal(self, work: bytes) -> bytes:
         return sealed.unseal(self.hosts.key, work)

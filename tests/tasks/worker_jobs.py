@@ -15,11 +15,13 @@ def settled(api, url, pending):
     return None if body["status"] in pending else body
 
 
-def model_and_digits(api, tmp_path) -> tuple[dict, dict]:
-    save_safetensors(build_model("mlp", json.loads(CONFIG)), tmp_path / "mlp.safetensors")
+def model_and_digits(api, tmp_path, architecture: str = "mlp", config: str = CONFIG,
+                     input_shape: str = "1,64") -> tuple[dict, dict]:
+    save_safetensors(build_model(architecture, json.loads(config)), tmp_path / "model.safetensors")
     created = api.post("/api/models/", {
-        "file": SimpleUploadedFile("mlp", (tmp_path / "mlp.safetensors").read_bytes()), "name": "mlp",
-        "architecture": "mlp", "architecture_config": CONFIG, "input_shape": "1,64"}, format="multipart").json()
+        "file": SimpleUploadedFile("model", (tmp_path / "model.safetensors").read_bytes()), "name": architecture,
+        "architecture": architecture, "architecture_config": config, "input_shape": input_shape},
+        format="multipart").json()
     dataset = api.post("/api/datasets/", {"name": "digits", "kind": "digits"}, format="json").json()
     model = wait_until(lambda: settled(api, f"/api/models/{created['id']}/", ("pending",)), timeout=120,
                        what="the inspection")

@@ -2,6 +2,7 @@
 (optimizers.training.follower, its own process, as another machine's sandbox child would be) only its share of them.
 The replicas of both hosts train as one DDP group; the job fails with the reason when the other host never comes or
 cannot take its part."""
+import io
 import json
 import socket
 import subprocess
@@ -13,7 +14,8 @@ import torch
 from optimizers.configs.finetune import TrainSettings
 from optimizers.errors import RecipeError
 from optimizers.reporters import ListReporter
-from optimizers.training.hosts import Hosts, joined
+from optimizers.training import hosts as hosts_module
+from optimizers.training.hosts import Cluster, Hosts, joined, open_store
 from optimizers.training.loop import fit
 from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
@@ -99,6 +101,23 @@ def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, 
     finally:
         follower.kill()
     assert follower.returncode == 0, err  # it said why, then left when the job ended
+
+
+def test_work_larger_than_a_store_value_travels_in_pieces_and_leaves_the_store_after_its_round(monkeypatch):
+    """The store takes values of at most 8 MiB; a model is often larger."""
+    monkeypatch.setattr(hosts_module, "CHUNK_BYTES", 1000)
+    port = _free_port()
+    first = Cluster(_hosts(0, port), open_store(_hosts(0, port)))
+    second = Cluster(_hosts(1, port), open_store(_hosts(1, port)))
+    work = {"weights": torch.arange(20_000, dtype=torch.float32)}
+    round_ = first.announce(2, "gloo", work)
+    assert round_.chunks > 80
+    announced, backend, sealed_work = second.next_round(ListReporter())
+    assert (announced, backend) == (round_, "gloo")
+    assert torch.equal(torch.load(io.BytesIO(second.unseal(sealed_work)))["weights"], work["weights"])
+    first.forget(round_)
+    assert first.store.check(["round/0"]) and not any(first.store.check([f"round/0/work/{number}"])
+                                                      for number in range(round_.chunks))
 
 
 def test_the_work_in_the_store_is_encrypted_and_authenticated():
