@@ -7,6 +7,7 @@ comparable with the PyTorch formats measured in the same process. Recipes do not
 
 import math
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,11 @@ class OnnxModel:
         outputs = [torch.from_numpy(np.asarray(value)) for value in self._session.run(None, feed)]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
+    def __reduce__(self):
+        """Pickled as its file's bytes (a spawned replica, or another host, has no such path): see formats.portable."""
+        with open(self.onnx_path, "rb") as file:
+            return _onnx_from_bytes, (file.read(),)
+
     def eval(self) -> "OnnxModel":
         return self  # an ONNX graph has no training mode
 
@@ -58,6 +64,14 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.onnx_path!r}, inputs={self.input_names})"
+
+
+def _onnx_from_bytes(data: bytes) -> OnnxModel:
+    """An ONNX model that arrived by pickle, written to a file of this process's own (its temporary folder)."""
+    handle, path = tempfile.mkstemp(suffix=".onnx", prefix="slimforge-arrived-")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    return OnnxModel(path)
 
 
 def _to_numpy(tensor: Any) -> np.ndarray:

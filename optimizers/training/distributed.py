@@ -30,6 +30,7 @@ import torch.distributed as dist
 
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.events import log_event, metric_event, progress_event, stage_event
+from optimizers.formats import portable
 from optimizers.reporters import NullReporter, Reporter
 from optimizers.training.hosts import COLLECTIVE_TIMEOUT, Round, current
 
@@ -167,7 +168,7 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
     spawned = backend == "nccl" or work is None if spawn is None else spawn
     context = multiprocessing.get_context("spawn" if spawned else "fork")
     if spawned and work is not None:
-        torch.save(work, Path(meeting.folder) / WORK_FILE)
+        _save_work(work, Path(meeting.folder) / WORK_FILE)
     messages = context.Queue()
     # A forked rank keeps to one thread: GNU OpenMP's pool does not survive fork, and a child that starts a parallel
     # region the parent had used hangs. A spawned rank starts clean and takes its share of the threads.
@@ -183,6 +184,15 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
         _stop(processes)
         messages.close()
         messages.join_thread()
+
+
+def _save_work(work: RankWork, path: Path) -> None:
+    portable.picklable()
+    try:
+        torch.save(work, path)
+    except Exception as error:  # noqa: BLE001 - pickle's errors for an object it cannot carry
+        raise RecipeError(f"this recipe's training cannot be handed to spawned replicas (GPU ranks): "
+                          f"{first_line(error)}; use ranks 1") from error
 
 
 class _QueueReporter:
@@ -219,7 +229,8 @@ def _rank_main(local: int, meeting: Meeting, backend: str, threads: int, work: R
             device = torch.device("cuda", local)
             torch.cuda.set_device(device)
         if work is None:  # spawned: the work arrives through its file, its tensors straight onto this rank's device
-            work = torch.load(Path(meeting.folder) / WORK_FILE, map_location=device, weights_only=False)
+            with portable.arriving_on(device):
+                work = torch.load(Path(meeting.folder) / WORK_FILE, map_location=device, weights_only=False)
         dist.init_process_group(backend, store=meeting.store(), rank=rank, world_size=meeting.world,
                                 **({"timeout": meeting.timeout} if meeting.timeout else {}))
         group = RankGroup(rank, meeting.world, device, meeting.folder)

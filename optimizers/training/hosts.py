@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from optimizers.errors import Cancelled, RecipeError, first_line
+from optimizers.formats import portable
 from optimizers.reporters import Reporter
 from optimizers.training import sealed
 
@@ -97,6 +98,7 @@ class Cluster:
     def announce(self, ranks_per_host: int, backend: str, work: Any) -> Round:
         """A round on every host: the work as bytes, then its description (the others wait for that key)."""
         buffer = io.BytesIO()
+        portable.picklable()
         try:
             torch.save(work, buffer)
         except Exception as error:  # noqa: BLE001 - pickle's errors for an object it cannot carry

@@ -8,6 +8,7 @@ with the student and is dropped afterwards: the saved student is the architectur
 It needs to see inside both models, so the teacher must be a module built in Python (a state dict with its
 architecture, or any eager module); a TorchScript, exported or ONNX teacher hides its layers.
 """
+import functools
 from typing import Any
 
 import torch
@@ -57,13 +58,16 @@ class HintedStudent(nn.Module):
 
 
 def hinted_loss(base: LossFn, teacher_features: FeatureCatcher, weight: float) -> LossFn:
-    """base (which runs the student and the teacher) + weight x MSE(projected student features, teacher features)."""
-    def loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        value = base(model, inputs, labels)
-        hinted = model.module if isinstance(model, DistributedDataParallel) else model
-        # The teacher ran in inference mode: a clone made outside it can be saved for the student's backward pass.
-        target = teacher_features.feature.detach().clone().float().flatten(1)
-        projected = hinted.projection(hinted.catcher.feature.flatten(1))
-        return value + weight * F.mse_loss(projected, target)
+    """base (which runs the student and the teacher) + weight x MSE(projected student features, teacher features).
+    A partial, not a closure: spawned replicas receive it through pickle."""
+    return functools.partial(_hinted_loss, base, teacher_features, weight)
 
-    return loss
+
+def _hinted_loss(base: LossFn, teacher_features: FeatureCatcher, weight: float, model: nn.Module,
+                 inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    value = base(model, inputs, labels)
+    hinted = model.module if isinstance(model, DistributedDataParallel) else model
+    # The teacher ran in inference mode: a clone made outside it can be saved for the student's backward pass.
+    target = teacher_features.feature.detach().clone().float().flatten(1)
+    projected = hinted.projection(hinted.catcher.feature.flatten(1))
+    return value + weight * F.mse_loss(projected, target)

@@ -1,5 +1,6 @@
 """How a student is judged on the validation split when labels cannot judge it: against its teacher's outputs
 there (top-1 agreement for soft targets, mean cosine similarity for matched embeddings), with the training loss."""
+import functools
 from typing import Any
 
 import torch
@@ -28,22 +29,24 @@ def validation_targets(teacher: Any, data: DataSplits, example: torch.Tensor
 
 
 def teacher_judge(teacher: Any, data: DataSplits, example: torch.Tensor, loss: str, loss_fn: LossFn) -> EvaluateFn:
+    """A partial, not a closure: spawned replicas receive it through pickle."""
     batches, targets = validation_targets(teacher, data, example)
+    return functools.partial(_judge, batches, targets, loss, loss_fn)
 
-    @torch.no_grad()
-    def judge(student) -> tuple[float, float]:
-        set_training(student, False)
-        total_loss, total_score, count = 0.0, 0.0, 0
-        for inputs, target in zip(batches, targets, strict=True):
-            outputs = student(inputs).float()
-            size = len(inputs)
-            total_loss += float(loss_fn(student, inputs, torch.zeros(size, dtype=torch.long))) * size
-            if loss == SOFT_TARGETS:  # a language model's agreement: its share of positions, per sample
-                agrees = (outputs.argmax(dim=-1) == target.argmax(dim=-1)).float()
-                total_score += float(agrees.reshape(size, -1).mean(dim=1).sum())
-            else:
-                total_score += float(F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).sum())
-            count += size
-        return total_loss / count, total_score / count
 
-    return judge
+@torch.no_grad()
+def _judge(batches: list[torch.Tensor], targets: list[torch.Tensor], loss: str, loss_fn: LossFn,
+           student) -> tuple[float, float]:
+    set_training(student, False)
+    total_loss, total_score, count = 0.0, 0.0, 0
+    for inputs, target in zip(batches, targets, strict=True):
+        outputs = student(inputs).float()
+        size = len(inputs)
+        total_loss += float(loss_fn(student, inputs, torch.zeros(size, dtype=torch.long))) * size
+        if loss == SOFT_TARGETS:  # a language model's agreement: its share of positions, per sample
+            agrees = (outputs.argmax(dim=-1) == target.argmax(dim=-1)).float()
+            total_score += float(agrees.reshape(size, -1).mean(dim=1).sum())
+        else:
+            total_score += float(F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).sum())
+        count += size
+    return total_loss / count, total_score / count

@@ -1,4 +1,9 @@
-"""What the student learns from: the teacher's softened outputs blended with the dataset's labels (Hinton et al.)."""
+"""What the student learns from: the teacher's softened outputs blended with the dataset's labels (Hinton et al.).
+
+The losses are partials of module-level functions, not closures: spawned replicas (GPUs, other hosts) receive them,
+with the teacher, through pickle.
+"""
+import functools
 from typing import Any
 
 import torch
@@ -22,14 +27,16 @@ def distillation_loss(teacher: Any, temperature: float, alpha: float) -> LossFn:
 
     T^2 keeps the soft term's gradients the size of the hard term's whatever the temperature.
     """
-    def loss(student, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = student(inputs)
-        soft = F.kl_div(F.log_softmax(per_position(logits) / temperature, dim=1),
-                        F.softmax(per_position(teacher_logits(teacher, inputs)) / temperature, dim=1),
-                        reduction="batchmean") * temperature ** 2
-        return soft if alpha >= 1.0 else alpha * soft + (1 - alpha) * F.cross_entropy(logits, labels)
+    return functools.partial(_distillation_loss, teacher, temperature, alpha)
 
-    return loss
+
+def _distillation_loss(teacher: Any, temperature: float, alpha: float, student, inputs: torch.Tensor,
+                       labels: torch.Tensor) -> torch.Tensor:
+    logits = student(inputs)
+    soft = F.kl_div(F.log_softmax(per_position(logits) / temperature, dim=1),
+                    F.softmax(per_position(teacher_logits(teacher, inputs)) / temperature, dim=1),
+                    reduction="batchmean") * temperature ** 2
+    return soft if alpha >= 1.0 else alpha * soft + (1 - alpha) * F.cross_entropy(logits, labels)
 
 
 def per_position(logits: torch.Tensor) -> torch.Tensor:
@@ -39,10 +46,12 @@ def per_position(logits: torch.Tensor) -> torch.Tensor:
 
 def output_matching_loss(teacher: Any, kind: str) -> LossFn:
     """Match the teacher's outputs themselves (embeddings): mean squared error, or 1 - mean cosine similarity."""
-    def loss(student, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        outputs, target = student(inputs), teacher_logits(teacher, inputs)
-        if kind == "mse":
-            return F.mse_loss(outputs, target)
-        return 1 - F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).mean()
+    return functools.partial(_output_matching_loss, teacher, kind)
 
-    return loss
+
+def _output_matching_loss(teacher: Any, kind: str, student, inputs: torch.Tensor,
+                          labels: torch.Tensor) -> torch.Tensor:
+    outputs, target = student(inputs), teacher_logits(teacher, inputs)
+    if kind == "mse":
+        return F.mse_loss(outputs, target)
+    return 1 - F.cosine_similarity(outputs.flatten(1), target.flatten(1), dim=1).mean()

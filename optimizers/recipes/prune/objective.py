@@ -6,6 +6,7 @@ a sentence-embedding encoder. For token outputs [N, L, H] the cosine is taken pe
 positions that are not padding, since padded positions are noise the original never meant (a mean-pooled sentence
 embedding masks them out too). Validation is the mean cosine to the original's outputs on the validation split.
 """
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,32 +48,32 @@ def objective_for(config: PruneConfig, original: Any, data: DataSplits, example:
 
 
 def matching_loss(original: Any) -> LossFn:
-    """1 - the mean cosine between the pruned model's outputs and the original's on the same inputs."""
-    pad = getattr(original, "pad_token_id", None)
+    """1 - the mean cosine between the pruned model's outputs and the original's on the same inputs. A partial, not a
+    closure: spawned replicas (GPUs, other hosts) receive it through pickle."""
+    return functools.partial(_matching_loss, original, getattr(original, "pad_token_id", None))
 
-    def loss(model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        total, count = cosine_sum(model(inputs), teacher_logits(original, inputs), inputs, pad)
-        return 1 - total / count
 
-    return loss
+def _matching_loss(original: Any, pad: int | None, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    total, count = cosine_sum(model(inputs), teacher_logits(original, inputs), inputs, pad)
+    return 1 - total / count
 
 
 def cosine_judge(original: Any, data: DataSplits, example: torch.Tensor) -> EvaluateFn:
     """evaluate_fn: (1 - mean cosine, mean cosine) to the original's outputs on the validation split."""
-    pad = getattr(original, "pad_token_id", None)
     batches, targets = validation_targets(original, data, example)
+    return functools.partial(_cosine_judge, batches, targets, getattr(original, "pad_token_id", None))
 
-    @torch.no_grad()
-    def judge(model) -> tuple[float, float]:
-        set_training(model, False)
-        total, count = 0.0, 0.0
-        for inputs, target in zip(batches, targets, strict=True):
-            batch_total, batch_count = cosine_sum(model(inputs), target, inputs, pad)
-            total, count = total + float(batch_total), count + float(batch_count)
-        score = total / count
-        return 1 - score, score
 
-    return judge
+@torch.no_grad()
+def _cosine_judge(batches: list[torch.Tensor], targets: list[torch.Tensor], pad: int | None,
+                  model) -> tuple[float, float]:
+    set_training(model, False)
+    total, count = 0.0, 0.0
+    for inputs, target in zip(batches, targets, strict=True):
+        batch_total, batch_count = cosine_sum(model(inputs), target, inputs, pad)
+        total, count = total + float(batch_total), count + float(batch_count)
+    score = total / count
+    return 1 - score, score
 
 
 def mean_cosine(outputs: torch.Tensor, target: torch.Tensor, inputs: torch.Tensor, pad: int | None) -> float:

@@ -13,12 +13,15 @@ import torch
 
 from optimizers.configs.finetune import TrainSettings
 from optimizers.errors import RecipeError
+from optimizers.recipes.distill.judge import teacher_judge
+from optimizers.recipes.distill.loss import distillation_loss
 from optimizers.reporters import ListReporter
 from optimizers.training import hosts as hosts_module
 from optimizers.training.hosts import Cluster, Hosts, joined, open_store
 from optimizers.training.loop import fit
 from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
+from tests.modelfiles import linear_model
 from tests.paths import REPO_ROOT
 
 MLP_SHAPE = (1, 64)
@@ -73,6 +76,25 @@ def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(di
     assert outcome.best_val_accuracy > 0.5
 
 
+def test_a_student_distilled_from_a_torchscript_teacher_on_two_hosts(digits, tmp_path):
+    """The teacher travels with the work (as TorchScript bytes, optimizers.formats.portable) to the other host."""
+    port = _free_port()
+    follower = _follower(_hosts(1, port), tmp_path)
+    teacher = torch.jit.script(linear_model(seed=3)).eval()
+    example = torch.zeros(MLP_SHAPE)
+    loss = distillation_loss(teacher, 2.0, 1.0)
+    try:
+        with joined(_hosts(0, port), ListReporter()):
+            outcome = fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=1),
+                          loss_fn=loss, evaluate_fn=teacher_judge(teacher, digits, example, "soft_targets", loss),
+                          score_name="agreement", measure_ranks=False)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0 and json.loads(out)["rounds"] == 1, err
+    assert (outcome.distributed["hosts"], outcome.distributed["replica_checks"]) == (2, outcome.steps)
+
+
 def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
     report = ListReporter()
     with pytest.raises(RecipeError, match=r"only 1 of the 2 hosts this job asks for joined within 2 s"):
@@ -115,6 +137,9 @@ def test_work_larger_than_a_store_value_travels_in_pieces_and_leaves_the_store_a
     announced, backend, sealed_work = second.next_round(ListReporter())
     assert (announced, backend) == (round_, "gloo")
     assert torch.equal(torch.load(io.BytesIO(second.unseal(sealed_work)))["weights"], work["weights"])
+    with pytest.raises(RecipeError, match="this recipe's training cannot be sent to the other hosts: .*; train it on "
+                                          "one host"):
+        first.announce(1, "gloo", lambda: None)
     first.forget(round_)
     assert first.store.check(["round/0"]) and not any(first.store.check([f"round/0/work/{number}"])
                                                       for number in range(round_.chunks))
