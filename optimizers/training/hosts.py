@@ -5,18 +5,20 @@ The other hosts run only training replicas: each of their jobs (optimizers.train
 TCP store (torch.distributed's, the one torchrun's c10d rendezvous uses) and waits there for rounds. Each time the
 recipe trains on replicas (optimizers.training.distributed.run_ranks), the first host announces a round in the store,
 with the work every replica runs (model, data, settings and hooks, as torch.save writes them, sealed with the job's
-secret: optimizers.training.sealed); each host starts its
-share of the ranks, which meet through the same store under the round's own prefix. Global ranks are node-major, so
-rank 0, whose events are the job's and which keeps the result, is always on the first host.
+secret: optimizers.training.sealed); each host starts its share of the ranks, which meet through the same store under
+the round's own prefix. Global ranks are node-major, so rank 0, whose events are the job's and which keeps the
+result, is always on the first host.
 
 A host that cannot take part writes why under the round's key, which the first host's watcher reads and fails the job
 with. A host that joins too late fails the job (SLIMFORGE_HOSTS_WAIT_S); when the first host's job ends, for any
 reason, it tells the others to leave, and a host that loses the store leaves on its own.
 """
+import contextlib
 import dataclasses
 import io
 import json
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -133,8 +135,8 @@ class Cluster:
         """Tell the other hosts to leave, and give them a moment to read it before the store closes."""
         try:
             self.store.set("finished", "1")
-            deadline = time.monotonic() + LEAVE_WAIT_S
-            while self.store.add("left", 0) < self.hosts.count - 1 and time.monotonic() < deadline:
+            deadline, joined = time.monotonic() + LEAVE_WAIT_S, min(self.store.add("joined", 0), self.hosts.count - 1)
+            while self.store.add("left", 0) < joined and time.monotonic() < deadline:
                 time.sleep(POLL_S / 4)
         except RuntimeError:  # the store is already gone: nobody is left to tell
             pass
@@ -208,27 +210,19 @@ def open_store(hosts: Hosts) -> dist.TCPStore:
                           f"{first_line(error)}") from error
 
 
-class joined:  # noqa: N801 - used as a context manager, like contextlib's
-    """`with joined(hosts, report):` the job runs on these hosts (the first host's side); no-op for None."""
-
-    def __init__(self, hosts: Hosts | None, report: Reporter) -> None:
-        self.hosts, self.report = hosts, report
-
-    def __enter__(self) -> Cluster | None:
-        global _current
-        if self.hosts is None:
-            return None
-        cluster = Cluster(self.hosts, open_store(self.hosts))
-        _current = cluster
-        try:
-            cluster.wait_for_hosts(self.report)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return cluster
-
-    def __exit__(self, *exc_info) -> None:
-        global _current
-        if _current is not None:
-            _current.finish()
+@contextlib.contextmanager
+def joined(hosts: Hosts | None, report: Reporter) -> Iterator[Cluster | None]:
+    """`with joined(hosts, report):` the job runs on these hosts (the first host's side), once all have joined; at
+    the end, whatever it was, the others are told to leave. Nothing happens for None (a job on one host)."""
+    global _current
+    if hosts is None:
+        yield None
+        return
+    cluster = Cluster(hosts, open_store(hosts))
+    _current = cluster
+    try:
+        cluster.wait_for_hosts(report)
+        yield cluster
+    finally:
         _current = None
+        cluster.finish()
