@@ -163,17 +163,26 @@ def join_experiment(self, experiment_id: int, attempt: int, node: int, count: in
     if not multihost.takes_part():  # not this worker's to take: back to the queue, for one that takes part
         raise self.retry(countdown=1)
     experiment = retrying(lambda: selectors.experiment_to_run(experiment_id=experiment_id), what="reading the job")
+    # This host's resources and GPUs join the experiment's telemetry, named host<N>/... (multihost.on_host).
+    bridge = EventBridge(experiment_id)
+    sampler = Sampler(interval_s=experiment.telemetry_interval_s or settings.TELEMETRY_INTERVAL_S,
+                      emit=multihost.on_host(node + 1, bridge.emit))
+    sampler.start()
     with tempfile.TemporaryDirectory(prefix="slimforge-host-") as folder:
         try:
             hosts = multihost.further_host(node, count, address, port, secret)
             spec = JobSpec.build(action="ranks", out_dir=folder, hosts=hosts)
             cancel = Cancel(lambda: not _answer_or(still_on, True), grace_s=settings.CANCEL_GRACE_S)
             result = run_sandboxed(spec, limits=_limits(time_limits(experiment.recipe)[1]),
-                                   on_event=lambda event: None, cancel=cancel)
+                                   on_event=lambda event: None, on_sample=sampler.tick,
+                                   sample_interval=sampler.interval_s, on_tick=bridge.tick, cancel=cancel)
             log.info("experiment %s: host %s of %s ran %s rounds of replicas on %s %s", experiment_id, node + 1,
                      count, result["rounds"], result["devices"], result["kind"])
         except (SpecError, SandboxError, JobCancelled, multihost.HostSetupError) as exc:
             log.warning("experiment %s: host %s of %s left the job: %s", experiment_id, node + 1, count, exc)
+        finally:
+            _with_telemetry(None, sampler)  # closes the GPU probe; the job's summary is the first host's
+            retrying(lambda: bridge.flush(raise_errors=True), what="writing the host's last telemetry")
 
 
 def _answer_or(question, fallback: bool) -> bool:

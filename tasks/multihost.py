@@ -8,11 +8,13 @@ Only workers whose operator set SLIMFORGE_WORKER_HOST_ADDRESS take part; the oth
 """
 import secrets
 import socket
+from collections.abc import Callable
 
 import psutil
 from django.conf import settings
 
 from optimizers.configs.devices import queue_of
+from optimizers.events import LOG, RESOURCE, Event
 from tasks.celery import JOIN_EXPERIMENT, app
 
 
@@ -52,6 +54,19 @@ def first_host(experiment, attempt: int) -> dict:
         app.send_task(JOIN_EXPERIMENT, args=[experiment.pk, attempt, node, experiment.hosts, address, hosts["port"],
                                              hosts["secret"]], queue=queue)
     return hosts
+
+
+def on_host(number: int, emit: Callable[[Event], None]) -> Callable[[Event], None]:
+    """`emit` for a further host's sampler: its readings as host<number>/<name> series of the experiment (so its GPUs
+    chart apart from the first host's), its notes prefixed; nothing else of it (the job's events are the first
+    host's)."""
+    def renamed(event: Event) -> None:
+        if event["kind"] == RESOURCE:
+            emit({**event, "name": f"host{number}/{event['name']}"})
+        elif event["kind"] == LOG:
+            emit({**event, "message": f"host {number}: {event['message']}"})
+
+    return renamed
 
 
 def further_host(node: int, count: int, address: str, port: int, secret: str) -> dict:

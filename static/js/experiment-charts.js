@@ -9,7 +9,9 @@ window.SlimforgeCharts = (function () {
   const UNITS = { percent: "%", mb: "MB", w: "W", c: "°C", mhz: "MHz", j: "J", s: "s", ms: "ms" };
   const WORDS = { cpu: "CPU", rss: "RSS", sm: "SM", util: "utilization" };
   const HIDDEN_AT_FIRST = new Set(["host/memory_used_mb"]);  // gigabytes would flatten the job's RSS line
-  const GPU = /^gpu(\d+)\//;
+  // A multi-host job's further hosts name their readings host<N>/...: their own resource chart and GPU charts.
+  const HOST = /^host(\d+)\//;
+  const GPU = /^(?:host(\d+)\/)?gpu(\d+)\//;
   const KIND = SlimforgeEvents.kinds;  // the progress series is named after its event kind
   const PALETTE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4d7c0f",
                    "#4b5563", "#c2410c"];
@@ -42,6 +44,7 @@ window.SlimforgeCharts = (function () {
 
   function label(name) {
     if (name === KIND.PROGRESS) return "progress %";
+    name = name.replace(HOST, "");  // the chart's title names the host
     const [group, measure] = name.includes("/") ? [name.slice(0, name.indexOf("/")), name.slice(name.indexOf("/") + 1)] : ["", name];
     const unit = unitOf(name);
     const words = measure.split("_").slice(0, unit === "value" ? undefined : -1).map((w) => WORDS[w] || w).join(" ");
@@ -382,15 +385,17 @@ window.SlimforgeCharts = (function () {
   function create({ resources, gpuBox, metricBox, sensitivity, csvUrl }) {
     const bySeconds = new XGroup(), bySteps = new XGroup();
     const smoothing = smoothingControl(metricBox);
+    const resourceChart = (parts) => new LiveChart(parts, timeLayout({
+      yaxis: { title: { text: "% (CPU, memory, progress)" }, rangemode: "tozero" },
+      yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero" },
+    }), { timeBased: true, axisOf: (name) => (unitOf(name) === "percent" ? "y" : "y2"), xgroup: bySeconds });
     const charts = {
-      resources: new LiveChart(chartBox(resources.parentElement, { title: "Job and host resources", csvUrl, plot: resources }),
-        timeLayout({
-          yaxis: { title: { text: "% (CPU, memory, progress)" }, rangemode: "tozero" },
-          yaxis2: { title: { text: "MB" }, overlaying: "y", side: "right", rangemode: "tozero" },
-        }), { timeBased: true, axisOf: (name) => (unitOf(name) === "percent" ? "y" : "y2"), xgroup: bySeconds }),
-      gpus: {},
+      resources: resourceChart(chartBox(resources.parentElement, { title: "Job and host resources", csvUrl, plot: resources })),
+      hosts: {},  // a multi-host job's further hosts, by number
+      gpus: {},  // by "host:index", the first host's being host 1
       metrics: {},
     };
+    const timeCharts = () => [charts.resources, ...Object.values(charts.hosts), ...Object.values(charts.gpus)];
     const bars = { x: [], y: [] };
     const stages = [];
     charts.resources.box.hidden = true;  // shown with its first point: a job without telemetry gets no empty axes
@@ -400,15 +405,28 @@ window.SlimforgeCharts = (function () {
       Object.values(charts.metrics).forEach((chart) => chart.resmooth(smoothing.weight()));
     });
 
-    function gpuChart(index) {
-      if (!(index in charts.gpus)) {
-        const parts = chartBox(gpuBox, { id: `gpu${index}-chart`, title: `GPU ${index}`, csvUrl });
+    function gpuChart(host, index) {
+      const key = `${host}:${index}`;
+      if (!(key in charts.gpus)) {
+        const first = host === 1;
+        const parts = chartBox(gpuBox, { id: first ? `gpu${index}-chart` : `host${host}-gpu${index}-chart`,
+                                         title: first ? `GPU ${index}` : `Host ${host} · GPU ${index}`, csvUrl });
         parts.div.classList.add("gpu-chart");
         const chart = new LiveChart(parts, timeLayout({}), { timeBased: true, xgroup: bySeconds });
         chart.addStages(stages);
-        charts.gpus[index] = chart;
+        charts.gpus[key] = chart;
       }
-      return charts.gpus[index];
+      return charts.gpus[key];
+    }
+
+    function hostChart(host) {
+      if (!(host in charts.hosts)) {
+        const parts = chartBox(gpuBox, { id: `host${host}-chart`, title: `Host ${host}: job and host resources`, csvUrl });
+        const chart = resourceChart(parts);
+        chart.addStages(stages);
+        charts.hosts[host] = chart;
+      }
+      return charts.hosts[host];
     }
 
     function metricChart(name) {
@@ -443,7 +461,9 @@ window.SlimforgeCharts = (function () {
     function chartOf(name, kind) {
       if (kind === KIND.METRIC) return metricChart(name);
       const gpu = GPU.exec(name);
-      return gpu ? gpuChart(Number(gpu[1])) : charts.resources;
+      if (gpu) return gpuChart(gpu[1] ? Number(gpu[1]) : 1, Number(gpu[2]));
+      const host = HOST.exec(name);
+      return host ? hostChart(Number(host[1])) : charts.resources;
     }
 
     function put(series) {
@@ -474,10 +494,11 @@ window.SlimforgeCharts = (function () {
     function addStages(list) {
       if (!list.length) return;
       stages.push(...list);
-      [charts.resources, ...Object.values(charts.gpus)].forEach((chart) => chart.addStages(list));
+      timeCharts().forEach((chart) => chart.addStages(list));
     }
 
     const pointsDrawn = () => !charts.resources.box.hidden || Object.keys(charts.gpus).length > 0
+      || Object.keys(charts.hosts).length > 0
       || Object.keys(charts.metrics).length > 0 || bars.x.length > 0;
 
     return { put, addStages, stages: () => stages.slice(), pointsDrawn };

@@ -9,7 +9,7 @@ from tasks.celery import app
 from tests.tasks.worker_hosts import start_host, stop_host
 from tests.tasks.worker_jobs import model_and_digits, settled
 from tests.waiting import wait_until
-from webapp.models import Worker
+from webapp.models import Event, Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STEPS_PER_EPOCH = -(-1438 // 64)
@@ -52,6 +52,9 @@ def test_a_prune_fine_tunes_on_two_hosts_as_one_group(s3_media, object_store, al
     assert any(line.startswith("all 2 hosts joined the job (host 2: 1 CPU cores)") for line in logs)
     assert any("trained on 2 data-parallel replicas, 1 on each of 2 hosts" in line for line in logs)
     # The other host ran the replicas of both rounds (the scaling probe, then the training) and nothing else.
+    # The other host's resources joined the experiment's telemetry, as host2/... series (their own charts).
+    theirs = Event.objects.filter(experiment_id=experiment["id"], kind="resource", series__startswith="host2/")
+    assert theirs.filter(series="host2/job/cpu_percent").exists()
     first = experiment["worker"].split("@")[1]
     other = "hostb" if first == "hosta" else "hosta"
     assert "host 2 of 2 ran 2 rounds of replicas on 1 CPU cores" in (process_logs / f"{other}.log").read_text()

@@ -185,12 +185,20 @@ def _gpu_charts(page, web_server: str, carol) -> None:
     assert note.count() == 1 and "of 2,500 points (CPU %)" in note.text_content()
     assert note.locator("a").get_attribute("href") == f"/api/experiments/{experiment.pk}/series.csv"
 
-    # Live: a second GPU appears, a new stage begins, the long line grows.
+    # Live: a second GPU appears, a new stage begins, the long line grows, and a further host of a multi-host job
+    # (its readings named host2/...) gets its own resource chart and GPU charts.
     record([{"t": t0 + 700, "kind": "stage", "name": "fine-tune"},
             {"t": t0 + 701, "kind": "resource", "name": "gpu1/temperature_c", "value": 61.0},
-            {"t": t0 + 701, "kind": "resource", "name": "job/cpu_percent", "value": 99.0}])
+            {"t": t0 + 701, "kind": "resource", "name": "job/cpu_percent", "value": 99.0},
+            {"t": t0 + 701, "kind": "resource", "name": "host2/gpu0/util_percent", "value": 80.0},
+            {"t": t0 + 701, "kind": "resource", "name": "host2/job/cpu_percent", "value": 97.0}])
     _last_seq_drawn(page, experiment.pk)
     assert sorted(_metas(page, "gpu1-chart")) == ["gpu1/temperature_c", "stages"]
-    for chart_id in ("chart", "gpu0-chart", "gpu1-chart"):
+    assert sorted(_metas(page, "host2-gpu0-chart")) == ["host2/gpu0/util_percent", "stages"]
+    assert sorted(_metas(page, "host2-chart")) == ["host2/job/cpu_percent", "stages"]
+    headings = page.locator("figure.chart-box h3").all_inner_texts()
+    assert "Host 2 · GPU 0" in headings and "Host 2: job and host resources" in headings
+    assert "host2/job/cpu_percent" not in _metas(page, "chart")  # the first host's chart keeps to its own
+    for chart_id in ("chart", "gpu0-chart", "gpu1-chart", "host2-gpu0-chart", "host2-chart"):
         assert _stage_names(page, chart_id) == ["calibrate", "fine-tune"], chart_id
     assert "of 2,501 points (CPU %)" in note.text_content()
