@@ -15,8 +15,6 @@ its stage events, the job's time and accuracy.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,10 +22,16 @@ import pytest
 import torch
 
 from bench.results import cpu_count, cpu_name, write_results
+from optimizers.configs.finetune import TrainSettings
 from optimizers.data.job import load_digits_dataset, write_dataset
 from optimizers.data.splits import load_splits
+from optimizers.reporters import NullReporter
+from optimizers.training.hosts import joined
+from optimizers.training.loop import fit
+from optimizers.zoo.models import build_model
 from tasks.celery import app
-from tests.paths import REPO_ROOT
+from tests.optimizers.training.follower_process import loopback_hosts, start_follower
+from tests.processes import free_port
 from tests.tasks.worker_hosts import start_host, stop_host
 from tests.tasks.worker_jobs import model_and_digits, settled
 from tests.waiting import wait_until
@@ -66,26 +70,16 @@ def _run(api, model, dataset, hosts: int) -> dict:
 def _bare_scaling(cpus: list[int]) -> list[dict]:
     """The same training's scaling with nothing of the product around it: the first host in this process, the second
     a subprocess (optimizers.training.follower), each pinned to a processor of its own, over the loopback."""
-    from optimizers.configs.finetune import TrainSettings
-    from optimizers.reporters import NullReporter
-    from optimizers.training.hosts import Hosts, joined
-    from optimizers.training.loop import fit
-    from optimizers.zoo.models import build_model
-    from tests.optimizers.training.test_hosts import FOLLOWER, SECRET
-    from tests.processes import free_port
-
     folder = Path(tempfile.mkdtemp(prefix="slimforge-bench-"))
     write_dataset(load_digits_dataset(), folder)
     digits = load_splits(folder / "dataset.npz")
-    hosts = {"count": 2, "address": "127.0.0.1", "port": free_port(), "interface": "lo", "wait_s": 60,
-             "secret": SECRET}
-    second = subprocess.Popen(["taskset", "--cpu-list", str(cpus[1 % len(cpus)]), sys.executable, "-c", FOLLOWER,
-                               json.dumps({**hosts, "node": 1}), str(folder)], cwd=REPO_ROOT)
+    port = free_port()
+    second = start_follower(loopback_hosts(1, port), folder, str(cpus[1 % len(cpus)]))
     mine, threads = os.sched_getaffinity(0), torch.get_num_threads()
     try:
         os.sched_setaffinity(0, {cpus[0]})
         torch.set_num_threads(1)
-        with joined(Hosts(node=0, **hosts), NullReporter()):
+        with joined(loopback_hosts(0, port), NullReporter()):
             outcome = fit(build_model("resnet", ARCHITECTURE), digits, (1, 1, 8, 8),
                           TrainSettings(epochs=1, batch_size=BATCH, ranks=1), NullReporter())
         second.wait(60)

@@ -165,7 +165,7 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
     """This host's ranks of `meeting`; None as `work`: spawned ranks find it in the folder already (another host's).
 
     remote_failure() says why another host could not take its part, if one could not."""
-    spawned = backend == "nccl" or work is None if spawn is None else spawn
+    spawned = (backend == "nccl" or work is None) if spawn is None else spawn
     context = multiprocessing.get_context("spawn" if spawned else "fork")
     if spawned and work is not None:
         _save_work(work, Path(meeting.folder) / WORK_FILE)

@@ -4,9 +4,7 @@ The replicas of both hosts train as one DDP group; the job fails with the reason
 cannot take its part."""
 import io
 import json
-import socket
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,43 +15,24 @@ from optimizers.recipes.distill.judge import teacher_judge
 from optimizers.recipes.distill.loss import distillation_loss
 from optimizers.reporters import ListReporter
 from optimizers.training import hosts as hosts_module
-from optimizers.training.hosts import Cluster, Hosts, joined, open_store
+from optimizers.training.hosts import Cluster, joined, open_store
 from optimizers.training.loop import fit
 from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
 from tests.modelfiles import linear_model
-from tests.paths import REPO_ROOT
+from tests.optimizers.training.follower_process import SECRET, loopback_hosts, start_follower
+from tests.processes import free_port
 
 MLP_SHAPE = (1, 64)
-FOLLOWER = """
-import json, sys
-from optimizers.reporters import NullReporter
-from optimizers.training.follower import serve
-from optimizers.training.hosts import Hosts
-print(json.dumps(serve(Hosts(**json.loads(sys.argv[1])), NullReporter(), sys.argv[2])), flush=True)
-"""
+_hosts = loopback_hosts
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-SECRET = "ab" * 32
-
-
-def _hosts(node: int, port: int, wait_s: float = 60, secret: str = SECRET) -> Hosts:
-    return Hosts(count=2, node=node, address="127.0.0.1", port=port, interface="lo", wait_s=wait_s, secret=secret)
-
-
-def _follower(hosts: Hosts, folder, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", FOLLOWER, json.dumps(hosts.__dict__), str(folder)], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _follower(hosts, folder, cpus: str = "") -> subprocess.Popen:
+    return start_follower(hosts, folder, cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(digits, tmp_path):
-    port = _free_port()
+    port = free_port()
     follower = _follower(_hosts(1, port), tmp_path)
     torch.manual_seed(0)
     model = build_model("mlp", {})
@@ -66,7 +45,8 @@ def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(di
         follower.kill()
     assert follower.returncode == 0, err
     # Two rounds reached the second host: the scaling probe on both hosts, then the training.
-    assert json.loads(out) == {"rounds": 2, "devices": json.loads(out)["devices"], "kind": "CPU cores"}
+    answer = json.loads(out)
+    assert (answer["rounds"], answer["kind"]) == (2, "CPU cores") and answer["devices"] >= 1
     assert outcome.distributed["ranks"] == 2 and outcome.distributed["hosts"] == 2
     assert outcome.distributed["replica_checks"] == outcome.steps > 0  # both replicas identical after every step
     assert [entry.get("hosts", 1) for entry in outcome.distributed["scaling"]] == [1, 2]
@@ -78,7 +58,7 @@ def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(di
 
 def test_a_student_distilled_from_a_torchscript_teacher_on_two_hosts(digits, tmp_path):
     """The teacher travels with the work (as TorchScript bytes, optimizers.formats.portable) to the other host."""
-    port = _free_port()
+    port = free_port()
     follower = _follower(_hosts(1, port), tmp_path)
     teacher = torch.jit.script(linear_model(seed=3)).eval()
     example = torch.zeros(MLP_SHAPE)
@@ -98,7 +78,7 @@ def test_a_student_distilled_from_a_torchscript_teacher_on_two_hosts(digits, tmp
 def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
     report = ListReporter()
     with pytest.raises(RecipeError, match=r"only 1 of the 2 hosts this job asks for joined within 2 s"):
-        with joined(_hosts(0, _free_port(), wait_s=2), report):
+        with joined(_hosts(0, free_port(), wait_s=2), report):
             pass
 
 
@@ -110,10 +90,8 @@ def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
 ])
 def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, tmp_path, follower_hosts, ranks,
                                                                         reason):
-    port = _free_port()
-    follower = subprocess.Popen(["taskset", "--cpu-list", "0", sys.executable, "-c", FOLLOWER,
-                                 json.dumps(_hosts(1, port, **follower_hosts).__dict__), str(tmp_path)],
-                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = free_port()
+    follower = _follower(_hosts(1, port, **follower_hosts), tmp_path, cpus="0")
     try:
         with pytest.raises(RecipeError, match=reason):
             with joined(_hosts(0, port), ListReporter()):
@@ -128,7 +106,7 @@ def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, 
 def test_work_larger_than_a_store_value_travels_in_pieces_and_leaves_the_store_after_its_round(monkeypatch):
     """The store takes values of at most 8 MiB; a model is often larger."""
     monkeypatch.setattr(hosts_module, "CHUNK_BYTES", 1000)
-    port = _free_port()
+    port = free_port()
     first = Cluster(_hosts(0, port), open_store(_hosts(0, port)))
     second = Cluster(_hosts(1, port), open_store(_hosts(1, port)))
     work = {"weights": torch.arange(20_000, dtype=torch.float32)}
