@@ -101,12 +101,13 @@ class Meeting:
     port: int = 0
     prefix: str = ""
     interface: str = "lo"  # the sandbox has a loopback and no name for it: one host's ranks meet on lo
+    threads: int = 0  # each rank's torch threads; 0: as this host decides (run_local)
 
     @classmethod
     def across_hosts(cls, round_: Round, node: int, address: str, port: int, interface: str,
                      folder: str) -> "Meeting":
         return cls(folder, round_.ranks_per_host, round_.ranks_per_host * round_.hosts, round_.first_rank(node),
-                   address, port, round_.prefix, interface)
+                   address, port, round_.prefix, interface, round_.threads)
 
     def store(self) -> dist.Store:
         if not self.address:
@@ -151,7 +152,9 @@ def run_ranks(world: int, backend: str, work: RankWork, report: Reporter, folder
     cluster = current()
     if cluster is None or hosts != cluster.hosts.count:
         raise ValueError(f"a run on {hosts} hosts outside a job on as many")
-    round_ = cluster.announce(world, backend, work)
+    # Every host's ranks use the first host's thread count: with another, the same sums may round differently (the
+    # kernels split the work differently), and the replicas' weights drift apart bit by bit.
+    round_ = cluster.announce(world, backend, work, _threads_per_rank(_spawns(backend, work, spawn), world))
     meeting = Meeting.across_hosts(round_, 0, cluster.hosts.address, cluster.hosts.port, cluster.hosts.interface,
                                    folder)
     try:
@@ -165,14 +168,12 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
     """This host's ranks of `meeting`; None as `work`: spawned ranks find it in the folder already (another host's).
 
     remote_failure() says why another host could not take its part, if one could not."""
-    spawned = (backend == "nccl" or work is None) if spawn is None else spawn
+    spawned = _spawns(backend, work, spawn)
     context = multiprocessing.get_context("spawn" if spawned else "fork")
     if spawned and work is not None:
         _save_work(work, Path(meeting.folder) / WORK_FILE)
     messages = context.Queue()
-    # A forked rank keeps to one thread: GNU OpenMP's pool does not survive fork, and a child that starts a parallel
-    # region the parent had used hangs. A spawned rank starts clean and takes its share of the threads.
-    threads = max(1, torch.get_num_threads() // meeting.local) if spawned else 1
+    threads = meeting.threads or _threads_per_rank(spawned, meeting.local)
     processes = [context.Process(target=_rank_main, name=f"slimforge-rank-{meeting.first_rank + local}", daemon=True,
                                  args=(local, meeting, backend, threads, None if spawned else work, messages))
                  for local in range(meeting.local)]
@@ -184,6 +185,17 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
         _stop(processes)
         messages.close()
         messages.join_thread()
+
+
+def _spawns(backend: str, work: RankWork | None, spawn: bool | None) -> bool:
+    """NCCL ranks and another host's (whose work is in a file) are spawned, gloo ranks forked, unless told."""
+    return (backend == "nccl" or work is None) if spawn is None else spawn
+
+
+def _threads_per_rank(spawned: bool, local: int) -> int:
+    # A forked rank keeps to one thread: GNU OpenMP's pool does not survive fork, and a child that starts a parallel
+    # region the parent had used hangs. A spawned rank starts clean and takes its share of the threads.
+    return max(1, torch.get_num_threads() // local) if spawned else 1
 
 
 def _save_work(work: RankWork, path: Path) -> None:

@@ -65,6 +65,7 @@ class Round:
     hosts: int
     prefix: str
     chunks: int  # how many pieces its work travels in
+    threads: int  # each rank's torch threads, the same on every host
 
     def first_rank(self, node: int) -> int:
         return node * self.ranks_per_host
@@ -97,7 +98,7 @@ class Cluster:
         report.log(f"all {self.hosts.count} hosts joined the job ({described}); they train together over "
                    f"{self.hosts.interface} from {self.hosts.address}:{self.hosts.port}")
 
-    def announce(self, ranks_per_host: int, backend: str, work: Any) -> Round:
+    def announce(self, ranks_per_host: int, backend: str, work: Any, threads: int) -> Round:
         """A round on every host: the work as bytes, then its description (the others wait for that key)."""
         buffer = io.BytesIO()
         portable.picklable()
@@ -112,8 +113,9 @@ class Cluster:
         for number, start in enumerate(chunks):
             self.store.set(f"round/{index}/work/{number}", work[start:start + CHUNK_BYTES])
         self.store.set(f"round/{index}", json.dumps({"ranks": ranks_per_host, "backend": backend,
-                                                     "hosts": self.hosts.count, "chunks": len(chunks)}))
-        return Round(index, ranks_per_host, self.hosts.count, f"round/{index}/ranks/", len(chunks))
+                                                     "hosts": self.hosts.count, "chunks": len(chunks),
+                                                     "threads": threads}))
+        return Round(index, ranks_per_host, self.hosts.count, f"round/{index}/ranks/", len(chunks), threads)
 
     def forget(self, round_: Round) -> None:
         """The round's work leaves the store once it ran (every rank had read it to start): the store is memory."""
@@ -166,7 +168,8 @@ class Cluster:
             time.sleep(POLL_S)
         self.rounds += 1
         described = json.loads(self.store.get(f"round/{index}"))
-        round_ = Round(index, described["ranks"], described["hosts"], f"round/{index}/ranks/", described["chunks"])
+        round_ = Round(index, described["ranks"], described["hosts"], f"round/{index}/ranks/", described["chunks"],
+                       described["threads"])
         work = b"".join(self.store.get(f"round/{index}/work/{number}") for number in range(round_.chunks))
         return round_, described["backend"], work
 

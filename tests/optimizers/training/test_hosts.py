@@ -5,22 +5,21 @@ cannot take its part."""
 import io
 import json
 import subprocess
+import sys
 
 import pytest
 import torch
 
 from optimizers.configs.finetune import TrainSettings
 from optimizers.errors import RecipeError
-from optimizers.recipes.distill.judge import teacher_judge
-from optimizers.recipes.distill.loss import distillation_loss
 from optimizers.reporters import ListReporter
 from optimizers.training import hosts as hosts_module
 from optimizers.training.hosts import Cluster, joined, open_store
 from optimizers.training.loop import fit
 from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
-from tests.modelfiles import linear_model
 from tests.optimizers.training.follower_process import SECRET, loopback_hosts, start_follower
+from tests.paths import REPO_ROOT
 from tests.processes import free_port
 
 MLP_SHAPE = (1, 64)
@@ -56,23 +55,52 @@ def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(di
     assert outcome.best_val_accuracy > 0.5
 
 
-def test_a_student_distilled_from_a_torchscript_teacher_on_two_hosts(digits, tmp_path):
-    """The teacher travels with the work (as TorchScript bytes, optimizers.formats.portable) to the other host."""
+DISTILLING_LEADER = """
+import json, sys
+from pathlib import Path
+import torch
+from optimizers.configs.finetune import TrainSettings
+from optimizers.data.job import load_digits_dataset, write_dataset
+from optimizers.data.splits import load_splits
+from optimizers.recipes.distill.judge import teacher_judge
+from optimizers.recipes.distill.loss import distillation_loss
+from optimizers.reporters import NullReporter
+from optimizers.training.hosts import Hosts, joined
+from optimizers.training.loop import fit
+from optimizers.zoo.models import build_model
+from tests.modelfiles import linear_model
+folder = Path(sys.argv[2])
+write_dataset(load_digits_dataset(), folder)
+digits = load_splits(folder / "dataset.npz")
+teacher = torch.jit.script(linear_model(seed=3)).eval()
+loss = distillation_loss(teacher, 2.0, 1.0)
+with joined(Hosts(**json.loads(sys.argv[1])), NullReporter()):
+    outcome = fit(build_model("mlp", {}), digits, (1, 64), TrainSettings(epochs=1, batch_size=64, ranks=1),
+                  loss_fn=loss, evaluate_fn=teacher_judge(teacher, digits, torch.zeros(1, 64), "soft_targets", loss),
+                  score_name="agreement", measure_ranks=False)
+print(json.dumps({**outcome.distributed, "steps": outcome.steps}), flush=True)
+"""
+
+
+def test_a_student_distilled_from_a_torchscript_teacher_on_two_hosts(tmp_path):
+    """The teacher travels with the work (as TorchScript bytes, optimizers.formats.portable) to the other host. Both
+    hosts are fresh processes, as two workers' job children are."""
     port = free_port()
+    (tmp_path / "first").mkdir()
     follower = _follower(_hosts(1, port), tmp_path)
-    teacher = torch.jit.script(linear_model(seed=3)).eval()
-    example = torch.zeros(MLP_SHAPE)
-    loss = distillation_loss(teacher, 2.0, 1.0)
+    leader = subprocess.Popen([sys.executable, "-c", DISTILLING_LEADER, json.dumps(_hosts(0, port).__dict__),
+                               str(tmp_path / "first")], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
-        with joined(_hosts(0, port), ListReporter()):
-            outcome = fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, batch_size=64, ranks=1),
-                          loss_fn=loss, evaluate_fn=teacher_judge(teacher, digits, example, "soft_targets", loss),
-                          score_name="agreement", measure_ranks=False)
+        led, led_err = leader.communicate(timeout=120)
         out, err = follower.communicate(timeout=60)
     finally:
+        leader.kill()
         follower.kill()
+    assert leader.returncode == 0, led_err
     assert follower.returncode == 0 and json.loads(out)["rounds"] == 1, err
-    assert (outcome.distributed["hosts"], outcome.distributed["replica_checks"]) == (2, outcome.steps)
+    distributed = json.loads(led)
+    assert (distributed["hosts"], distributed["replica_checks"]) == (2, distributed["steps"])
 
 
 def test_a_host_that_never_comes_fails_the_job_with_the_reason(tmp_path):
@@ -110,14 +138,14 @@ def test_work_larger_than_a_store_value_travels_in_pieces_and_leaves_the_store_a
     first = Cluster(_hosts(0, port), open_store(_hosts(0, port)))
     second = Cluster(_hosts(1, port), open_store(_hosts(1, port)))
     work = {"weights": torch.arange(20_000, dtype=torch.float32)}
-    round_ = first.announce(2, "gloo", work)
+    round_ = first.announce(2, "gloo", work, 1)
     assert round_.chunks > 80
     announced, backend, sealed_work = second.next_round(ListReporter())
     assert (announced, backend) == (round_, "gloo")
     assert torch.equal(torch.load(io.BytesIO(second.unseal(sealed_work)))["weights"], work["weights"])
     with pytest.raises(RecipeError, match="this recipe's training cannot be sent to the other hosts: .*; train it on "
                                           "one host"):
-        first.announce(1, "gloo", lambda: None)
+        first.announce(1, "gloo", lambda: None, 1)
     first.forget(round_)
     assert first.store.check(["round/0"]) and not any(first.store.check([f"round/0/work/{number}"])
                                                       for number in range(round_.chunks))
