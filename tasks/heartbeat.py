@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from tasks import isolation
-from tasks.celery import RUN_EXPERIMENT
+from tasks.celery import JOIN_EXPERIMENT, RUN_EXPERIMENT
 from tasks.gpu_telemetry import gpu_devices
 from tasks.process_tree import MIB, tree_usage
 from webapp import services
@@ -30,7 +30,7 @@ STOP_WAIT_S = 10
 def machine_load(process: psutil.Process) -> dict:
     # rss_mb: the worker with its pool processes and their sandboxes, where the jobs really use memory.
     # host_address: where the ranks of a multi-host job reach this worker ("": it takes no multi-host jobs), which the
-    # outbox counts before it sends one (webapp.selectors.devices.multi_host_workers).
+    # outbox counts before it sends one (webapp.selectors.devices.HostPool).
     memory = psutil.virtual_memory()
     return {"cpu_percent": psutil.cpu_percent(interval=None), "memory_percent": memory.percent,
             "memory_total_mb": round(memory.total / MIB),
@@ -48,6 +48,15 @@ def consumer_queues(consumer) -> list[str]:
 def running_experiments() -> list[int]:
     """The experiments this worker's pool runs now, as its main process tracks the tasks it handed out (a pool
     process that died no longer counts once Celery has noticed)."""
+    return _experiments_of(RUN_EXPERIMENT)
+
+
+def hosted_experiments() -> list[int]:
+    """The multi-host experiments this worker lends its devices to, as a further host (tasks.multihost)."""
+    return _experiments_of(JOIN_EXPERIMENT)
+
+
+def _experiments_of(task_name: str) -> list[int]:
     for _ in range(5):
         try:
             requests = list(worker_state.active_requests)  # the pool's callbacks change it from another thread
@@ -57,7 +66,7 @@ def running_experiments() -> list[int]:
     else:  # never report "nothing runs" by mistake: that would let the reaper take a live job; this beat fails
         raise RuntimeError("the worker's active requests kept changing while being read")
     return [request.args[0] for request in requests
-            if request.name == RUN_EXPERIMENT and request.args and isinstance(request.args[0], int)]
+            if request.name == task_name and request.args and isinstance(request.args[0], int)]
 
 
 class Heartbeat:
@@ -93,7 +102,7 @@ class Heartbeat:
             services.worker_heartbeat(name=self.name, host=socket.gethostname(), pid=self.process.pid,
                                       started_at=self.started_at, queues=self.read_queues(), devices=self.devices,
                                       load=machine_load(self.process), isolation=self.isolation,
-                                      running=running_experiments())
+                                      running=running_experiments(), hosting=hosted_experiments())
             # Every live worker looks for jobs whose worker died (one of them gets each, under a row lock).
             recovered = services.experiments_recover()
             if recovered:

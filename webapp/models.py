@@ -325,6 +325,8 @@ class Worker(models.Model):
     # The experiments its pool processes run now, as the worker's main process knows them: a run no live worker
     # reports is lost (webapp.services.recovery).
     running = models.JSONField(default=list, blank=True)
+    # The multi-host experiments it lends its devices to as a further host (their first host's worker runs them).
+    hosting = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField()
     last_heartbeat = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)  # a clean shutdown; a crash leaves it empty

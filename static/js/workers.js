@@ -64,6 +64,8 @@
     if (job && job.id !== undefined) {
       const link = el("a", `${job.recipe} #${job.id}`);
       link.href = job.url;
+      // A further host of a multi-host job: the job runs on another worker, with this one's devices.
+      if (job.lends) cell.append("lends its devices to ");
       cell.append(link, ` · ${job.model} · ${Math.round(job.progress * 100)}%`);
     } else if (job) {
       cell.textContent = "busy (another user's job)";

@@ -37,8 +37,14 @@ def test_a_prune_fine_tunes_on_two_hosts_as_one_group(s3_media, object_store, al
             "config": {"method": "unstructured", "agp_steps": 1, "epochs": 2, "ranks": 1}}, format="json")
         assert response.status_code == 201, response.json()
         url = f"/api/experiments/{response.json()['id']}/"
-        experiment = wait_until(lambda: settled(alice_api, url, ("queued", "running")), timeout=300,
-                                what="the prune on two hosts")
+        lending = set()  # the workers the Workers API showed lending their devices to the job while it ran
+
+        def finished():
+            lending.update(worker["name"] for worker in alice_api.get("/api/workers/").json()
+                           if (worker["current_job"] or {}).get("lends"))
+            return settled(alice_api, url, ("queued", "running"))
+
+        experiment = wait_until(finished, timeout=300, what="the prune on two hosts")
     finally:
         for host in hosts:
             stop_host(host)
@@ -58,3 +64,5 @@ def test_a_prune_fine_tunes_on_two_hosts_as_one_group(s3_media, object_store, al
     first = experiment["worker"].split("@")[1]
     other = "hostb" if first == "hosta" else "hosta"
     assert "host 2 of 2 ran 2 rounds of replicas on 1 CPU cores" in (process_logs / f"{other}.log").read_text()
+    # Its heartbeat said so: the Workers page showed it lending its devices to the job, not idle.
+    assert lending == {f"cpu@{other}"}

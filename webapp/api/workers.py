@@ -15,7 +15,7 @@ def _job_json(job: OwnJob | BusyElsewhere | None, request) -> dict | None:
         return {"busy": True}
     url = request.build_absolute_uri(reverse("experiment-detail", args=[job.id]))
     return {"busy": True, "id": job.id, "recipe": job.recipe, "model": job.model, "progress": job.progress,
-            "stage": job.stage, "url": url}
+            "stage": job.stage, "url": url, "lends": job.lends}
 
 
 def worker_json(worker: WorkerInfo, request) -> dict:

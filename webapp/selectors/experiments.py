@@ -12,7 +12,7 @@ from tasks.celery import RUN_EXPERIMENT
 from webapp.models import Artifact, Event, Experiment, OutboxMessage, UploadedModel
 from webapp.selectors import series
 from webapp.selectors.comparison import comparison_of
-from webapp.selectors.devices import largest_device_mb, multi_host_workers, served_queues
+from webapp.selectors.devices import HostPool, largest_device_mb, served_queues
 from webapp.selectors.results import result_filter, result_order, with_results, with_variant
 
 EVENTS_PAGE = 5000
@@ -44,9 +44,9 @@ def waiting_note(experiment: Experiment) -> str:
     if not getattr(experiment, "in_outbox", False):
         return ""  # at the workers
     if experiment.hosts > 1:
-        online = multi_host_workers().get(queue, 0)
-        if online < experiment.hosts:
-            return _hosts_note(experiment, online)
+        pool = HostPool.now()
+        if pool.free(queue) < experiment.hosts:
+            return _hosts_note(experiment, pool.online(queue), pool.held_on(queue))
     if queue not in served_queues():
         gpu = cuda_reason(experiment.recipe, experiment.config)
         if queue == GPU_ANY:
@@ -58,12 +58,16 @@ def waiting_note(experiment: Experiment) -> str:
             "once; this one goes when an earlier one ends.")
 
 
-def _hosts_note(experiment: Experiment, online: int) -> str:
-    """Why a job on several hosts waits: too few live workers of its shape take multi-host jobs."""
+def _hosts_note(experiment: Experiment, online: int, held: int) -> str:
+    """Why a job on several hosts waits: too few live workers of its shape take multi-host jobs, or other multi-host
+    jobs hold them (webapp.selectors.devices.HostPool)."""
     count = "none is" if online == 0 else "1 is" if online == 1 else f"{online} are"
-    return (f"Waiting for {experiment.hosts} workers of shape {experiment.device_shape} that take multi-host jobs "
-            f"(SLIMFORGE_WORKER_HOST_ADDRESS): {count} online. It starts when enough join (or cancel it, or run it "
-            "again on fewer hosts).")
+    waiting = (f"Waiting for {experiment.hosts} workers of shape {experiment.device_shape} that take multi-host jobs "
+               f"(SLIMFORGE_WORKER_HOST_ADDRESS): {count} online")
+    if held and online >= experiment.hosts:
+        return (f"{waiting}, and other multi-host jobs hold {min(held, online)} of them. It starts when enough are "
+                "free (or cancel it, or run it again on fewer hosts).")
+    return f"{waiting}. It starts when enough join (or cancel it, or run it again on fewer hosts)."
 
 
 def _no_room_anywhere(experiment: Experiment, queue: str) -> str:

@@ -20,6 +20,7 @@ class OwnJob:
     model: str
     progress: float
     stage: str
+    lends: bool = False  # a further host of this multi-host job: its devices train the job's replicas
 
 
 @dataclass(frozen=True)
@@ -67,20 +68,23 @@ def worker_state(worker: Worker, *, now: datetime) -> str:
     return ONLINE if (now - worker.last_heartbeat).total_seconds() <= offline_after_s() else OFFLINE
 
 
-def _job_for(experiment: Experiment | None, *, viewer) -> OwnJob | BusyElsewhere | None:
+def _job_for(experiment: Experiment | None, *, viewer, lends: bool = False) -> OwnJob | BusyElsewhere | None:
     # The heartbeat may lag the job's end by one beat; a finished job is no current job.
     if experiment is None or experiment.status != Experiment.Status.RUNNING:
         return None
     if experiment.owner_id != viewer.pk:
         return BusyElsewhere()
     return OwnJob(id=experiment.pk, recipe=experiment.recipe, model=experiment.model.name,
-                  progress=experiment.progress, stage=experiment.stage)
+                  progress=experiment.progress, stage=experiment.stage, lends=lends)
 
 
-def worker_info(worker: Worker, *, viewer, now: datetime) -> WorkerInfo:
+def worker_info(worker: Worker, *, viewer, now: datetime, lent_to: Experiment | None = None) -> WorkerInfo:
+    """`lent_to`: the multi-host job this worker lends its devices to, if it does (Worker.hosting)."""
     state = worker_state(worker, now=now)
     # A worker that stopped or died runs nothing, whatever its last beat said.
-    job = _job_for(worker.current_experiment, viewer=viewer) if state == ONLINE else None
+    job = None
+    if state == ONLINE:
+        job = _job_for(worker.current_experiment, viewer=viewer) or _job_for(lent_to, viewer=viewer, lends=True)
     return WorkerInfo(
         name=worker.name, host=worker.host, pid=worker.pid, queues=worker.queues, devices=worker.devices,
         load=worker.load, isolation=worker.isolation, state=state, started_at=worker.started_at,

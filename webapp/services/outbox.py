@@ -8,7 +8,8 @@ experiments handed to the workers at once (running, or waiting in the broker); t
 and are sent as the user's earlier jobs finish. Each experiment goes to the queue of the device shape it asks for
 (webapp.selectors.devices); one whose queue no live worker serves (a gpu-x2 job, or a CUDA-only one like fp8_cuda,
 while no such worker is online) waits, without taking a slot, until one does; so does a job on several hosts
-(Experiment.hosts) until that many live workers of its queue take multi-host jobs. The broker's queue therefore holds
+(Experiment.hosts) until that many live workers of its queue that take multi-host jobs are not promised to other
+multi-host jobs (gang scheduling: webapp.selectors.devices.HostPool). The broker's queue therefore holds
 a few jobs of each user, not one user's week of work in front of everyone else's.
 
 A message is deleted once the broker took it. A send that worked but whose deletion was lost is sent again; the
@@ -23,10 +24,11 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
 from webapp.models import Experiment, OutboxMessage
-from webapp.selectors.devices import hosts_available, queue_expression, served_queues
+from webapp.selectors.devices import HostPool, queue_expression, served_queues
 
 log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x5F0B  # pg_advisory_xact_lock(namespace, owner id): one sender per user at a time
+_HOSTS_LOCK = (0x5F0C, 0)  # one sender of multi-host jobs at a time, whoever's: the workers they take are shared
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
 
 
@@ -58,10 +60,10 @@ def outbox_send(*, owner_ids=None) -> int:
     sweep = owner_ids is None
     if sweep:
         owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
-    sent, served, hosts = 0, served_queues(), hosts_available()
+    sent, served, pool = 0, served_queues(), HostPool.now()
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=hosts)
+            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=pool.available())
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent
@@ -89,7 +91,7 @@ def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) ->
             queue = experiment.annotate(queue=queue_expression())
             ready = runs.filter(active).annotate(queue=Subquery(queue.values("queue")[:1]),
                                                  hosts=Subquery(experiment.values("hosts")[:1]))
-            messages += list(ready.filter(hosts, queue__in=served).order_by("pk")[:room])
+            messages += _with_their_hosts(list(ready.filter(hosts, queue__in=served).order_by("pk")[:room]))
         for message in sorted(messages, key=lambda m: m.pk):
             try:
                 # Inspections and datasets go to the shared queue (Celery's default); experiments to their own.
@@ -104,6 +106,18 @@ def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) ->
     if unreachable is not None:
         raise BrokerUnreachable from unreachable
     return sent
+
+
+def _with_their_hosts(messages: list[OutboxMessage]) -> list[OutboxMessage]:
+    """The messages whose hosts are still free, each multi-host one promised its workers (HostPool). Counted again
+    under a lock, after the sends of other users' multi-host jobs have committed: they may have taken the workers
+    since `available` was read. One that lost them waits for a later sweep."""
+    if all(message.hosts <= 1 for message in messages):
+        return messages
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(_HOSTS_LOCK))
+    pool = HostPool.now()
+    return [message for message in messages if message.hosts <= 1 or pool.take(message.queue, message.hosts)]
 
 
 def _failed(message: OutboxMessage, exc: Exception) -> None:

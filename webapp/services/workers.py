@@ -15,8 +15,10 @@ def _running_experiment_id(worker_name: str) -> int | None:
 
 
 def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, queues: list[str],
-                     devices: list[dict], load: dict, isolation: str = "", running: list[int] = ()) -> Worker:
-    """One beat: who the worker is, what it serves, how loaded its machine is, and which job it runs."""
+                     devices: list[dict], load: dict, isolation: str = "", running: list[int] = (),
+                     hosting: list[int] = ()) -> Worker:
+    """One beat: who the worker is, what it serves, how loaded its machine is, which job it runs, and which
+    multi-host jobs it lends its devices to."""
     if not name or len(name) > 255:
         raise ValidationError({"name": "A worker needs its Celery node name (at most 255 characters)."})
     with transaction.atomic():
@@ -25,10 +27,12 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
             "isolation": isolation[:500],
             "started_at": started_at, "last_heartbeat": timezone.now(), "stopped_at": None,
             "current_experiment_id": _running_experiment_id(name), "running": sorted(set(running)),
+            "hosting": sorted(set(hosting)),
         })
     return worker
 
 
 def worker_stopped(*, name: str) -> None:
     """A clean shutdown: the page says "stopped", not "offline", and shows no current job."""
-    Worker.objects.filter(name=name).update(stopped_at=timezone.now(), current_experiment=None, running=[])
+    Worker.objects.filter(name=name).update(stopped_at=timezone.now(), current_experiment=None, running=[],
+                                                   hosting=[])

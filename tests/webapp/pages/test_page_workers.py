@@ -97,3 +97,27 @@ def test_a_worker_that_takes_multi_host_jobs_shows_its_address(alice, client):
     page = client.get("/workers/").content.decode()
     expected = '<small class="hint multi-host">multi-host at 10.0.0.5: those jobs run with the host network</small>'
     assert page.count("multi-host at") == 1 and expected in page
+
+
+@pytest.mark.django_db
+def test_a_further_host_shows_the_job_it_lends_its_devices_to(alice, bob, client, alice_api, bob_api):
+    """A further host of a multi-host job runs none of its own (Worker.hosting, from its join task): its owner sees
+    which job it lends its devices to, in the page and the API; anyone else sees it busy, never idle."""
+    experiment = _alices_running_job(alice)
+    services.worker_heartbeat(name="cpu@other", host="other", pid=8, started_at=timezone.now(), queues=["cpu"],
+                              devices=[], load={"host_address": "10.0.0.6"}, hosting=[experiment.pk])
+    client.force_login(alice)
+    alices = client.get("/workers/").content.decode()
+    assert f'lends its devices to <a href="/experiments/{experiment.pk}/">prune #{experiment.pk}</a>' in alices
+    [row] = alice_api.get("/api/workers/").json()
+    assert row["current_job"]["id"] == experiment.pk and row["current_job"]["lends"] is True
+    client.force_login(bob)
+    bobs = client.get("/workers/").content.decode()
+    assert "busy (another user's job)" in bobs and "alices-secret-resnet" not in bobs and "lends" not in bobs
+    assert bob_api.get("/api/workers/").json()[0]["current_job"] == {"busy": True}
+
+    Experiment.objects.filter(pk=experiment.pk).update(status=Experiment.Status.SUCCEEDED)
+    client.force_login(alice)
+    assert "idle" in client.get("/workers/").content.decode()  # the job ended: a stale beat lends to nothing
+    services.worker_stopped(name="cpu@other")
+    assert Worker.objects.get(name="cpu@other").hosting == []

@@ -136,3 +136,63 @@ def test_the_waiting_note_counts_no_multi_host_worker_as_none(alice, alice_api, 
     assert alice_api.get(f"/api/experiments/{job.pk}/").json()["waiting"].startswith(
         "Waiting for 4 workers of shape gpu-x2 that take multi-host jobs (SLIMFORGE_WORKER_HOST_ADDRESS): none is "
         "online.")
+
+
+def test_multi_host_jobs_never_promise_a_worker_twice(alice, bob, alice_api, bob_api, settings,
+                                                      django_capture_on_commit_callbacks):
+    """Gang scheduling: with two multi-host workers, two 2-host jobs would each take one as its first host and wait
+    for ever for the other (each one's join task queues behind the other's job). The second goes only once the first
+    has given its workers back; other users' jobs count too, and so does the same user's next one."""
+    settings.USER_MAX_RUNNING = 3
+    _multi_host_worker("cpu@a", ["cpu"], "10.0.0.5")
+    _multi_host_worker("cpu@b", ["cpu"], "10.0.0.6")
+    first = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=2)
+    second = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=2)
+    theirs = _prune_on_hosts(bob, django_capture_on_commit_callbacks, hosts=2)
+    services.outbox_send()
+    assert _broker_queue(settings, "cpu") == [first.pk]
+    assert set(OutboxMessage.objects.values_list("object_id", flat=True)) == {second.pk, theirs.pk}
+    for api, job in ((alice_api, second), (bob_api, theirs)):
+        assert api.get(f"/api/experiments/{job.pk}/").json()["waiting"] == (
+            "Waiting for 2 workers of shape cpu that take multi-host jobs (SLIMFORGE_WORKER_HOST_ADDRESS): 2 are "
+            "online, and other multi-host jobs hold 2 of them. It starts when enough are free (or cancel it, or run "
+            "it again on fewer hosts).")
+    # A single-host job takes no promise: it goes meanwhile.
+    one = _prune_on_hosts(bob, django_capture_on_commit_callbacks, hosts=1)
+    assert one.pk in _broker_queue(settings, "cpu")
+
+    Experiment.objects.filter(pk=first.pk).update(status=Experiment.Status.RUNNING)  # still holds both
+    assert services.outbox_send() == 0
+    Experiment.objects.filter(pk=first.pk).update(status=Experiment.Status.FAILED)  # gave them back
+    assert services.outbox_send() == 1
+    assert _broker_queue(settings, "cpu").count(second.pk) + _broker_queue(settings, "cpu").count(theirs.pk) == 1
+    assert OutboxMessage.objects.count() == 1
+
+
+def test_a_sender_counts_the_hosts_again_under_the_lock(alice, bob, settings, django_capture_on_commit_callbacks):
+    """What another user's sender promised after this one read the pool is counted before sending: a stale `hosts`
+    condition (here: every job looks free) still sends no job whose workers are taken."""
+    from django.db.models import Q
+
+    from webapp.services.outbox import _send_for
+
+    _multi_host_worker("cpu@a", ["cpu"], "10.0.0.5")
+    _multi_host_worker("cpu@b", ["cpu"], "10.0.0.6")
+    mine = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=2)
+    assert _broker_queue(settings, "cpu") == [mine.pk]
+    with django_capture_on_commit_callbacks(execute=False):
+        theirs = services.experiment_create(owner=bob, model=_trainable_model(bob), recipe="prune",
+                                            config=SMALL_PRUNE, dataset=_digits(bob), device_shape="cpu", hosts=2)
+    assert _send_for(bob.pk, drop_stale=False, served={"cpu"}, hosts=Q()) == 0
+    assert OutboxMessage.objects.filter(object_id=theirs.pk).exists()
+
+
+def test_the_host_pool_counts_a_job_against_every_queue_its_workers_serve(db):
+    from webapp.selectors.devices import HostPool
+
+    pool = HostPool(serving={"cpu": {"a", "b"}, "slimforge": {"b", "c"}, "gpu": {"g1", "g2"}}, held=[])
+    assert pool.take("cpu", 2) and not pool.take("cpu", 1)
+    # A job on slimforge may use b, which the cpu job may use too: cautious, it counts whole.
+    assert pool.free("slimforge") == 0 and not pool.take("slimforge", 2)
+    assert pool.free("gpu") == 2 and pool.take("gpu", 2) and pool.free("gpu") == 0
+    assert pool.free("unserved") == 0 and not pool.take("unserved", 2)
