@@ -181,8 +181,13 @@ def join_experiment(self, experiment_id: int, attempt: int, node: int, count: in
         except (SpecError, SandboxError, JobCancelled, multihost.HostSetupError) as exc:
             log.warning("experiment %s: host %s of %s left the job: %s", experiment_id, node + 1, count, exc)
         finally:
-            _with_telemetry(None, sampler)  # closes the GPU probe; the job's summary is the first host's
+            # The job's summary is the first host's; this host's (its GPUs' energy) is kept beside it.
+            telemetry = (_with_telemetry(None, sampler) or {}).get("telemetry")
             retrying(lambda: bridge.flush(raise_errors=True), what="writing the host's last telemetry")
+            if telemetry is not None:
+                retrying(lambda: services.experiment_host_telemetry(
+                    experiment_id=experiment_id, attempt=attempt, host=node + 1, telemetry=telemetry),
+                    what="keeping the host's telemetry summary")
 
 
 def _answer_or(question, fallback: bool) -> bool:

@@ -145,6 +145,9 @@ class Experiment(models.Model):
     device_shape = models.CharField(max_length=16, default="any")
     # On how many workers (hosts) of that shape it trains at once, as one DDP group (1: one worker).
     hosts = models.PositiveSmallIntegerField(default=1)
+    # The further hosts' telemetry summaries ({"2": {..., "attempt": n}}), each written by its worker as it leaves the
+    # run; `summary` holds the first host's. Entries of an earlier attempt do not count.
+    hosts_telemetry = models.JSONField(default=dict, blank=True)
     # Why no worker has taken it yet although one was offered it (its memory estimate did not fit), in words.
     placement_note = models.CharField(max_length=500, blank=True)
     # A step of a chain (webapp.services.chains): its index there. A resumed step has several experiments.

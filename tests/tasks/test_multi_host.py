@@ -9,7 +9,7 @@ from tasks.celery import app
 from tests.tasks.worker_hosts import start_host, stop_host
 from tests.tasks.worker_jobs import model_and_digits, settled
 from tests.waiting import wait_until
-from webapp.models import Event, Worker
+from webapp.models import Event, Experiment, Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STEPS_PER_EPOCH = -(-1438 // 64)
@@ -64,5 +64,9 @@ def test_a_prune_fine_tunes_on_two_hosts_as_one_group(s3_media, object_store, al
     first = experiment["worker"].split("@")[1]
     other = "hostb" if first == "hosta" else "hosta"
     assert "host 2 of 2 ran 2 rounds of replicas on 1 CPU cores" in (process_logs / f"{other}.log").read_text()
+    # Its telemetry summary was kept beside the first host's (no GPU here, so no energy to add to the job's).
+    kept = Experiment.objects.get(pk=experiment["id"]).hosts_telemetry
+    assert list(kept) == ["2"] and kept["2"]["attempt"] == 1 and kept["2"]["samples"] > 0
+    assert kept["2"]["energy_j"] is None and kept["2"]["nvml"] is False
     # Its heartbeat said so: the Workers page showed it lending its devices to the job, not idle.
     assert lending == {f"cpu@{other}"}

@@ -81,13 +81,23 @@ def _experiment_entry(experiment: Experiment, link) -> dict:
         "config": experiment.config,
         "backend": summary.get("backend"), "device": summary.get("device") or (report or {}).get("device"),
         "report": report, "before": summary.get("before") if report else None,
-        "job_energy_j": report_value(summary.get("telemetry"), ("energy_j",)),
+        "job_energy_j": job_energy_j(experiment),
         "artifacts": [{"name": artifact.name, "size_bytes": artifact.size_bytes,
                        "url": link(reverse("api-artifact-download", args=[experiment.pk, artifact.pk]))}
                       for artifact in experiment.artifacts.all()],
         "values": values,
         "missing": {key: why_missing(experiment, report, key) for key, value in values.items() if value is None},
     }
+
+
+def job_energy_j(experiment: Experiment) -> float | None:
+    """The GPU energy of the whole job: the first host's (the summary's) and, for a multi-host run, every further
+    host's of the same attempt; None when no host measured any."""
+    first = report_value((experiment.summary or {}).get("telemetry"), ("energy_j",))
+    further = [report_value(telemetry, ("energy_j",)) for telemetry in (experiment.hosts_telemetry or {}).values()
+               if isinstance(telemetry, dict) and telemetry.get("attempt") == experiment.attempt]
+    known = [joules for joules in [first, *further] if joules is not None]
+    return round(sum(known), 3) if known else None
 
 
 def variant_of(experiment: Experiment) -> str:

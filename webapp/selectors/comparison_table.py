@@ -59,8 +59,9 @@ HELP = {
                   "cross-entropy; lower is better, and runs on different texts do not compare.",
     "energy": "Whole-GPU energy (NVML counter) per 1,000 inferences while the model ran in a loop, idle draw "
               "included; measured on CUDA GPUs only, so CPU runs show —.",
-    "job_energy": "GPU energy of the whole job (training, calibration and measuring included) from the worker's "
-                  "telemetry; not comparable between recipes that train and recipes that do not.",
+    "job_energy": "GPU energy of the whole job (training, calibration and measuring included) from the workers' "
+                  "telemetry, every host's for a job on several; not comparable between recipes that train and "
+                  "recipes that do not.",
 }
 
 # label, path into a report, format, which way is better, how a run compares with its original

@@ -14,6 +14,7 @@ from webapp.services.experiments import (
     experiment_claim,
     experiment_create,
     experiment_finish,
+    experiment_host_telemetry,
     experiment_left_for_bigger_device,
     experiment_rerun,
 )
@@ -26,8 +27,8 @@ from webapp.services.workers import worker_heartbeat, worker_stopped
 __all__ = [
     "QuotaExceeded", "artifacts_store", "chain_cancel", "chain_create", "chain_resume", "dataset_create",
     "dataset_files_store", "dataset_import_failed", "dataset_import_succeeded", "events_record", "experiment_cancel",
-    "experiment_claim", "experiment_create", "experiment_finish", "experiment_group", "experiment_rerun",
-    "experiment_left_for_bigger_device",
+    "experiment_claim", "experiment_create", "experiment_finish", "experiment_group", "experiment_host_telemetry",
+    "experiment_left_for_bigger_device", "experiment_rerun",
     "experiments_recover", "model_create", "model_inspection_failed", "model_inspection_succeeded", "outbox_send",
     "sample_dataset_create", "sample_model_create", "worker_heartbeat", "worker_stopped",
 ]

@@ -251,6 +251,21 @@ def experiment_finish(*, experiment_id: int, status: str, error: str = "", summa
     return bool(updated)
 
 
+def experiment_host_telemetry(*, experiment_id: int, attempt: int, host: int, telemetry: dict) -> bool:
+    """A further host's telemetry summary of run `attempt` (its GPUs' energy, say), kept beside the first host's;
+    False when that run is no longer the experiment's (a later attempt took over, or it was deleted). The hosts
+    leave at about the same time, so each writes under the row's lock."""
+    with transaction.atomic():
+        experiment = Experiment.objects.select_for_update().filter(pk=experiment_id, attempt=attempt).first()
+        if experiment is None:
+            return False
+        kept = {key: value for key, value in (experiment.hosts_telemetry or {}).items()
+                if isinstance(value, dict) and value.get("attempt") == attempt}
+        kept[str(host)] = {**telemetry, "attempt": attempt}
+        Experiment.objects.filter(pk=experiment_id).update(hosts_telemetry=kept)
+    return True
+
+
 def experiment_cancel(*, user, experiment_id: int) -> Experiment:
     """Cancel one of `user`'s experiments: a queued one ends now, a running one is asked to stop at its next step
     (the worker polls for it, and stops the job hard after a grace period). Raises Experiment.DoesNotExist for

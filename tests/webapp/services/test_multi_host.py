@@ -196,3 +196,30 @@ def test_the_host_pool_counts_a_job_against_every_queue_its_workers_serve(db):
     assert pool.free("slimforge") == 0 and not pool.take("slimforge", 2)
     assert pool.free("gpu") == 2 and pool.take("gpu", 2) and pool.free("gpu") == 0
     assert pool.free("unserved") == 0 and not pool.take("unserved", 2)
+
+
+def test_the_job_energy_counts_every_host_of_the_current_attempt(alice, alice_api, django_capture_on_commit_callbacks):
+    """Each further host keeps its telemetry summary beside the first host's (services.experiment_host_telemetry);
+    the comparison's "energy of the job" adds every host's GPU energy, of the run that counts only."""
+    job = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=3)
+    Experiment.objects.filter(pk=job.pk).update(status=Experiment.Status.RUNNING, attempt=2,
+                                                summary={"telemetry": {"energy_j": 100.0}})
+    assert not services.experiment_host_telemetry(experiment_id=job.pk, attempt=1, host=2,
+                                                   telemetry={"energy_j": 999.0})  # an attempt taken over
+    assert services.experiment_host_telemetry(experiment_id=job.pk, attempt=2, host=2, telemetry={"energy_j": 40.5})
+    assert services.experiment_host_telemetry(experiment_id=job.pk, attempt=2, host=3, telemetry={"energy_j": None})
+    job.refresh_from_db()
+    assert job.hosts_telemetry == {"2": {"energy_j": 40.5, "attempt": 2}, "3": {"energy_j": None, "attempt": 2}}
+    Experiment.objects.filter(pk=job.pk).update(status=Experiment.Status.SUCCEEDED)
+    compared = alice_api.get(f"/api/compare/?ids={job.pk}")
+    assert compared.status_code == 200, compared.content
+    [entry] = compared.json()["experiments"]
+    assert entry["job_energy_j"] == 140.5
+
+    # A later attempt starts afresh: the earlier one's hosts no longer count, and are dropped at its first write.
+    Experiment.objects.filter(pk=job.pk).update(attempt=3, summary={"telemetry": {"energy_j": None}})
+    assert alice_api.get(f"/api/compare/?ids={job.pk}").json()["experiments"][0]["job_energy_j"] is None
+    assert services.experiment_host_telemetry(experiment_id=job.pk, attempt=3, host=3, telemetry={"energy_j": 7.0})
+    job.refresh_from_db()
+    assert job.hosts_telemetry == {"3": {"energy_j": 7.0, "attempt": 3}}
+    assert alice_api.get(f"/api/compare/?ids={job.pk}").json()["experiments"][0]["job_energy_j"] == 7.0
