@@ -9,8 +9,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from tests import processes
-from tests.browser import log_in
+from tests.browser import log_in, save_screenshot
 from tests.factories import ready_model
+from tests.waiting import wait_until
 from webapp import services
 from webapp.models import Experiment, Worker
 
@@ -121,3 +122,32 @@ def test_a_further_host_shows_the_job_it_lends_its_devices_to(alice, bob, client
     assert "idle" in client.get("/workers/").content.decode()  # the job ended: a stale beat lends to nothing
     services.worker_stopped(name="cpu@other")
     assert Worker.objects.get(name="cpu@other").hosting == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_live_table_shows_a_further_host_lending_its_devices(web_server, browser_page, carol, tmp_path):
+    """workers.js redraws a further host's row as the job it lends its devices to, as the server renders it."""
+    experiment = Experiment.objects.create(owner=carol, model=ready_model(carol, name="carols-resnet"),
+                                           recipe="distill", status=Experiment.Status.RUNNING, worker="cpu@first",
+                                           progress=0.25, started_at=timezone.now(), hosts=2, device_shape="cpu")
+    for name, address in (("cpu@first", "10.0.0.5"), ("cpu@second", "10.0.0.6")):
+        services.worker_heartbeat(name=name, host=name.split("@")[1], pid=8, started_at=timezone.now(),
+                                  queues=["cpu"], devices=[], isolation="bubblewrap",
+                                  load={"cpu_percent": 93.0, "memory_percent": 20.0, "loadavg_1m": 1.9,
+                                        "rss_mb": 900.0, "cpu_count": 8, "host_address": address},
+                                  hosting=[experiment.pk] if name == "cpu@second" else [])
+    # No worker process beats here: keep both rows fresh for the test's few seconds (the test offline window is short).
+    Worker.objects.update(last_heartbeat=timezone.now() + timedelta(minutes=5))
+    page = browser_page
+    log_in(page, web_server)
+    page.goto(f"{web_server}/workers/")
+    # Blank the server's render: what shows next is workers.js's redraw from the API.
+    page.evaluate("document.querySelectorAll('td.job').forEach((cell) => { cell.textContent = ''; })")
+    expected = f"lends its devices to distill #{experiment.pk} · carols-resnet · 25%"
+    wait_until(lambda: page.text_content("tr[data-worker='cpu@second'] td.job").strip(), timeout=10,
+               what="workers.js's redraw")
+    assert page.text_content("tr[data-worker='cpu@second'] td.job").strip() == expected
+    assert page.text_content("tr[data-worker='cpu@first'] td.job").strip() == (
+        f"distill #{experiment.pk} · carols-resnet · 25%")
+    save_screenshot(page, "workers-multi-host.png", tmp_path)
