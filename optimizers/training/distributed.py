@@ -32,7 +32,8 @@ from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.events import log_event, metric_event, progress_event, stage_event
 from optimizers.formats import portable
 from optimizers.reporters import NullReporter, Reporter
-from optimizers.training.hosts import COLLECTIVE_TIMEOUT, Round, current
+from optimizers.training import heartbeats
+from optimizers.training.hosts import COLLECTIVE_TIMEOUT, OtherHosts, Round, current
 
 POLL_S = 0.05  # how often the coordinator looks at its ranks and the cancel flag
 WORK_FILE = "work.pt"  # a spawned rank's work, written once by the coordinator
@@ -158,16 +159,17 @@ def run_ranks(world: int, backend: str, work: RankWork, report: Reporter, folder
     meeting = Meeting.across_hosts(round_, 0, cluster.hosts.address, cluster.hosts.port, cluster.hosts.interface,
                                    folder)
     try:
-        return run_local(meeting, backend, work, report, spawn, remote_failure=lambda: cluster.failure(round_))
+        return run_local(meeting, backend, work, report, spawn, others=OtherHosts(cluster, round_))
     finally:
         cluster.forget(round_)
 
 
 def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Reporter, spawn: bool | None = None,
-              remote_failure: Callable[[], str | None] | None = None) -> Any:
+              others: OtherHosts | None = None) -> Any:
     """This host's ranks of `meeting`; None as `work`: spawned ranks find it in the folder already (another host's).
 
-    remote_failure() says why another host could not take its part, if one could not."""
+    others (the first host's, in a round on several hosts) says why another host could not take its part, or that
+    one stopped answering; either stops this host's ranks too."""
     spawned = _spawns(backend, work, spawn)
     context = multiprocessing.get_context("spawn" if spawned else "fork")
     if spawned and work is not None:
@@ -180,7 +182,7 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
     try:
         for process in processes:
             process.start()
-        return _watch(processes, messages, report, meeting, remote_failure)
+        return _watch(processes, messages, report, meeting, others)
     finally:
         _stop(processes)
         messages.close()
@@ -261,8 +263,7 @@ def _rank_main(local: int, meeting: Meeting, backend: str, threads: int, work: R
     messages.join_thread()
     os._exit(code)
 
-def _watch(processes: list, messages, report: Reporter, meeting: Meeting,
-           remote_failure: Callable[[], str | None] | None) -> Any:
+def _watch(processes: list, messages, report: Reporter, meeting: Meeting, others: OtherHosts | None) -> Any:
     # Rank 0 answers; the ranks of another host than the first have nothing to say but that they ended well.
     answered, answer, ended_at = meeting.first_rank != 0, None, None
     while True:
@@ -273,13 +274,15 @@ def _watch(processes: list, messages, report: Reporter, meeting: Meeting,
             elif message[0] == "done":
                 answered, answer = True, message[1]
             else:
-                raise _failure(message, processes, meeting, remote_failure)
+                raise _failure(message, processes, meeting, others)
         codes = [process.exitcode for process in processes]
         if answered and all(code == 0 for code in codes):
             return answer
         if report.cancelled():
             raise Cancelled()
-        elsewhere = remote_failure() if remote_failure is not None else None
+        # A rank blocked in a collective with a host that died without a word says nothing: the host's silence does;
+        # run_local then kills this host's ranks.
+        elsewhere = others.failure() if others is not None else None
         if elsewhere:
             raise RecipeError(f"the training stopped: {elsewhere}")
         dead = next(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)), None)
@@ -302,27 +305,32 @@ def _exit_error(dead: tuple[int, int] | None, meeting: Meeting) -> RecipeError:
                        "training failed")
 
 
-def _failure(message: tuple, processes: list, meeting: Meeting,
-             remote_failure: Callable[[], str | None] | None) -> Exception:
-    """The error a rank sent, unless another rank was killed or another host could not take its part: then the
-    survivors' errors (a peer's connection closed) are only its consequence, and the cause is what the user needs to
-    hear about."""
+def _failure(message: tuple, processes: list, meeting: Meeting, others: OtherHosts | None) -> Exception:
+    """The error a rank sent, unless another rank was killed or another host could not take its part or died: then
+    the survivors' errors (a peer's connection closed) are only its consequence, and the cause is what the user needs
+    to hear about."""
     _, rank, error_type, text = message
     world, sender = meeting.world, rank - meeting.first_rank
-    others = [(local, process) for local, process in enumerate(processes) if local != sender]
-    deadline = time.monotonic() + RANK_ERROR_WAIT_S
-    while time.monotonic() < deadline and error_type != Cancelled.__name__:
-        killed = next(((local, process.exitcode) for local, process in others
+    peers = [(local, process) for local, process in enumerate(processes) if local != sender]
+    # A rank's own RecipeError is the cause; any other error (a peer's connection closed) may be another host's
+    # consequence: its word may still be on its way. A host that died without one is waited for until its silence
+    # counts, unless every other host was heard after the error came.
+    asks_elsewhere = others is not None and error_type != RecipeError.__name__
+    came_at = time.monotonic()
+    deadline, silence_deadline = came_at + RANK_ERROR_WAIT_S, came_at + heartbeats.HOST_SILENT_S + RANK_ERROR_WAIT_S
+    while error_type != Cancelled.__name__:
+        killed = next(((local, process.exitcode) for local, process in peers
                        if process.exitcode is not None and process.exitcode < 0), None)
         if killed is not None:
             return _exit_error(killed, meeting)
-        # A rank's own RecipeError is the cause; any other error (a peer's connection closed) may be another host's
-        # consequence: its word may still be on its way.
-        asks_elsewhere = remote_failure is not None and error_type != RecipeError.__name__
-        elsewhere = remote_failure() if asks_elsewhere else None
+        elsewhere = others.failure() if asks_elsewhere else None
         if elsewhere:
             return RecipeError(f"the training stopped: {elsewhere}")
-        if not asks_elsewhere and all(process.exitcode is not None for _, process in others):
+        now = time.monotonic()
+        unheard = asks_elsewhere and not others.heard_all_since(came_at) and now < silence_deadline
+        if now > deadline and not unheard:
+            break
+        if not asks_elsewhere and all(process.exitcode is not None for _, process in peers):
             break
         time.sleep(POLL_S)
     if error_type == Cancelled.__name__:

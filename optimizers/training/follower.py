@@ -3,7 +3,8 @@
 It joins the first host's store, says what devices it has, and runs its share of the ranks of every round the first
 host announces, spawned, with the work that came through the store (it never sees the job's files). When it cannot
 take its part, it says why under the round's key, for the first host to fail the job with; it leaves when the first
-host says the job has finished.
+host says the job has finished. For as long as it is in the job it beats (optimizers.training.heartbeats), so that the
+first host notices soon when it dies without a word.
 """
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.reporters import Reporter
 from optimizers.training.distributed import WORK_FILE, Meeting, available_ranks, run_local
+from optimizers.training.heartbeats import beating
 from optimizers.training.hosts import Cluster, Hosts, open_store
 
 
@@ -24,7 +26,9 @@ def serve(hosts: Hosts, report: Reporter, folder: str) -> dict:
     cluster.join(devices, kind)
     report.log(f"host {hosts.node + 1} of {hosts.count} joined the job with {devices} {kind}")
     try:
-        rounds = _serve_rounds(cluster, report, folder, device, devices, kind)
+        # Beats only once joined: a join refused (delivered again) must not speak for the host that has this node.
+        with beating(hosts.address, hosts.port, hosts.node, hosts.wait_s):
+            rounds = _serve_rounds(cluster, report, folder, device, devices, kind)
     except BaseException as error:
         cluster.gone("it left the job: " + (str(error) if isinstance(error, RecipeError | Cancelled)
                                             else f"{type(error).__name__}: {first_line(error)}"))

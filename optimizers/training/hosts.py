@@ -10,7 +10,10 @@ the round's own prefix. Global ranks are node-major, so rank 0, whose events are
 result, is always on the first host.
 
 A host that cannot take part writes why under the round's key, which the first host's watcher reads and fails the job
-with. A host that joins too late fails the job (SLIMFORGE_HOSTS_WAIT_S); when the first host's job ends, for any
+with; a host whose own job fails or is cancelled says it has gone. A host that dies without a word (its processes
+killed, its machine off) stops beating (optimizers.training.heartbeats): the first host fails the job once it has heard
+nothing from it for HOST_SILENT_S (30 s), in a round or at the next one, rather than wait COLLECTIVE_TIMEOUT in a
+collective. A host that joins too late fails the job (SLIMFORGE_HOSTS_WAIT_S); when the first host's job ends, for any
 reason, it tells the others to leave, and a host that loses the store leaves on its own.
 """
 import contextlib
@@ -28,11 +31,11 @@ import torch.distributed as dist
 from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.formats import portable
 from optimizers.reporters import Reporter
-from optimizers.training import sealed
+from optimizers.training import heartbeats, sealed
 
 POLL_S = 0.2
 LEAVE_WAIT_S = 5.0  # how long the first host waits for the others to read "finished" before its store closes
-COLLECTIVE_TIMEOUT = timedelta(seconds=300)  # a peer host that stops answering fails the job after this
+COLLECTIVE_TIMEOUT = timedelta(seconds=300)  # a collective waits this long; a silent host fails the job sooner
 CHUNK_BYTES = 4 << 20  # the store takes values of at most 8 MiB: the work travels in pieces
 
 
@@ -78,20 +81,42 @@ class Cluster:
         self.hosts = hosts
         self.store = store
         self.rounds = 0
+        self.listening: heartbeats.Listening | None = None  # the first host's, from listen() to finish()
 
     # The first host's side.
+
+    def listen(self) -> None:
+        """Time the other hosts' beats from now until finish()."""
+        self.listening = heartbeats.Listening(self.hosts.address, self.hosts.port, self.hosts.count,
+                                              self.hosts.wait_s)
+
+    def silent(self) -> str | None:
+        """Which other host stopped answering, in words, if one did."""
+        return self.listening.silent() if self.listening is not None else None
+
+    def heard_all_since(self, moment: float) -> bool:
+        """Whether every other host was heard after `moment` (time.monotonic()); True when not listening."""
+        return self.listening is None or self.listening.heard_all_since(moment)
+
+    def _fail_if_silent(self) -> None:
+        if silence := self.silent():
+            raise RecipeError(f"the job cannot go on: {silence}")
 
     def wait_for_hosts(self, report: Reporter) -> None:
         deadline = time.monotonic() + self.hosts.wait_s
         while (joined := self.store.add("joined", 0)) < self.hosts.count - 1:
             if report.cancelled():
                 raise Cancelled()
+            self._fail_if_silent()  # one that joined and died takes a place no other host can have
             if time.monotonic() > deadline:
                 raise RecipeError(
                     f"only {1 + joined} of the {self.hosts.count} hosts this job asks for joined within "
                     f"{self.hosts.wait_s:.0f} s (SLIMFORGE_HOSTS_WAIT_S): the other workers of its shape that take "
                     "multi-host jobs were busy or went offline; run it again, or on fewer hosts")
             time.sleep(POLL_S)
+        if self.listening is not None:
+            self.listening.expect_all()
+        self._fail_if_silent()
         devices = [json.loads(self.store.get(f"host/{node}")) for node in range(1, self.hosts.count)]
         described = ", ".join(f"host {node + 1}: {entry['devices']} {entry['kind']}"
                               for node, entry in enumerate(devices, start=1))
@@ -100,6 +125,7 @@ class Cluster:
 
     def announce(self, ranks_per_host: int, backend: str, work: Any, threads: int) -> Round:
         """A round on every host: the work as bytes, then its description (the others wait for that key)."""
+        self._fail_if_silent()  # one that died between rounds would not come to this one's rendezvous
         buffer = io.BytesIO()
         portable.picklable()
         try:
@@ -126,19 +152,23 @@ class Cluster:
             pass
 
     def failure(self, round_: Round) -> str | None:
-        """What another host said when it could not take its part in `round_`, or when it left the job, if one did."""
+        """What another host said when it could not take its part in `round_`, or when it left the job, if one did;
+        else which host stopped answering, if one did."""
         for node in range(1, round_.hosts):
             for key in (f"round/{round_.index}/failed/{node}", f"gone/{node}"):
                 if self.store.check([key]):
                     return f"host {node + 1} of {round_.hosts}: {self.store.get(key).decode()}"
-        return None
+        return self.silent()
 
     def finish(self) -> None:
         """Tell the other hosts to leave, and give them a moment to read it before the store closes."""
+        silent = len(self.listening.silent_hosts()) if self.listening is not None else 0  # they will not read it
+        if self.listening is not None:
+            self.listening.stop()
         try:
             self.store.set("finished", "1")
             deadline, joined = time.monotonic() + LEAVE_WAIT_S, min(self.store.add("joined", 0), self.hosts.count - 1)
-            while self.store.add("left", 0) < joined and time.monotonic() < deadline:
+            while self.store.add("left", 0) < joined - silent and time.monotonic() < deadline:
                 time.sleep(POLL_S / 4)
         except RuntimeError:  # the store is already gone: nobody is left to tell
             pass
@@ -187,6 +217,19 @@ class Cluster:
             pass
 
 
+@dataclasses.dataclass(frozen=True)
+class OtherHosts:
+    """What the first host's watcher asks of the other hosts while a round runs (optimizers.training.distributed)."""
+    cluster: Cluster
+    round_: Round
+
+    def failure(self) -> str | None:
+        return self.cluster.failure(self.round_)
+
+    def heard_all_since(self, moment: float) -> bool:
+        return self.cluster.heard_all_since(moment)
+
+
 _current: Cluster | None = None
 
 
@@ -224,6 +267,7 @@ def joined(hosts: Hosts | None, report: Reporter) -> Iterator[Cluster | None]:
     cluster = Cluster(hosts, open_store(hosts))
     _current = cluster
     try:
+        cluster.listen()
         cluster.wait_for_hosts(report)
         yield cluster
     finally:

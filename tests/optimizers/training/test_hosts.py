@@ -1,18 +1,24 @@
 """A job on two hosts, as two separate processes on the loopback: the first runs the job and its replicas, the second
 (optimizers.training.follower, its own process, as another machine's sandbox child would be) only its share of them.
 The replicas of both hosts train as one DDP group; the job fails with the reason when the other host never comes or
-cannot take its part."""
+cannot take its part, or dies without a word."""
+import contextlib
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 import torch
 
 from optimizers.configs.finetune import TrainSettings
 from optimizers.errors import RecipeError
 from optimizers.reporters import ListReporter
+from optimizers.training import heartbeats
 from optimizers.training import hosts as hosts_module
 from optimizers.training.hosts import Cluster, joined, open_store
 from optimizers.training.loop import fit
@@ -21,13 +27,14 @@ from optimizers.zoo.models import build_model
 from tests.optimizers.training.follower_process import SECRET, loopback_hosts, start_follower
 from tests.paths import REPO_ROOT
 from tests.processes import free_port
+from tests.waiting import wait_until
 
 MLP_SHAPE = (1, 64)
 _hosts = loopback_hosts
 
 
-def _follower(hosts, folder, cpus: str = "") -> subprocess.Popen:
-    return start_follower(hosts, folder, cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _follower(hosts, folder, cpus: str = "", **popen) -> subprocess.Popen:
+    return start_follower(hosts, folder, cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def test_two_hosts_train_as_one_group_and_the_second_leaves_when_the_job_ends(digits, tmp_path):
@@ -129,6 +136,74 @@ def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, 
     finally:
         follower.kill()
     assert follower.returncode == 0, err  # it said why, then left when the job ended
+
+
+class _SignalsTheHostOnceTraining(ListReporter):
+    """Sends `signal_` to the other host's whole process group (its job and its replicas) at the training's first
+    progress: a round is under way on both hosts."""
+
+    def __init__(self, group: int, signal_: signal.Signals) -> None:
+        super().__init__()
+        self.group, self.signal, self.sent_at = group, signal_, None
+
+    def progress(self, done: int, total: int, stage: str) -> None:
+        super().progress(done, total, stage)
+        if self.sent_at is None:
+            os.killpg(self.group, self.signal)
+            self.sent_at = time.monotonic()
+
+
+@pytest.mark.parametrize("signal_", [
+    signal.SIGKILL,  # its processes die: the kernel closes their connections, and the replicas here fail on them
+    signal.SIGSTOP,  # frozen, as a machine that lost power: its connections stay open, the replicas here wait on them
+], ids=["killed", "frozen"])
+def test_a_host_that_dies_without_a_word_fails_the_job_soon_and_no_replica_is_left(digits, tmp_path, monkeypatch,
+                                                                                   signal_):
+    """It writes no "gone": only its stopped beats tell, and the first host fails the round once it has heard nothing
+    from it for HOST_SILENT_S, not after a collective's timeout (300 s) or never."""
+    monkeypatch.setattr(heartbeats, "HOST_SILENT_S", 5.0)
+    port = free_port()
+    follower = _follower(_hosts(1, port), tmp_path, start_new_session=True)
+    before = {child.pid for child in psutil.Process().children(recursive=True)}
+    report = _SignalsTheHostOnceTraining(follower.pid, signal_)
+    try:
+        with pytest.raises(RecipeError, match=r"^the training stopped: host 2 of 2 stopped answering: nothing from it "
+                                              r"for 5 s \(its worker or machine may have died\)$"):
+            with joined(_hosts(0, port), report):
+                fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=50, batch_size=64, ranks=1),
+                    report, measure_ranks=False)
+        failed_after = time.monotonic() - report.sent_at
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(follower.pid, signal.SIGKILL)
+        follower.communicate(timeout=60)
+    assert failed_after < 30, failed_after  # a collective would have waited 300 s, or forever between rounds
+    left = [child for child in psutil.Process().children(recursive=True) if child.pid not in before]
+    assert left == [], [child.cmdline() for child in left]  # this host's replicas were stopped with the job
+
+
+def test_a_host_whose_beats_stop_for_host_silent_s_is_silent_and_the_next_round_is_refused(monkeypatch):
+    monkeypatch.setattr(heartbeats, "HOST_SILENT_S", 1.0)
+    port = free_port()
+    first = Cluster(_hosts(0, port), open_store(_hosts(0, port)))
+    first.listen()
+    try:
+        with heartbeats.beating("127.0.0.1", port, 1, timeout_s=10):
+            time.sleep(2.5)  # longer than HOST_SILENT_S: the beats keep it answering
+            assert first.silent() is None
+            alive_at = time.monotonic()
+            wait_until(lambda: first.heard_all_since(alive_at), timeout=5, interval=0.05, what="a beat")
+        stopped_at = time.monotonic()
+        wait_until(first.silent, timeout=5, interval=0.05, what="the host's silence")
+        assert time.monotonic() - stopped_at < 4.0
+        assert not first.heard_all_since(stopped_at)
+        assert first.silent() == "host 2 of 2 stopped answering: nothing from it for 1 s (its worker or machine may " \
+                                 "have died)"
+        with pytest.raises(RecipeError, match=r"^the job cannot go on: host 2 of 2 stopped answering"):
+            first.announce(1, "gloo", {"weights": torch.zeros(1)}, 1)
+        assert not first.store.check(["round/0"])
+    finally:
+        first.finish()
 
 
 def test_work_larger_than_a_store_value_travels_in_pieces_and_leaves_the_store_after_its_round(monkeypatch):
