@@ -18,6 +18,7 @@ import dataclasses
 import multiprocessing
 import os
 import queue
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -305,6 +306,16 @@ def _exit_error(dead: tuple[int, int] | None, meeting: Meeting) -> RecipeError:
                        "training failed")
 
 
+# What the collectives raise when a peer went away (gloo: RuntimeError with these words; NCCL: DistBackendError).
+_PEER_ERROR_TYPES = {"DistError", "DistBackendError", "DistNetworkError", "DistStoreError"}
+_PEER_TROUBLE = re.compile(r"connection (reset|closed|refused)|broken pipe|timed out|timeout|socket|\bgloo\b|nccl",
+                           re.IGNORECASE)
+
+
+def _peer_trouble(error_type: str, text: str) -> bool:
+    return error_type in _PEER_ERROR_TYPES or bool(_PEER_TROUBLE.search(text))
+
+
 def _failure(message: tuple, processes: list, meeting: Meeting, others: OtherHosts | None) -> Exception:
     """The error a rank sent, unless another rank was killed or another host could not take its part or died: then
     the survivors' errors (a peer's connection closed) are only its consequence, and the cause is what the user needs
@@ -312,10 +323,11 @@ def _failure(message: tuple, processes: list, meeting: Meeting, others: OtherHos
     _, rank, error_type, text = message
     world, sender = meeting.world, rank - meeting.first_rank
     peers = [(local, process) for local, process in enumerate(processes) if local != sender]
-    # A rank's own RecipeError is the cause; any other error (a peer's connection closed) may be another host's
-    # consequence: its word may still be on its way. A host that died without one is waited for until its silence
-    # counts, unless every other host was heard after the error came.
-    asks_elsewhere = others is not None and error_type != RecipeError.__name__
+    # An error of the collectives (a peer's connection closed) may be another host's consequence: its word may still
+    # be on its way. A host that died without one is waited for until its silence counts, unless every other host
+    # was heard after the error came. Any other error (the model's own, a RecipeError) is the cause, whatever the
+    # other hosts' replicas say next about the connection it closed.
+    asks_elsewhere = others is not None and _peer_trouble(error_type, text)
     came_at = time.monotonic()
     deadline, silence_deadline = came_at + RANK_ERROR_WAIT_S, came_at + heartbeats.HOST_SILENT_S + RANK_ERROR_WAIT_S
     while error_type != Cancelled.__name__:

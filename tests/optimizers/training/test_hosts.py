@@ -24,6 +24,7 @@ from optimizers.training.hosts import Cluster, joined, open_store
 from optimizers.training.loop import fit
 from optimizers.training.sealed import seal, unseal
 from optimizers.zoo.models import build_model
+from tests.optimizers.training.failing_model import FailsOnRankZero
 from tests.optimizers.training.follower_process import SECRET, loopback_hosts, start_follower
 from tests.paths import REPO_ROOT
 from tests.processes import free_port
@@ -136,6 +137,23 @@ def test_a_host_that_cannot_take_its_part_fails_the_job_with_its_reason(digits, 
     finally:
         follower.kill()
     assert follower.returncode == 0, err  # it said why, then left when the job ended
+
+
+def test_the_first_hosts_own_error_is_the_cause_not_the_other_hosts_lost_connection(digits, tmp_path):
+    """A replica on the first host fails on its own (its model raises); the other host's replica then fails too, on
+    the closed connection, and says so in the store. The job's error is the first one."""
+    port = free_port()
+    follower = _follower(_hosts(1, port), tmp_path)
+    try:
+        with pytest.raises(RecipeError) as failed:
+            with joined(_hosts(0, port), ListReporter()):
+                fit(FailsOnRankZero(), digits, MLP_SHAPE, TrainSettings(epochs=2, batch_size=64, ranks=1),
+                    ListReporter(), measure_ranks=False)
+        follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert str(failed.value).startswith("training replica 0 of 2 failed: ValueError: this model's forward failed on "
+                                        "replica 0 (its own fault)"), str(failed.value)
 
 
 class _SignalsTheHostOnceTraining(ListReporter):
