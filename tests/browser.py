@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -31,6 +32,9 @@ def browser_page(carol, monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1100})
         yield context.new_page()
+        # ORM calls made while Playwright runs open a connection of their own (another context for Django's
+        # connection handler); closed here, or it outlives the test and holds up the test database's teardown.
+        connections.close_all()
         browser.close()
 
 

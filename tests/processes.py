@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
+import psutil
 from django.conf import settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +107,10 @@ def wait_for_database_sessions_to_end(timeout: float = 10) -> None:
         with connection.cursor() as cursor:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [db["NAME"]])
+                # This process's own connections are not the stopped process's: they end with the test session.
+                own = [c.laddr.port for c in psutil.Process().net_connections(kind="inet") if c.laddr] or [0]
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                               "(client_port IS NULL OR NOT client_port = ANY(%s))", [db["NAME"], own])
                 if cursor.fetchone()[0] == 0:
                     return
                 time.sleep(0.1)
