@@ -86,6 +86,8 @@ def _check(archive: _Archive, pt2: ModuleType) -> None:
         raise ModelFileError(f"{_REFUSED}: it contains AOTInductor-compiled native code; save the model with "
                              "torch.export.save alone")
     models = [name for name in archive.members if name.startswith(pt2.MODELS_DIR) and name.endswith(".json")]
+    # Opaque constants (plain pickle.loads on load) came after torch 2.11, whose archives and loader have none.
+    opaque = getattr(pt2, "OPAQUE_OBJ_FILENAME_PREFIX", None)
     for model_file in models:
         model_name = model_file[len(pt2.MODELS_DIR):-len(".json")]
         _check_program(archive.json(model_file), model_file)
@@ -94,8 +96,8 @@ def _check(archive: _Archive, pt2: ModuleType) -> None:
             _check_pickle(archive.read(sample_inputs), sample_inputs)
         weights_config = pt2.WEIGHTS_CONFIG_FILENAME_FORMAT.format(model_name)
         constants_config = pt2.CONSTANTS_CONFIG_FILENAME_FORMAT.format(model_name)
-        _check_payloads(archive, pt2.WEIGHTS_DIR, weights_config, model_name, pt2.OPAQUE_OBJ_FILENAME_PREFIX)
-        _check_payloads(archive, pt2.CONSTANTS_DIR, constants_config, model_name, pt2.OPAQUE_OBJ_FILENAME_PREFIX)
+        _check_payloads(archive, pt2.WEIGHTS_DIR, weights_config, model_name, opaque)
+        _check_payloads(archive, pt2.CONSTANTS_DIR, constants_config, model_name, opaque)
     _check_hidden_pickles(archive, pt2, models)
 
 
@@ -119,7 +121,8 @@ def _check_hidden_pickles(archive: _Archive, pt2: ModuleType, models: list[str])
             _check_pickle(data, name)
 
 
-def _check_payloads(archive: _Archive, directory: str, config_file: str, model_name: str, opaque: str) -> None:
+def _check_payloads(archive: _Archive, directory: str, config_file: str, model_name: str,
+                    opaque: str | None) -> None:
     legacy = f"{directory}{model_name}.pt"  # one torch.save pickle of all weights or constants
     if legacy in archive.members:
         _check_pickle(archive.read(legacy), legacy)
@@ -131,7 +134,7 @@ def _check_payloads(archive: _Archive, directory: str, config_file: str, model_n
         if not isinstance(payload, dict):
             raise ModelFileError(f"{_REFUSED}: {config_file} is malformed")
         path_name = str(payload.get("path_name", ""))
-        if payload.get("use_pickle") or path_name.startswith(opaque):
+        if payload.get("use_pickle") or (opaque is not None and path_name.startswith(opaque)):
             raise ModelFileError(f"{_REFUSED}: {fqn!r} is stored as a pickled Python object (a tensor subclass "
                                  f"or opaque constant); {NEVER_UNPICKLES}")
 
