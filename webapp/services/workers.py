@@ -35,4 +35,4 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
 def worker_stopped(*, name: str) -> None:
     """A clean shutdown: the page says "stopped", not "offline", and shows no current job."""
     Worker.objects.filter(name=name).update(stopped_at=timezone.now(), current_experiment=None, running=[],
-                                                   hosting=[])
+                                            hosting=[])
