@@ -60,10 +60,10 @@ def outbox_send(*, owner_ids=None) -> int:
     sweep = owner_ids is None
     if sweep:
         owner_ids = list(OutboxMessage.objects.values_list("owner_id", flat=True).distinct())
-    sent, served, pool = 0, served_queues(), HostPool.now()
+    sent, served, hosts = 0, served_queues(), HostPool.now().available()
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=pool.available())
+            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=hosts)
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent

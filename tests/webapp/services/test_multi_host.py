@@ -4,6 +4,7 @@ host_address, from SLIMFORGE_WORKER_HOST_ADDRESS), saying so on its page, then s
 from datetime import timedelta
 
 import pytest
+from django.db.models import Q
 from django.utils import timezone
 
 from tests.factories import ready_model
@@ -16,6 +17,8 @@ from tests.webapp.services.test_device_routing import (
 from tests.webapp.services.test_rerun import _digits
 from webapp import services
 from webapp.models import Experiment, OutboxMessage, Worker
+from webapp.selectors.devices import HostPool
+from webapp.services.outbox import _send_for
 
 pytestmark = pytest.mark.django_db
 SMALL_PRUNE = {"method": "unstructured", "epochs": 1}
@@ -172,10 +175,6 @@ def test_multi_host_jobs_never_promise_a_worker_twice(alice, bob, alice_api, bob
 def test_a_sender_counts_the_hosts_again_under_the_lock(alice, bob, settings, django_capture_on_commit_callbacks):
     """What another user's sender promised after this one read the pool is counted before sending: a stale `hosts`
     condition (here: every job looks free) still sends no job whose workers are taken."""
-    from django.db.models import Q
-
-    from webapp.services.outbox import _send_for
-
     _multi_host_worker("cpu@a", ["cpu"], "10.0.0.5")
     _multi_host_worker("cpu@b", ["cpu"], "10.0.0.6")
     mine = _prune_on_hosts(alice, django_capture_on_commit_callbacks, hosts=2)
@@ -188,8 +187,6 @@ def test_a_sender_counts_the_hosts_again_under_the_lock(alice, bob, settings, dj
 
 
 def test_the_host_pool_counts_a_job_against_every_queue_its_workers_serve(db):
-    from webapp.selectors.devices import HostPool
-
     pool = HostPool(serving={"cpu": {"a", "b"}, "slimforge": {"b", "c"}, "gpu": {"g1", "g2"}}, held=[])
     assert pool.take("cpu", 2) and not pool.take("cpu", 1)
     # A job on slimforge may use b, which the cpu job may use too: cautious, it counts whole.
