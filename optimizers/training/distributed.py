@@ -8,7 +8,8 @@ them too (the last epoch's checkpoint stays, written whole).
 On CPU the ranks are forked: they inherit the model, the data and the recipe's hooks (closures over a teacher
 that may be an onnxruntime session) without copying them through pickle. CUDA cannot be used in a process forked
 after it was initialised, so GPU ranks are spawned and the work they run goes to them through torch.save, one
-file for all of it, so the hooks still point at the model's own parameters (pickle keeps shared references).
+file for all of it, so the hooks still point at the model's own parameters (pickle keeps shared references). CPU
+ranks are spawned the same way once this process's autograd no longer allows a fork (optimizers.training.forking).
 The ranks meet through a file store in a private folder (no port to agree on); gloo's own
 connections then run over the loopback, which in the job's sandbox is the job's alone. A job on several hosts runs
 its rounds of replicas on all of them (optimizers.training.hosts): its ranks meet through the first host's TCP store
@@ -33,7 +34,7 @@ from optimizers.errors import Cancelled, RecipeError, first_line
 from optimizers.events import log_event, metric_event, progress_event, stage_event
 from optimizers.formats import portable
 from optimizers.reporters import NullReporter, Reporter
-from optimizers.training import heartbeats
+from optimizers.training import forking, heartbeats
 from optimizers.training.hosts import COLLECTIVE_TIMEOUT, OtherHosts, Round, current
 
 POLL_S = 0.05  # how often the coordinator looks at its ranks and the cancel flag
@@ -174,7 +175,7 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
     spawned = _spawns(backend, work, spawn)
     context = multiprocessing.get_context("spawn" if spawned else "fork")
     if spawned and work is not None:
-        _save_work(work, Path(meeting.folder) / WORK_FILE)
+        _save_work(work, Path(meeting.folder) / WORK_FILE, backend)
     messages = context.Queue()
     threads = meeting.threads or _threads_per_rank(spawned, meeting.local)
     processes = [context.Process(target=_rank_main, name=f"slimforge-rank-{meeting.first_rank + local}", daemon=True,
@@ -191,8 +192,11 @@ def run_local(meeting: Meeting, backend: str, work: RankWork | None, report: Rep
 
 
 def _spawns(backend: str, work: RankWork | None, spawn: bool | None) -> bool:
-    """NCCL ranks and another host's (whose work is in a file) are spawned, gloo ranks forked, unless told."""
-    return (backend == "nccl" or work is None) if spawn is None else spawn
+    """NCCL ranks and another host's (whose work is in a file) are spawned, gloo ranks forked, unless told, or unless
+    autograd here no longer allows a fork (optimizers.training.forking: a GPU machine's CPU ranks, say)."""
+    if spawn is not None:
+        return spawn
+    return backend == "nccl" or work is None or not forking.fork_keeps_autograd()
 
 
 def _threads_per_rank(spawned: bool, local: int) -> int:
@@ -201,12 +205,14 @@ def _threads_per_rank(spawned: bool, local: int) -> int:
     return max(1, torch.get_num_threads() // local) if spawned else 1
 
 
-def _save_work(work: RankWork, path: Path) -> None:
+def _save_work(work: RankWork, path: Path, backend: str) -> None:
     portable.picklable()
     try:
         torch.save(work, path)
     except Exception as error:  # noqa: BLE001 - pickle's errors for an object it cannot carry
-        raise RecipeError(f"this recipe's training cannot be handed to spawned replicas (GPU ranks): "
+        why = "GPU ranks" if backend == "nccl" else "this process's autograd already runs device threads, so its " \
+                                                    "CPU ranks cannot be forked"
+        raise RecipeError(f"this recipe's training cannot be handed to spawned replicas ({why}): "
                           f"{first_line(error)}; use ranks 1") from error
 
 

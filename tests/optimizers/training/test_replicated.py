@@ -4,6 +4,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 
 import psutil
 import pytest
@@ -13,6 +15,7 @@ from torch import nn
 from optimizers.configs.finetune import TrainSettings
 from optimizers.errors import Cancelled, RecipeError
 from optimizers.reporters import ListReporter
+from optimizers.training import forking
 from optimizers.training.distributed import available_ranks, choose_ranks, run_ranks
 from optimizers.training.loop import evaluate, fit, train
 from optimizers.training.replicated import _fit_in_rank
@@ -165,4 +168,52 @@ def test_spawned_ranks_get_their_work_through_a_file(digits, tmp_path, no_rank_l
     trained = torch.load(tmp_path / "rank0-weights.pt", weights_only=True)
     assert not torch.equal(trained["layers.1.weight"], model.state_dict()["layers.1.weight"])  # the job's is untouched
     assert any(event["kind"] == "metric" for event in report.events)
+    assert not no_rank_left()
+
+
+def test_a_cpu_build_keeps_forking_ranks_after_a_backward():
+    """Forked ranks inherit hooks that pickle cannot carry (an onnxruntime teacher): on a build without devices
+    autograd starts no device threads, so a backward here leaves forking allowed."""
+    build_model("mlp", {})(torch.zeros(2, 64)).sum().backward()
+    assert forking.fork_keeps_autograd()
+
+
+@pytest.fixture
+def fork_refused(monkeypatch):
+    """This process as one whose autograd has started device threads (a GPU machine after a backward), as far as the
+    choice of how to start ranks goes: the answer fork_keeps_autograd remembers once it has seen a refusal."""
+    monkeypatch.setattr(forking, "_refused", True)
+
+
+_STATE = "as imported"  # a forked rank sees what the test set here; a spawned one imports this module afresh
+
+
+def _record_state(folder, step):
+    with open(os.path.join(folder, f"{_rank_name()}.txt"), "a") as file:
+        file.write(f"{_STATE}\n")
+
+
+def test_ranks_are_spawned_where_autograd_refuses_a_fork(digits, tmp_path, fork_refused, no_rank_left, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "_STATE", "set by the test")
+    torch.manual_seed(0)
+    outcome = fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=2, ranks=2),
+                  after_step=functools.partial(_record_state, str(tmp_path)), measure_ranks=False)
+    assert outcome.distributed["backend"] == "gloo" and outcome.distributed["replica_checks"] == outcome.steps
+    assert outcome.best_val_accuracy > 0.7
+    for rank in (0, 1):
+        assert set((tmp_path / f"slimforge-rank-{rank}.txt").read_text().splitlines()) == {"as imported"}
+    assert not no_rank_left()
+
+
+def test_work_that_cannot_be_spawned_says_why_the_ranks_are_not_forked(digits, fork_refused, no_rank_left):
+    unpicklable = threading.Lock()  # as an onnxruntime session is: pickle refuses it
+
+    def loss(model, inputs, labels):
+        with unpicklable:
+            return nn.functional.cross_entropy(model(inputs), labels)
+
+    with pytest.raises(RecipeError, match=r"cannot be handed to spawned replicas \(this process's autograd already "
+                                          r"runs device threads, so its CPU ranks cannot be forked\).*use ranks 1"):
+        fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, ranks=2), loss_fn=loss,
+            measure_ranks=False)
     assert not no_rank_left()

@@ -40,3 +40,11 @@ def test_two_gpus_train_in_step(digits):
     assert outcome.distributed["backend"] == "nccl" and outcome.distributed["replica_checks"] == outcome.steps
     assert [entry["ranks"] for entry in outcome.distributed["scaling"]] == [1, 2]
     assert next(model.parameters()).is_cuda and outcome.best_val_accuracy > 0.8
+
+
+def test_cpu_ranks_train_after_a_backward_on_the_gpu(digits):
+    """A backward on the GPU starts autograd's device threads, after which torch refuses backward in forked children:
+    CPU ranks (a CPU job on a GPU machine) must then be spawned, and train."""
+    cuda_cnn()(torch.zeros(2, 1, 8, 8, device="cuda")).sum().backward()
+    outcome = fit(build_model("mlp", {}), digits, (1, 64), TrainSettings(epochs=1, ranks=2), measure_ranks=False)
+    assert outcome.distributed["backend"] == "gloo" and outcome.distributed["replica_checks"] == outcome.steps
