@@ -26,7 +26,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -37,6 +36,7 @@ from optimizers.data.splits import DataSplits, fit_to_input
 from optimizers.errors import RecipeError
 from optimizers.formats.hf_folder import TokenIdsModel
 from optimizers.recipes.distill.shallower_transformers import layer_stack
+from optimizers.recipes.prune import transformer_units as units
 from optimizers.recipes.prune.finetune import (
     agp_schedule,
     begin_step,
@@ -59,45 +59,15 @@ MAX_NEURON_SHARE = 0.9  # no layer loses more than this share of its feed-forwar
 HEAD_SHARE = 1.0
 HIGH_LEARNING_RATE = 1e-3  # AdamW above this tends to wash out what a pretrained transformer learnt
 TAYLOR_SAMPLES = 256  # training samples that rank the units for the taylor and activation criteria
-GPT2_REFUSAL = ("GPT-2 keeps query, key and value in one fused Conv1D (c_attn) and its feed-forward in Conv1D "
-                "layers: removing heads and neurons is built for BERT, Llama, Qwen2 and Mistral only; unstructured "
-                "pruning applies")
 FOLDER_NOTE = ("every layer keeps the same number of feed-forward neurons, so config.json's intermediate_size "
                "describes the result: model.zip is a Hugging Face folder that from_pretrained loads")
 HEADS_NOTE = ("attention heads were removed: a config cannot describe fewer heads of the same size, so the result "
               "is no Hugging Face folder any more; model.pt (TorchScript) and model.onnx are the downloads")
 
 
-@dataclass
-class _Heads:
-    attention: nn.Module  # BertSelfAttention: query, key, value and the head counts
-    output: nn.Module  # BertSelfOutput: `dense` takes the heads' concatenated outputs
-
-    @property
-    def count(self) -> int:
-        return self.attention.num_attention_heads
-
-
-@dataclass
-class _Neurons:
-    owner: nn.Module  # BertLayer or LlamaMLP
-    inputs: tuple[str, ...]  # paths below owner of the projections whose rows are the neurons
-    output: str  # path of the projection whose columns are
-
-    @property
-    def count(self) -> int:
-        return self.owner.get_submodule(self.inputs[0]).out_features
-
-
-@dataclass
-class _Layer:
-    heads: _Heads | None  # None: heads are kept (grouped key/value heads)
-    neurons: _Neurons
-
-
 def transformers_structured_applies(model: TokenIdsModel) -> tuple[bool, str]:
     try:
-        layers = _layers(model)
+        layers = units.layers(model)
     except RecipeError as error:
         return False, str(error)
     if all(layer.heads is not None for layer in layers):
@@ -107,39 +77,6 @@ def transformers_structured_applies(model: TokenIdsModel) -> tuple[bool, str]:
                   "(each key/value head serves a group of query heads)")
 
 
-def _layers(model: TokenIdsModel) -> list[_Layer]:
-    family = model.folder.model_type
-    if family == "gpt2":
-        raise RecipeError(GPT2_REFUSAL)
-    found = []
-    for index, layer in enumerate(layer_stack(model)):
-        try:
-            if family == "bert":
-                if getattr(layer, "crossattention", None) is not None:
-                    raise RecipeError("a BERT decoder with cross-attention: removing heads is built for encoders")
-                heads = _Heads(layer.attention.self, layer.attention.output)
-                for name in ("query", "key", "value"):
-                    _linear(heads.attention, name)
-                _linear(heads.output, "dense")
-                found.append(_Layer(heads, _Neurons(layer, ("intermediate.dense",), "output.dense")))
-            else:  # llama, qwen2, mistral
-                found.append(_Layer(None, _Neurons(layer.mlp, ("gate_proj", "up_proj"), "down_proj")))
-            neurons = found[-1].neurons
-            for path in (*neurons.inputs, neurons.output):
-                _linear(neurons.owner, path)
-        except AttributeError as error:
-            raise RecipeError(f"layer {index} of the {model.folder.architecture} does not have the parts of a "
-                              f"{family} layer ({error})") from error
-    return found
-
-
-def _linear(owner: nn.Module, path: str) -> nn.Linear:
-    module = owner.get_submodule(path)
-    if not isinstance(module, nn.Linear):
-        raise RecipeError(f"{path} is a {type(module).__name__}, not a Linear layer")
-    return module
-
-
 def prune_transformers(model: TokenIdsModel, data: DataSplits, config: PruneConfig, report: Reporter, *,
                        example: torch.Tensor, checkpoint_dir: str | None = None,
                        objective: Objective = LABELS_OBJECTIVE) -> RecipeResult:
@@ -147,7 +84,7 @@ def prune_transformers(model: TokenIdsModel, data: DataSplits, config: PruneConf
     if not applicable:
         raise RecipeError(f"structured pruning does not apply: {reason}")
     pruned = private_copy(model).cpu().eval()
-    counts_before = _counts(_layers(pruned))
+    counts_before = units.counts(units.layers(pruned))
     before = _macs_and_params(pruned, example)
     trim = _plan(pruned, data, config, before[1])
     goals = _goals_after_trim(config, trim, before[1])
@@ -284,7 +221,7 @@ def prune_once(model: TokenIdsModel, data: DataSplits, config: PruneConfig, exam
     """A copy pruned to the final targets at once, without fine-tuning: what fine-tuning starts from (benchmarks).
     With trim_vocabulary its vocabulary is trimmed too: it takes the ids of its own rewritten tokenizer."""
     pruned = private_copy(model).cpu().eval()
-    before, counts = _macs_and_params(pruned, example), _counts(_layers(pruned))
+    before, counts = _macs_and_params(pruned, example), units.counts(units.layers(pruned))
     trim = _plan(pruned, data, config, before[1])
     goals = _goals_after_trim(config, trim, before[1])
     if goals:
@@ -313,12 +250,12 @@ def _prune_until(model: TokenIdsModel, level: int, goal: tuple[float, float], be
     else:
         if config.importance == "taylor":
             accumulate_gradients(model, data, example, objective, samples=TAYLOR_SAMPLES, batch=32)
-        scores = [_scores(layer, config.importance == "taylor") for layer in _layers(model)]
+        scores = [units.scores(layer, config.importance == "taylor") for layer in units.layers(model)]
         model.zero_grad(set_to_none=True)
 
     def ratios_at(candidate: int) -> tuple[float, float]:
         trial = copy.deepcopy(model)
-        _remove(_layers(trial), scores, _kept(counts_before, candidate))
+        units.remove(units.layers(trial), scores, _kept(counts_before, candidate))
         return _ratios(_macs_and_params(trial, example), before)
 
     def meets(ratios: tuple[float, float]) -> bool:
@@ -333,14 +270,9 @@ def _prune_until(model: TokenIdsModel, level: int, goal: tuple[float, float], be
             high = middle
         else:
             low = middle + 1
-    _remove(_layers(model), scores, _kept(counts_before, low))
-    _keep_config_in_step(model)
+    units.remove(units.layers(model), scores, _kept(counts_before, low))
+    units.keep_config_in_step(model)
     return low, _ratios(_macs_and_params(model, example), before)
-
-
-def _counts(layers: list[_Layer]) -> list[tuple[int, int]]:
-    """(heads, neurons) per layer; heads 0 where heads are kept whole."""
-    return [(layer.heads.count if layer.heads else 0, layer.neurons.count) for layer in layers]
 
 
 def _kept(counts_before: list[tuple[int, int]], level: int) -> list[tuple[int, int]]:
@@ -357,7 +289,7 @@ def _contributions(model: TokenIdsModel, data: DataSplits, example: torch.Tensor
     """Per layer: each head's and each neuron's mean contribution to its layer's output on training samples (the
     norm of what it adds through the output projection, averaged over tokens), the units whose removal changes the
     outputs least going first. Needs no labels and no gradients (at the unpruned start, output matching has none)."""
-    layers = _layers(model)
+    layers = units.layers(model)
     sums = [[None, None] for _ in layers]
     tokens = [0]
 
@@ -393,100 +325,6 @@ def _contributions(model: TokenIdsModel, data: DataSplits, example: torch.Tensor
     return [(heads, neurons) for heads, neurons in sums]
 
 
-def _scores(layer: _Layer, taylor: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """(head scores or None, neuron scores) of one layer: larger is more important."""
-    heads = None
-    if layer.heads is not None:
-        attention, count = layer.heads.attention, layer.heads.count
-        heads = sum(_saliency(getattr(attention, name), taylor, rows=True).reshape(count, -1).sum(dim=1)
-                    for name in ("query", "key", "value"))
-        heads = heads + _saliency(layer.heads.output.dense, taylor, rows=False).reshape(count, -1).sum(dim=1)
-    neurons = layer.neurons
-    scores = sum(_saliency(neurons.owner.get_submodule(path), taylor, rows=True) for path in neurons.inputs)
-    scores = scores + _saliency(neurons.owner.get_submodule(neurons.output), taylor, rows=False)
-    return heads, scores
-
-
-def _saliency(linear: nn.Linear, taylor: bool, *, rows: bool) -> torch.Tensor:
-    """Per output row (rows=True, bias included) or per input column: sum of w^2 (magnitude) or |w x grad|."""
-    def measure(parameter: torch.Tensor) -> torch.Tensor:
-        if not taylor:
-            return parameter.detach().float() ** 2
-        if parameter.grad is None:
-            raise RecipeError("the taylor criterion found no gradient on a layer: the loss does not reach it")
-        return (parameter.detach() * parameter.grad).float().abs()
-
-    weight = measure(linear.weight)
-    if not rows:
-        return weight.sum(dim=0)
-    per_row = weight.sum(dim=1)
-    return per_row + measure(linear.bias) if linear.bias is not None else per_row
-
-
-def _remove(layers: list[_Layer], scores: list[tuple[torch.Tensor | None, torch.Tensor]],
-            kept: list[tuple[int, int]]) -> None:
-    for layer, (head_scores, neuron_scores), (heads, neurons) in zip(layers, scores, kept, strict=True):
-        if layer.heads is not None and 0 < heads < layer.heads.count:  # 0: heads kept whole
-            _keep_heads(layer.heads, _strongest(head_scores, heads))
-        if neurons < layer.neurons.count:
-            _keep_neurons(layer.neurons, _strongest(neuron_scores, neurons))
-
-
-def _strongest(scores: torch.Tensor, count: int) -> torch.Tensor:
-    """Indices of the `count` highest scores, in their original order (the kept units keep their order)."""
-    return torch.topk(scores, count).indices.sort().values
-
-
-def _keep_heads(heads: _Heads, keep: torch.Tensor) -> None:
-    attention = heads.attention
-    size = attention.attention_head_size
-    rows = (keep[:, None] * size + torch.arange(size)).flatten()
-    for name in ("query", "key", "value"):
-        setattr(attention, name, _narrowed(getattr(attention, name), rows, rows=True))
-    heads.output.dense = _narrowed(heads.output.dense, rows, rows=False)
-    attention.num_attention_heads = len(keep)
-    attention.all_head_size = len(keep) * size
-
-
-def _keep_neurons(neurons: _Neurons, keep: torch.Tensor) -> None:
-    for path in neurons.inputs:
-        _replace(neurons.owner, path, _narrowed(neurons.owner.get_submodule(path), keep, rows=True))
-    _replace(neurons.owner, neurons.output, _narrowed(neurons.owner.get_submodule(neurons.output), keep, rows=False))
-    if isinstance(getattr(neurons.owner, "intermediate_size", None), int):  # LlamaMLP keeps its width
-        neurons.owner.intermediate_size = len(keep)
-
-
-def _narrowed(linear: nn.Linear, index: torch.Tensor, *, rows: bool) -> nn.Linear:
-    """A new Linear holding only the rows (outputs) or columns (inputs) at `index`."""
-    weight = linear.weight.detach()
-    index = index.to(weight.device)
-    weight = weight[index] if rows else weight[:, index]
-    bias = linear.bias
-    narrowed = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None,
-                                  device=weight.device, dtype=weight.dtype)
-    with torch.no_grad():
-        narrowed.weight.copy_(weight)
-        if bias is not None:
-            narrowed.bias.copy_(bias.detach()[index] if rows else bias.detach())
-    narrowed.train(linear.training)
-    return narrowed
-
-
-def _replace(owner: nn.Module, path: str, module: nn.Module) -> None:
-    parent, _, name = path.rpartition(".")
-    setattr(owner.get_submodule(parent) if parent else owner, name, module)
-
-
-def _keep_config_in_step(model: TokenIdsModel) -> None:
-    """The model's config and the folder's follow the neuron count, where every layer has the same."""
-    widths = {layer.neurons.count for layer in _layers(model)}
-    if len(widths) != 1:
-        return
-    width = widths.pop()
-    model.model.config.intermediate_size = width
-    model.folder = dataclasses.replace(model.folder, config={**model.folder.config, "intermediate_size": width})
-
-
 def _macs_and_params(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
@@ -502,7 +340,7 @@ def _result(pruned: TokenIdsModel, example: torch.Tensor, config: PruneConfig, b
             counts_before: list[tuple[int, int]], trim: TrimPlan | None) -> RecipeResult:
     after = _macs_and_params(pruned, example)
     macs_ratio, params_ratio = _ratios(after, before)
-    counts_after = _counts(_layers(pruned))
+    counts_after = units.counts(units.layers(pruned))
     heads_removed = any(now[0] < then[0] for now, then in zip(counts_after, counts_before, strict=True))
     heads = ", ".join(f"{now}/{then}" for (now, _), (then, _) in zip(counts_after, counts_before, strict=True))
     neurons = ", ".join(f"{now}/{then}" for (_, now), (_, then) in zip(counts_after, counts_before, strict=True))

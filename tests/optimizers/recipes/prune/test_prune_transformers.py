@@ -17,7 +17,8 @@ from optimizers.formats.save_all import save_all_formats
 from optimizers.recipes.prune.objective import objective_for
 from optimizers.recipes.prune.recipe import prune
 from optimizers.recipes.prune.structured import structured_applies
-from optimizers.recipes.prune.transformers_structured import GPT2_REFUSAL, HEADS_NOTE, prune_once
+from optimizers.recipes.prune.transformer_units import GPT2_REFUSAL
+from optimizers.recipes.prune.transformers_structured import HEADS_NOTE, prune_once
 from optimizers.reporters import NullReporter
 from tests.hf_folders import bert_folder, decoder_folder, prepared_text_dataset, word_lines, zip_folder
 
