@@ -16,10 +16,12 @@ A message is deleted once the broker took it. A send that worked but whose delet
 experiment's claim (services.experiment_claim) makes a second delivery do nothing.
 """
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, Subquery
+from django.utils import timezone
 
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x5F0B  # pg_advisory_xact_lock(namespace, owner id): one sender per user at a time
 _HOSTS_LOCK = (0x5F0C, 0)  # one sender of multi-host jobs at a time, whoever's: the workers they take are shared
 ACTIVE = (Experiment.Status.QUEUED, Experiment.Status.RUNNING)
+SWEEP_AFTER_S = 5  # how old an inspection's or a dataset's message must be before a sweep sends it
 
 
 class BrokerUnreachable(Exception):
@@ -83,7 +86,14 @@ def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) ->
         at_workers = (Experiment.objects.filter(owner_id=owner_id, status__in=ACTIVE).exclude(Exists(waiting))
                       .count())
         room = settings.USER_MAX_RUNNING - at_workers
-        messages = list(OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT))
+        messages = OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT)
+        if drop_stale:
+            # An inspection or a dataset goes to the shared queue as the sending process names it (Celery's
+            # default): a fresh one is its submitter's to send, right after its commit. The sweep takes what that
+            # send left behind (a broker that was down), and never races it onto another process's idea of the
+            # shared queue.
+            messages = messages.filter(created_at__lte=timezone.now() - timedelta(seconds=SWEEP_AFTER_S))
+        messages = list(messages)
         if room > 0:
             # A job no live worker would take waits here, without taking a slot, rather than in the broker; so does
             # one on more hosts than the live multi-host workers of its queue.

@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks.celery import RUN_EXPERIMENT
+from tasks.celery import INSPECT_MODEL, RUN_EXPERIMENT
 from tests.factories import ready_model
 from webapp import services
 from webapp.models import Experiment, OutboxMessage, Worker
+from webapp.services.outbox import SWEEP_AFTER_S
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +106,20 @@ def test_a_gpu_job_waits_for_a_gpu_worker_without_taking_a_slot(alice, alice_api
     Worker.objects.create(name="gpu@d", host="d", started_at=now, last_heartbeat=now, queues=gpu_queues,
                           devices=[{"index": 0, "name": "H200"}])
     assert services.outbox_send() == 1 and _waiting(alice) == []
+
+
+def test_a_sweep_leaves_a_fresh_inspection_to_its_submitter_and_sends_a_left_behind_one(alice, settings):
+    """An inspection or a dataset goes to the shared queue as the sending process names it: a sweep by another
+    process (a worker whose default queue differs) must not race the submitter's own send after its commit."""
+    model = ready_model(alice)
+    OutboxMessage.objects.create(task=INSPECT_MODEL, object_id=model.pk, owner=alice)
+    assert services.outbox_send() == 0  # fresh: the submitter sends it
+    OutboxMessage.objects.update(created_at=timezone.now() - timedelta(seconds=SWEEP_AFTER_S + 1))
+    assert services.outbox_send() == 1  # left behind (its send failed): the sweep takes it
+    assert not OutboxMessage.objects.exists()
+
+
+def test_the_submitters_own_send_takes_a_fresh_inspection_at_once(alice):
+    model = ready_model(alice)
+    OutboxMessage.objects.create(task=INSPECT_MODEL, object_id=model.pk, owner=alice)
+    assert services.outbox_send(owner_ids=[alice.pk]) == 1
