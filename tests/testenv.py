@@ -20,4 +20,4 @@ os.environ.setdefault("SLIMFORGE_DB_CONN_MAX_AGE", "0")  # no connection outlive
 os.environ.setdefault("SLIMFORGE_TELEMETRY_MS", "250")  # more points per second for the live-chart tests
 os.environ.setdefault("SLIMFORGE_HEARTBEAT_MS", "500")  # the workers page test sees beats and misses quickly
 # The fault tests see a lost job queued again within seconds; other tests' hand-made "running" rows end sooner.
-os.environ.setdefault("SLIMFORGE_RUN_LOST_AFTER_S", "20")
+os.environ.setdefault("SLIMFORGE_RUN_LOST_AFTER_S", "10")

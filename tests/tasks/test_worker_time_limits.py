@@ -1,4 +1,4 @@
-"""Per-recipe time limits with a real worker: SLIMFORGE_RUN_SECONDS_PRUNE=20 gives prune jobs a soft limit of 18 s;
+"""Per-recipe time limits with a real worker: SLIMFORGE_RUN_SECONDS_PRUNE=12 gives prune jobs a soft limit of 11 s;
 a fine-tune that would run far longer is asked to stop at its next step then, and fails saying why."""
 import pytest
 
@@ -16,7 +16,7 @@ def test_a_job_past_its_recipes_soft_limit_stops_at_a_step_and_fails_saying_so(c
     model, dataset = model_and_digits(alice_api, tmp_path)
     queue = f"{celery_worker.pid}-short"
     worker = processes.start_worker(process_logs / "short-worker.log", queue=queue,
-                                    env={"SLIMFORGE_RUN_SECONDS_PRUNE": "20"})
+                                    env={"SLIMFORGE_RUN_SECONDS_PRUNE": "12"})
     try:
         experiment = Experiment.objects.create(
             owner=alice, model_id=model["id"], dataset_id=dataset["id"], recipe="prune",
@@ -27,5 +27,5 @@ def test_a_job_past_its_recipes_soft_limit_stops_at_a_step_and_fails_saying_so(c
     finally:
         processes.stop(worker)
     assert done["status"] == "failed"
-    assert done["error"].startswith("The job ran past its soft time limit of 18 s and stopped at a step boundary")
+    assert done["error"].startswith("The job ran past its soft time limit of 11 s and stopped at a step boundary")
     assert "SLIMFORGE_RUN_SECONDS_PRUNE" in done["error"]
