@@ -8,8 +8,12 @@ which calls register such a device is torch's business and changes between relea
 a forked child runs one tiny backward and says whether it could.
 """
 import os
+import signal
+import time
 
 import torch
+
+PROBE_TIMEOUT_S = 10.0
 
 _refused = False  # once autograd's device threads run here, they run until the process ends: no need to ask again
 
@@ -27,6 +31,19 @@ def fork_keeps_autograd() -> bool:
             code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    _refused = os.waitstatus_to_exitcode(status) != 0
+    _refused = _exit_code(pid) != 0
     return not _refused
+
+
+def _exit_code(pid: int) -> int | None:
+    """The child's exit code; None for one that did not answer within PROBE_TIMEOUT_S (a lock another thread held at
+    the fork: such a fork is not to be trusted either), which is then killed."""
+    deadline = time.monotonic() + PROBE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None

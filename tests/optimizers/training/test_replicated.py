@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import psutil
 import pytest
@@ -218,3 +219,15 @@ def test_work_that_cannot_be_spawned_says_why_the_ranks_are_not_forked(digits, f
         fit(build_model("mlp", {}), digits, MLP_SHAPE, TrainSettings(epochs=1, ranks=2), loss_fn=loss,
             measure_ranks=False)
     assert not no_rank_left()
+
+
+def test_a_fork_probe_that_does_not_answer_is_killed_and_counts_as_refused(monkeypatch):
+    monkeypatch.setattr(forking, "PROBE_TIMEOUT_S", 0.3)
+    pid = os.fork()
+    if pid == 0:  # a child stuck as one would be on a lock another thread held at the fork
+        time.sleep(60)
+        os._exit(0)
+    started = time.monotonic()
+    assert forking._exit_code(pid) is None
+    assert time.monotonic() - started < 5
+    assert not psutil.pid_exists(pid)  # killed and reaped
