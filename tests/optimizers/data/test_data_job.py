@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 import zipfile
 from types import SimpleNamespace
 
@@ -119,3 +120,16 @@ def test_the_sandbox_child_reports_a_hostile_zip_as_a_dataset_error(run_python, 
     assert finished.returncode == 1
     assert records[-1]["error_type"] == "DatasetError"
     assert records[-1]["error"] == "the zip entry '../../evil/1.png' climbs out of its folder ('..'); refused"
+
+
+def test_the_digits_are_scikit_learns_own_read_without_importing_it(tmp_path):
+    from sklearn.datasets import load_digits
+
+    script = ("import sys; from optimizers.data.job import load_digits_dataset; d = load_digits_dataset(); "
+              "assert 'sklearn' not in sys.modules, 'scikit-learn was imported'; "
+              "import numpy as np; np.savez(sys.argv[1], x=d.x, y=d.y)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "d.npz")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = load_digits()
+    with np.load(tmp_path / "d.npz") as data:
+        assert np.array_equal(data["x"][:, 0] * 16.0, expected.images) and np.array_equal(data["y"], expected.target)
