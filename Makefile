@@ -7,13 +7,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 ARGS ?=
 
-.PHONY: run test venv screenshots bench-live bench-load bench-workers bench-multi-host
+.PHONY: run test test-faults venv screenshots bench-live bench-load bench-workers bench-multi-host
 
 run: $(STAMP)
 	$(PY) -m launcher run
 
 test: $(STAMP)
 	$(PY) -m launcher test -- $(ARGS)
+
+# The fault and multi-host scenarios (killed workers and hosts, restarted PostgreSQL, Redis and web server, a full
+# disk, time limits): each starts processes of its own, so they take long; CI runs them after make test.
+test-faults: $(STAMP)
+	$(PY) -m launcher test -- -m faults $(ARGS)
 
 # The README's pictures: the browser tests that walk through an experiment and a comparison save them here.
 screenshots: $(STAMP)

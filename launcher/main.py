@@ -3,7 +3,7 @@
     python -m launcher run               servers, migrations, the admin user, Uvicorn, the Celery workers
     python -m launcher worker [OPTIONS]  only the Celery workers, joining the Slimforge of DATABASE_URL and
                                          REDIS_URL (another machine's): one per GPU, or one CPU worker
-    python -m launcher test [-- ARGS]    servers, then pytest -m "not slow" ARGS
+    python -m launcher test [-- ARGS]    servers, then pytest -m "not slow and not faults" ARGS (a later -m wins)
     python -m launcher manage [-- ARGS]  servers, then manage.py ARGS (createsuperuser, shell, ...)
     python -m launcher servers           servers only: prints their URLs, runs until Ctrl-C
 
@@ -222,7 +222,9 @@ def _web_workers(env: dict[str, str]) -> str:
 
 
 def test(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
-    return _foreground([sys.executable, "-m", "pytest", "-m", "not slow", *args], bubblewrap.for_tests(env, _say))
+    # The benchmarks (slow) and the fault scenarios (faults: make test-faults) run apart; a later -m in args wins.
+    command = [sys.executable, "-m", "pytest", "-m", "not slow and not faults", *args]
+    return _foreground(command, bubblewrap.for_tests(env, _say))
 
 
 def manage(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:

@@ -100,6 +100,7 @@ def test_a_chain_from_the_command_line(celery_worker, web_server, alice, tmp_pat
     assert "The first model against the final one" in done.stdout
 
 
+@pytest.mark.faults
 def test_follow_survives_a_web_server_restart(celery_worker, alice, alice_api, tmp_path, process_logs):
     port = processes.free_port()
     server, url = processes.start_web(process_logs / "cli-web-1.log", port=port)

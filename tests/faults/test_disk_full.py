@@ -11,7 +11,7 @@ import pytest
 from tests.faults.jobs import finished, model_and_digits
 from tests.faults.stack import own_stack
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 ROOM_FOR_THE_MODEL_COPY = 48 * 1024  # beyond the model's own size: the job starts, its outputs do not fit
 
 

@@ -18,6 +18,7 @@ from tests.faults.jobs import model_and_digits
 from tests.faults.stack import RedisServer
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.faults
 CREATE_USER = """
 from django.contrib.auth import get_user_model
 from knox.models import AuthToken

@@ -10,7 +10,7 @@ from tests.faults.jobs import finished, get, model_and_digits
 from tests.faults.stack import own_stack
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from tests.tasks.worker_jobs import model_and_digits, settled
 from tests.waiting import wait_until
 from webapp.models import Event, Experiment, Worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 STEPS_PER_EPOCH = -(-1438 // 64)
 
 

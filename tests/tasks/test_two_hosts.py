@@ -20,7 +20,7 @@ from tests.tasks.worker_jobs import settled
 from tests.waiting import wait_until
 from webapp.models import Artifact, UploadedModel, Worker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 
 
 def _submit(api, model_id: int, shape: str) -> str:

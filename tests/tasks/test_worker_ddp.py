@@ -40,6 +40,7 @@ def test_prune_fine_tunes_on_two_ranks_and_reports_the_scaling(celery_worker, al
     assert any(e["kind"] == "metric" and e["name"] == "fine-tune/val_accuracy" for e in events)
 
 
+@pytest.mark.faults
 def test_a_rank_killed_from_outside_fails_the_job_and_leaves_no_process(celery_worker, alice_api, tmp_path):
     model, dataset = model_and_digits(alice_api, tmp_path)
     url = submit_prune(alice_api, model, dataset, epochs=200, early_stopping_patience=0, ranks=2)

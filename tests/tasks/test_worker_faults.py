@@ -13,7 +13,7 @@ from tests.tasks.worker_jobs import model_and_digits, settled, submit_prune
 from tests.waiting import wait_until
 from webapp.models import Experiment
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 
 
 def _pool_process_running_the_job(worker) -> psutil.Process | None:

@@ -8,7 +8,7 @@ from tests.tasks.worker_jobs import model_and_digits, settled
 from tests.waiting import wait_until
 from webapp.models import Experiment
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
 
 
 def test_a_job_past_its_recipes_soft_limit_stops_at_a_step_and_fails_saying_so(celery_worker, alice, alice_api,

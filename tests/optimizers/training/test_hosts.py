@@ -30,6 +30,8 @@ from tests.paths import REPO_ROOT
 from tests.processes import free_port
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.faults
+
 MLP_SHAPE = (1, 64)
 _hosts = loopback_hosts
 
