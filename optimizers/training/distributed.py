@@ -210,8 +210,8 @@ def _save_work(work: RankWork, path: Path, backend: str) -> None:
     try:
         torch.save(work, path)
     except Exception as error:  # noqa: BLE001 - pickle's errors for an object it cannot carry
-        why = "GPU ranks" if backend == "nccl" else "this process's autograd already runs device threads, so its " \
-                                                    "CPU ranks cannot be forked"
+        why = ("GPU ranks" if backend == "nccl" else
+               "this process's autograd already runs device threads, so its CPU ranks cannot be forked")
         raise RecipeError(f"this recipe's training cannot be handed to spawned replicas ({why}): "
                           f"{first_line(error)}; use ranks 1") from error
 
