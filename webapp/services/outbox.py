@@ -66,13 +66,13 @@ def outbox_send(*, owner_ids=None) -> int:
     sent, served, hosts = 0, served_queues(), HostPool.now().available()
     for owner_id in owner_ids:
         try:
-            sent += _send_for(owner_id, drop_stale=sweep, served=served, hosts=hosts)
+            sent += _send_for(owner_id, sweep=sweep, served=served, hosts=hosts)
         except BrokerUnreachable:
             break  # the others would fail the same way; the next sweep tries again
     return sent
 
 
-def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) -> int:
+def _send_for(owner_id: int, *, sweep: bool, served: set[str], hosts: Q) -> int:
     """A handful of queries whatever the length of the user's queue: submit after submit stays as fast."""
     sent, unreachable = 0, None
     runs = OutboxMessage.objects.filter(owner_id=owner_id, task=RUN_EXPERIMENT)
@@ -80,14 +80,14 @@ def _send_for(owner_id: int, *, drop_stale: bool, served: set[str], hosts: Q) ->
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, owner_id])
-        if drop_stale:  # cancelled or deleted while they waited: nothing to run
+        if sweep:  # cancelled or deleted while they waited: nothing to run
             runs.exclude(active).delete()
         waiting = OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=OuterRef("pk"))
         at_workers = (Experiment.objects.filter(owner_id=owner_id, status__in=ACTIVE).exclude(Exists(waiting))
                       .count())
         room = settings.USER_MAX_RUNNING - at_workers
         messages = OutboxMessage.objects.filter(owner_id=owner_id).exclude(task=RUN_EXPERIMENT)
-        if drop_stale:
+        if sweep:
             # An inspection or a dataset goes to the shared queue as the sending process names it (Celery's
             # default): a fresh one is its submitter's to send, right after its commit. The sweep takes what that
             # send left behind (a broker that was down), and never races it onto another process's idea of the

@@ -182,7 +182,7 @@ def test_a_sender_counts_the_hosts_again_under_the_lock(alice, bob, settings, dj
     with django_capture_on_commit_callbacks(execute=False):
         theirs = services.experiment_create(owner=bob, model=_trainable_model(bob), recipe="prune",
                                             config=SMALL_PRUNE, dataset=_digits(bob), device_shape="cpu", hosts=2)
-    assert _send_for(bob.pk, drop_stale=False, served={"cpu"}, hosts=Q()) == 0
+    assert _send_for(bob.pk, sweep=False, served={"cpu"}, hosts=Q()) == 0
     assert OutboxMessage.objects.filter(object_id=theirs.pk).exists()
 
 
