@@ -223,8 +223,21 @@ def _web_workers(env: dict[str, str]) -> str:
 
 def test(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:
     # The benchmarks (slow) and the fault scenarios (faults: make test-faults) run apart; a later -m in args wins.
-    command = [sys.executable, "-m", "pytest", "-m", "not slow and not faults", *args]
+    command = [sys.executable, "-m", "pytest", "-m", "not slow and not faults", *_parallel(env), *args]
     return _foreground(command, bubblewrap.for_tests(env, _say))
+
+
+def _parallel(env: dict[str, str]) -> list[str]:
+    """pytest-xdist options: files spread over processes, each with its own test database, Redis prefix, queue,
+    worker and var folder (tests.testenv). A job's sandbox uses one thread, so while one test waits for its job the
+    other cores would idle. At most 4: each process brings its own worker, web server and browser. A later -n in
+    the arguments wins (-n 0: one process)."""
+    value = env.get("SLIMFORGE_TEST_PROCESSES", "")
+    if value and not (value.isdigit() and int(value) <= 64):
+        raise SystemExit(f"slimforge: SLIMFORGE_TEST_PROCESSES must be a number of processes from 0 to 64, "
+                         f"not {value!r}")
+    processes = int(value) if value else min(os.cpu_count() or 1, 4)
+    return ["-n", str(processes), "--dist", "loadfile"] if processes > 1 else []
 
 
 def manage(env: dict[str, str], args: list[str], servers: list[EmbeddedServer]) -> int:

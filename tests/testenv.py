@@ -9,9 +9,13 @@ import shutil
 import tempfile
 
 RUN_NAME = f"slimforge-test-{os.getpid()}"
-os.environ.setdefault("SLIMFORGE_REDIS_PREFIX", RUN_NAME)
-os.environ.setdefault("SLIMFORGE_DEFAULT_QUEUE", RUN_NAME)
-if "SLIMFORGE_TEST_VAR_DIR" not in os.environ:
+# A pytest-xdist process (make test runs several) inherits the names its controlling process took: it takes its own,
+# so no worker of one process ever takes another's task, and their files never meet.
+PARALLEL = "PYTEST_XDIST_WORKER" in os.environ
+for _variable in ("SLIMFORGE_REDIS_PREFIX", "SLIMFORGE_DEFAULT_QUEUE"):
+    if PARALLEL or _variable not in os.environ:
+        os.environ[_variable] = RUN_NAME
+if PARALLEL or "SLIMFORGE_TEST_VAR_DIR" not in os.environ:
     _folder = tempfile.mkdtemp(prefix="slimforge-test-var-")
     atexit.register(shutil.rmtree, _folder, ignore_errors=True)
     os.environ["SLIMFORGE_TEST_VAR_DIR"] = _folder
