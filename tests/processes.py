@@ -52,10 +52,12 @@ def stop(process: subprocess.Popen, timeout: float = 15) -> None:
             process.wait()
 
 
-def start_worker(log_path: Path, *, queue: str = "", node: str = "", env: dict | None = None) -> subprocess.Popen:
-    """A worker on the run's queue (or `queue`), named `queue@host` (or `node`, Celery's %h and all)."""
+def start_worker(log_path: Path, *, queue: str = "", node: str = "", env: dict | None = None,
+                 celery: tuple[str, ...] = ("-m", "celery")) -> subprocess.Popen:
+    """A worker on the run's queue (or `queue`), named `queue@host` (or `node`, Celery's %h and all); `celery` is
+    what starts Celery (tests.skewed_worker, say)."""
     queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
-    process = start([sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queue, "-c", "1",
+    process = start([sys.executable, *celery, "-A", "tasks", "worker", "-Q", queue, "-c", "1",
                      "-n", node or f"{queue}@%h", "--without-gossip", "--without-mingle", "--loglevel=INFO"],
                     log_path, env)
     _wait_for(lambda: b"ready." in log_path.read_bytes(), process, log_path, "the Celery worker")

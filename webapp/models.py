@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import models
 
 from optimizers import events
+from webapp.clock import ClockTimestamp
 
 
 def _model_upload_path(instance, filename):
@@ -228,7 +229,9 @@ class OutboxMessage(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     attempts = models.PositiveIntegerField(default=0)  # failed sends
     last_error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The database's clock, as the sweep that compares it reads it (webapp.clock): the web server writes the row,
+    # a worker on another machine judges its age.
+    created_at = models.DateTimeField(db_default=ClockTimestamp())
 
     class Meta:
         ordering = ["pk"]

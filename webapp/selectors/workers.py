@@ -1,6 +1,6 @@
 """Reads of the workers' heartbeats: shared by every user, with only the viewer's own job named."""
-from django.utils import timezone
 
+from webapp.clock import db_now
 from webapp.models import Experiment, Worker
 from webapp.selectors.worker_info import WorkerInfo, worker_info
 
@@ -12,6 +12,6 @@ def worker_list(*, viewer) -> list[WorkerInfo]:
     hosted = {worker.pk: worker.hosting[0] for worker in workers
               if worker.hosting and isinstance(worker.hosting[0], int)}
     lent_to = Experiment.objects.select_related("model").in_bulk(set(hosted.values()))
-    now = timezone.now()
+    now = db_now()  # the clock the heartbeats were written with
     return [worker_info(worker, viewer=viewer, now=now, lent_to=lent_to.get(hosted.get(worker.pk)))
             for worker in workers]

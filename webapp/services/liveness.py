@@ -2,8 +2,8 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
+from webapp.clock import db_now
 from webapp.models import Experiment, Worker
 
 
@@ -15,7 +15,7 @@ def stale_after_s() -> float:
 
 def run_is_live(experiment: Experiment, *, stale_s: float | None = None) -> bool:
     stale = timedelta(seconds=stale_s if stale_s is not None else stale_after_s())
-    since = timezone.now() - stale
+    since = db_now() - stale
     if experiment.started_at and experiment.started_at > since:
         return True
     return Worker.objects.filter(last_heartbeat__gt=since, stopped_at__isnull=True,

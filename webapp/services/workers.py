@@ -3,8 +3,8 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.utils import timezone
 
+from webapp.clock import db_now
 from webapp.models import Experiment, Worker
 
 
@@ -25,7 +25,7 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
         worker, _ = Worker.objects.update_or_create(name=name, defaults={
             "host": host[:255], "pid": pid, "queues": list(queues), "devices": list(devices), "load": dict(load),
             "isolation": isolation[:500],
-            "started_at": started_at, "last_heartbeat": timezone.now(), "stopped_at": None,
+            "started_at": started_at, "last_heartbeat": db_now(), "stopped_at": None,
             "current_experiment_id": _running_experiment_id(name), "running": sorted(set(running)),
             "hosting": sorted(set(hosting)),
         })
@@ -34,5 +34,5 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
 
 def worker_stopped(*, name: str) -> None:
     """A clean shutdown: the page says "stopped", not "offline", and shows no current job."""
-    Worker.objects.filter(name=name).update(stopped_at=timezone.now(), current_experiment=None, running=[],
+    Worker.objects.filter(name=name).update(stopped_at=db_now(), current_experiment=None, running=[],
                                             hosting=[])
