@@ -65,6 +65,9 @@ def test_shape_names_follow_the_gpu_count():
 
 def test_each_experiment_goes_to_its_shapes_queue(alice, settings, django_capture_on_commit_callbacks):
     settings.USER_MAX_RUNNING = 10
+    # A shared queue of this test's own: the run's worker, when a test before this one started it, would take the
+    # "any" job out of the run's shared queue before it is read.
+    settings.CELERY_TASK_DEFAULT_QUEUE += "-routing"
     model = ready_model(alice)
     _worker("cpu@a", ["cpu", settings.CELERY_TASK_DEFAULT_QUEUE])
     _worker("gpu-x2-0@b", ["gpu-x2", "gpu-any", settings.CELERY_TASK_DEFAULT_QUEUE], gpus=2)
