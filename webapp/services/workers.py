@@ -3,6 +3,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from webapp.clock import db_now
 from webapp.models import Experiment, Worker
@@ -21,11 +22,15 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
     multi-host jobs it lends its devices to."""
     if not name or len(name) > 255:
         raise ValidationError({"name": "A worker needs its Celery node name (at most 255 characters)."})
+    now = db_now()
+    # `started_at` is the worker machine's clock, as this call (made in the worker) reads it: kept as the database's,
+    # so a worker's start (the Workers API's started_at) is right on a machine whose clock drifted.
+    started_at = now - (timezone.now() - started_at)
     with transaction.atomic():
         worker, _ = Worker.objects.update_or_create(name=name, defaults={
             "host": host[:255], "pid": pid, "queues": list(queues), "devices": list(devices), "load": dict(load),
             "isolation": isolation[:500],
-            "started_at": started_at, "last_heartbeat": db_now(), "stopped_at": None,
+            "started_at": started_at, "last_heartbeat": now, "stopped_at": None,
             "current_experiment_id": _running_experiment_id(name), "running": sorted(set(running)),
             "hosting": sorted(set(hosting)),
         })

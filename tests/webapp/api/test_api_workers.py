@@ -15,6 +15,7 @@ from tasks.heartbeat import Heartbeat, machine_load
 from tests.factories import ready_model
 from tests.processes import free_port
 from webapp import services
+from webapp.clock import db_now
 from webapp.models import Experiment, Worker
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +44,17 @@ def _running(owner, *, worker: str, model_name="mlp") -> Experiment:
     return Experiment.objects.create(owner=owner, model=ready_model(owner, name=model_name), recipe="quantize",
                                      status=Experiment.Status.RUNNING, worker=worker, progress=0.42,
                                      started_at=timezone.now())
+
+
+def test_a_worker_whose_clock_runs_behind_is_kept_on_the_databases_clock(monkeypatch):
+    """The beat is written in the worker's process: its clock two minutes behind, the row still holds the database's
+    time of the beat, and the worker's start moved onto the same clock (five minutes up, as the worker counts)."""
+    true_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: true_now() - timedelta(minutes=2))
+    worker = _beat(started_at=timezone.now() - timedelta(minutes=5))
+    database_now = db_now()
+    assert abs(database_now - worker.last_heartbeat) < timedelta(seconds=5)
+    assert abs(database_now - timedelta(minutes=5) - worker.started_at) < timedelta(seconds=5)
 
 
 def test_a_heartbeat_creates_the_row_then_updates_it(alice):
