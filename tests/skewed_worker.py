@@ -2,9 +2,10 @@
 worker on a machine whose clock drifted would.
 
 Slimforge's own code and Django's read the time through django.utils.timezone.now, so that is the clock moved here,
-for the main process and the pool it forks. (The process's start time, which psutil reads from /proc, stays true: on
-a machine whose clock drifted it would drift too.) (libfaketime would move the whole process's clock, but Debian's 0.9.10
-breaks Python's sleeps with EINVAL where it leaves the monotonic clock true, and hangs its waits where it does not.)
+for the main process and the pool it forks. The process's start time, which psutil reads from /proc, stays true: on
+a machine whose clock drifted it would drift too. (libfaketime would move the whole process's clock, but Debian's
+0.9.10 breaks Python's sleeps with EINVAL where it leaves the monotonic clock true, and hangs its waits where it does
+not.)
 """
 import sys
 from datetime import timedelta

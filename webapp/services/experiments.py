@@ -17,7 +17,7 @@ from webapp.services.events import events_record
 from webapp.services.files import save_rows_with_files, sha256_of_path
 from webapp.services.lineage import chain_step_finished
 from webapp.services.liveness import run_is_live, worker_lost_error
-from webapp.services.outbox import ACTIVE, outbox_add, send_after_commit
+from webapp.services.outbox import ACTIVE, lock_outbox_of, outbox_add, send_after_commit
 
 TELEMETRY_INTERVAL_RANGE_S = (0.2, 10.0)  # as SLIMFORGE_TELEMETRY_MS allows for the worker's default
 
@@ -201,7 +201,13 @@ def experiment_left_for_bigger_device(*, experiment_id: int, note: str) -> bool:
     """A worker found no room for this queued experiment (tasks.placement): `note` tells its owner why, and its job
     goes back to the outbox, whose next sweep sends it to its queue again for a worker with room. False when it is
     no longer queued (claimed elsewhere meanwhile, cancelled, deleted)."""
+    owner_id = Experiment.objects.filter(pk=experiment_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        return False
     with transaction.atomic():
+        # The worker got this job from a sweep that may not have committed yet: its message, already sent, would still
+        # read as waiting here, and the job be left with none (seen under load, the job then queued for ever).
+        lock_outbox_of(owner_id)
         experiment = (Experiment.objects.select_for_update().filter(pk=experiment_id, status=Experiment.Status.QUEUED)
                       .first())
         if experiment is None:

@@ -55,6 +55,14 @@ def send_after_commit(owner_id: int) -> None:
         log.warning("could not send the outbox of user %s now; a heartbeat sweep will", owner_id, exc_info=True)
 
 
+def lock_outbox_of(owner_id: int) -> None:
+    """Wait for, then hold until the caller's transaction ends, the lock every sender of this user's messages holds
+    from its read of the outbox to the commit that deletes what it sent. Whoever decides by whether a message waits
+    here takes it first: else a message already sent, and already taken by a worker, still reads as waiting."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, owner_id])
+
+
 def outbox_send(*, owner_ids=None) -> int:
     """Send what may be sent now, for these users (default: all with messages, and the sweep's clean-up of messages
     whose experiment ended while it waited); return how many were sent.
@@ -78,8 +86,7 @@ def _send_for(owner_id: int, *, sweep: bool, served: set[str], hosts: Q) -> int:
     runs = OutboxMessage.objects.filter(owner_id=owner_id, task=RUN_EXPERIMENT)
     active = Exists(Experiment.objects.filter(pk=OuterRef("object_id"), status__in=ACTIVE))
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, owner_id])
+        lock_outbox_of(owner_id)
         if sweep:  # cancelled or deleted while they waited: nothing to run
             runs.exclude(active).delete()
         waiting = OutboxMessage.objects.filter(task=RUN_EXPERIMENT, object_id=OuterRef("pk"))

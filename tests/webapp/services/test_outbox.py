@@ -1,16 +1,19 @@
 """The outbox as the fair-use scheduler: each user has at most USER_MAX_RUNNING experiments at the workers, the rest
 wait in the outbox and go as earlier ones end; a submit past USER_MAX_QUEUED is refused with the reason. Sends go to
 the real broker (a worker that takes one of these finds no committed row and does nothing)."""
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tasks.celery import INSPECT_MODEL, RUN_EXPERIMENT
 from tests.factories import ready_model
 from webapp import services
 from webapp.models import Experiment, OutboxMessage, Worker
-from webapp.services.outbox import SWEEP_AFTER_S
+from webapp.services.outbox import SWEEP_AFTER_S, lock_outbox_of
 
 pytestmark = pytest.mark.django_db
 
@@ -123,3 +126,42 @@ def test_the_submitters_own_send_takes_a_fresh_inspection_at_once(alice):
     model = ready_model(alice)
     OutboxMessage.objects.create(task=INSPECT_MODEL, object_id=model.pk, owner=alice)
     assert services.outbox_send(owner_ids=[alice.pk]) == 1
+
+
+def _in_thread(work) -> threading.Thread:
+    def run():
+        try:
+            work()
+        finally:
+            connection.close()  # the thread's own connection: the test database is dropped at the end
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_left_for_a_bigger_device_while_its_sweep_commits_still_waits_in_the_outbox(alice):
+    """A sweep sends the job, and a worker takes it and leaves it for a bigger device before the sweep's commit has
+    deleted the message it sent. The worker's decision waits for that commit, so it puts the job back."""
+    experiment = Experiment.objects.create(owner=alice, model=ready_model(alice), recipe="quantize", config={})
+    OutboxMessage.objects.create(task=RUN_EXPERIMENT, object_id=experiment.pk, owner=alice)
+    sent, commit = threading.Event(), threading.Event()
+
+    def sweep():  # as outbox_send: under the owner's lock, the message sent, deleted, committed a moment later
+        with transaction.atomic():
+            lock_outbox_of(alice.pk)
+            OutboxMessage.objects.filter(object_id=experiment.pk).delete()
+            sent.set()
+            commit.wait(timeout=30)
+
+    sweeping = _in_thread(sweep)
+    assert sent.wait(timeout=30)
+    left = []
+    leaving = _in_thread(lambda: left.append(
+        services.experiment_left_for_bigger_device(experiment_id=experiment.pk, note="no room here")))
+    time.sleep(0.5)  # the worker's decision is under way, while the sweep has not committed
+    commit.set()
+    sweeping.join(timeout=30)
+    leaving.join(timeout=30)
+    assert left == [True]
+    assert _waiting(alice) == [experiment.pk]
