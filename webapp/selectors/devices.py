@@ -2,14 +2,13 @@
 worker serves (a CUDA-only job while no GPU worker is online, a gpu-x2 job while none has two GPUs) until one does.
 The rule for the queue is optimizers.configs.devices'; `queue_expression` is the same rule in SQL."""
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Case, CharField, Exists, F, OuterRef, Q, Value, When
 
 from optimizers.configs.devices import ANY, CUDA_ONLY, GPU_ANY, gpus_of
 from tasks.celery import RUN_EXPERIMENT
-from webapp.clock import db_now
+from webapp.clock import db_ago
 from webapp.models import Experiment, OutboxMessage, Worker
 from webapp.selectors.worker_info import offline_after_s
 
@@ -33,7 +32,7 @@ def queue_expression() -> Case:
 
 def live_workers():
     """Workers that beat within the offline window and have not stopped."""
-    since = db_now() - timedelta(seconds=offline_after_s())
+    since = db_ago(offline_after_s())
     return Worker.objects.filter(stopped_at__isnull=True, last_heartbeat__gte=since)
 
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from optimizers.configs import ConfigError, parse_config
-from webapp.clock import db_now
+from webapp.clock import ClockTimestamp
 from webapp.models import Chain, ChainStep, Dataset, Experiment, UploadedModel
 from webapp.services.experiments import experiment_cancel, experiment_create
 from webapp.services.lineage import chain_stop, step_label
@@ -91,7 +91,7 @@ def chain_continue(*, model_id: int) -> None:
             return
         following = experiment.chain_index + 1
         if not chain.steps.filter(index=following).exists():
-            Chain.objects.filter(pk=chain.pk).update(status=Chain.Status.SUCCEEDED, finished_at=db_now())
+            Chain.objects.filter(pk=chain.pk).update(status=Chain.Status.SUCCEEDED, finished_at=ClockTimestamp())
             return
         _start_step(chain, following, model, raise_errors=False)
 

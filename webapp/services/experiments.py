@@ -11,7 +11,7 @@ from optimizers.configs import ConfigError, parse_config
 from optimizers.configs.devices import ANY, shape_error
 from optimizers.data.compat import compatibility
 from tasks.celery import RUN_EXPERIMENT
-from webapp.clock import db_now
+from webapp.clock import ClockTimestamp
 from webapp.models import Artifact, Dataset, Experiment, OutboxMessage, UploadedModel
 from webapp.services.events import events_record
 from webapp.services.files import save_rows_with_files, sha256_of_path
@@ -189,7 +189,7 @@ def experiment_claim(*, experiment_id: int, worker: str) -> int:
             return 0
         attempt = experiment.attempt + 1
         Experiment.objects.filter(pk=experiment_id).update(
-            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=db_now(), attempt=attempt,
+            status=Experiment.Status.RUNNING, worker=worker[:255], started_at=ClockTimestamp(), attempt=attempt,
             placement_note="")
         # A training job then resumes from its last checkpoint and says so in its log; others start over.
         note = f"attempt {attempt} of {settings.JOB_ATTEMPTS}: the previous worker was lost" if attempt > 1 else ""
@@ -238,7 +238,7 @@ def experiment_finish(*, experiment_id: int, status: str, error: str = "", summa
     """The outcome of a run; False when it was not written. An experiment that already ended (cancelled while
     queued, say) keeps its outcome, and with `attempt` only that attempt may write it: a run whose experiment was
     taken over by a later attempt has no say."""
-    fields = {"status": status, "error": error, "finished_at": db_now()}
+    fields = {"status": status, "error": error, "finished_at": ClockTimestamp()}
     if summary is not None:
         fields["summary"] = summary
     if status == Experiment.Status.SUCCEEDED:

@@ -9,7 +9,7 @@ from django.db import transaction
 
 from optimizers.errors import first_line
 from tasks.celery import INSPECT_MODEL
-from webapp.clock import db_now
+from webapp.clock import ClockTimestamp
 from webapp.models import Chain, Experiment, UploadedModel
 from webapp.services.files import save_with_file_and_enqueue
 
@@ -23,7 +23,7 @@ def step_label(index: int, recipe: str) -> str:
 def chain_stop(chain_id: int, status: str, error: str) -> None:
     """The chain ends here; its owner may resume it from the step that stopped it (services.chains)."""
     Chain.objects.filter(pk=chain_id, status=Chain.Status.RUNNING).update(
-        status=status, error=error[:2000], finished_at=db_now())
+        status=status, error=error[:2000], finished_at=ClockTimestamp())
 
 
 def chain_step_finished(experiment_id: int) -> None:

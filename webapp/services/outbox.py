@@ -16,7 +16,6 @@ A message is deleted once the broker took it. A send that worked but whose delet
 experiment's claim (services.experiment_claim) makes a second delivery do nothing.
 """
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,7 +23,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 
 from tasks.celery import RUN_EXPERIMENT
 from tasks.celery import app as celery_app
-from webapp.clock import db_now
+from webapp.clock import db_ago
 from webapp.models import Experiment, OutboxMessage
 from webapp.selectors.devices import HostPool, queue_expression, served_queues
 
@@ -99,7 +98,7 @@ def _send_for(owner_id: int, *, sweep: bool, served: set[str], hosts: Q) -> int:
             # default): a fresh one is its submitter's to send, right after its commit. The sweep takes what that
             # send left behind (a broker that was down), and never races it onto another process's idea of the
             # shared queue.
-            messages = messages.filter(created_at__lte=db_now() - timedelta(seconds=SWEEP_AFTER_S))
+            messages = messages.filter(created_at__lte=db_ago(SWEEP_AFTER_S))
         messages = list(messages)
         if room > 0:
             # A job no live worker would take waits here, without taking a slot, rather than in the broker; so does

@@ -15,14 +15,13 @@ killed worker stops beating: either way the run is no longer live. Two paths act
 An outcome is written only by the attempt that owns the experiment (`experiment_finish(attempt=...)`).
 """
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 
 from optimizers import events
 from tasks.celery import RUN_EXPERIMENT
-from webapp.clock import db_now
+from webapp.clock import db_ago
 from webapp.models import Experiment
 from webapp.services.events import events_record
 from webapp.services.experiments import experiment_finish
@@ -36,7 +35,7 @@ def experiments_recover(*, stale_s: float | None = None) -> list[int]:
     """Queue again, or fail, every running experiment whose run is not live; return their ids. Safe to run from
     every worker at once: each experiment is handled by whoever locks it first."""
     stale = stale_s if stale_s is not None else stale_after_s()
-    old = db_now() - timedelta(seconds=stale)
+    old = db_ago(stale)
     # A plain read first, usually empty: no row is locked on a beat that finds nothing to do.
     candidates = list(Experiment.objects.filter(status=Experiment.Status.RUNNING, started_at__lt=old)
                       .values_list("pk", flat=True))

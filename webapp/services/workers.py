@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.clock import db_now
+from webapp.clock import ClockTimestamp, db_now
 from webapp.models import Experiment, Worker
 
 
@@ -39,5 +39,5 @@ def worker_heartbeat(*, name: str, host: str, pid: int, started_at: datetime, qu
 
 def worker_stopped(*, name: str) -> None:
     """A clean shutdown: the page says "stopped", not "offline", and shows no current job."""
-    Worker.objects.filter(name=name).update(stopped_at=db_now(), current_experiment=None, running=[],
+    Worker.objects.filter(name=name).update(stopped_at=ClockTimestamp(), current_experiment=None, running=[],
                                             hosting=[])
